@@ -1,0 +1,23 @@
+"""Dataset builders, one module per family.
+
+The registry maps a CLI name to ``module:Class`` and imports builders lazily, so importing one builder
+(or a schema that shares its step layout) never drags in all the others. Adding a builder is one file
+plus one line here.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from judgeforge.builders.base import Builder
+
+REGISTRY: dict[str, str] = {
+    "step-prefs": "judgeforge.builders.step_prefs:StepPrefsBuilder",
+}
+
+
+def load_builder(name: str) -> type[Builder[Any]]:
+    module, _, attr = REGISTRY[name].partition(":")
+    builder: type[Builder[Any]] = getattr(importlib.import_module(module), attr)
+    return builder

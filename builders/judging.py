@@ -1,0 +1,219 @@
+"""The pairwise LLM-as-a-judge: one prompt, one verdict parser, one ranking procedure.
+
+Step-prefs judges candidate next steps with it; EFT trains models on judgments in exactly this format,
+so a model trained on EFT judges in the format the step search parses. The prompt follows the
+MT-Bench pairwise style (Zheng et al., 2023): the problem, the previous steps, step A, step B, a short
+explanation, then a verdict ``[[A]]`` or ``[[B]]``. Every pair is judged in both presentation orders to
+cancel position bias; a candidate's score is its number of pairwise wins, score_i = Σ_{j≠i} O(s_i, s_j)
+(Zhang et al., 2025, arXiv 2503.03746). When an output carries no verdict the judge can *force* one by
+continuing its own output with ``Verdict: [[`` and reading the next token — counted separately, so the
+manifest tells parsed, forced and unparsable verdicts apart. A forced verdict is soft when the engine
+returns log-probabilities: the first candidate wins P(A) / (P(A) + P(B)) of the comparison and the second
+the rest, so a judge that merely prefers whichever step it saw first scores both candidates alike
+instead of handing out arbitrary wins. Parsed verdicts are hard wins, as in the paper.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from pydantic import BaseModel
+
+from judgeforge.engines.base import Completion, Engine, Request, SamplingParams, derive_seed
+
+Verdict = Literal["A", "B"]
+Strategy = Literal["all-pairs", "knockout"]
+
+JUDGE_INSTRUCTIONS = (
+    "You are an impartial judge. Below is a math problem, the steps of a solution written so far, and two "
+    "candidate next steps, Step A and Step B. Decide which candidate is the better next step: correct "
+    "arithmetic and logic first, then usefulness for reaching the right final answer. The order in which "
+    "the candidates appear must not influence you. Explain your reasoning in a few sentences, then write "
+    "your verdict on the last line: [[A]] if Step A is better, [[B]] if Step B is better."
+)
+VERDICT_LEAD = "Verdict: [["
+_BRACKETED = re.compile(r"\[\[\s*([AB])\s*\]\]")
+_LOOSE = re.compile(r"(?i)\bverdict\s*[:\-]?\s*\**\s*(?:step\s+)?\[?\[?\s*([AB])\b")
+
+
+def judge_user_message(question: str, previous_steps: Sequence[str], step_a: str, step_b: str) -> str:
+    """The user turn of a pairwise step judgment."""
+    previous = "\n\n".join(previous_steps) if previous_steps else "(none: the candidates are the first step)"
+    return (
+        f"{JUDGE_INSTRUCTIONS}\n\n[Problem]\n{question.strip()}\n\n[Previous steps]\n{previous}\n\n"
+        f"[Step A]\n{step_a.strip()}\n\n[Step B]\n{step_b.strip()}"
+    )
+
+
+def parse_verdict(text: str) -> Verdict | None:
+    """The verdict of a judgment, or None when it has none or contradicts itself."""
+    found = set(_BRACKETED.findall(text)) or set(_LOOSE.findall(text))
+    if len(found) != 1:
+        return None
+    return "A" if "A" in found else "B"
+
+
+def format_judgment(explanation: str, verdict: Verdict) -> str:
+    """A judgment in the canonical format (what EFT trains on and :func:`parse_verdict` reads)."""
+    return f"{explanation.strip()}\n\n{VERDICT_LEAD}{verdict}]]"
+
+
+class Judgment(BaseModel):
+    """One ordered comparison: candidate ``first`` shown as A, ``second`` as B."""
+
+    first: int
+    second: int
+    raw: str
+    verdict: str | None
+    forced: bool = False
+    p_first: float | None = None
+
+
+@dataclass(frozen=True)
+class CandidateGroup:
+    """The candidates for one next step of one problem, to be ranked against each other."""
+
+    question: str
+    previous_steps: tuple[str, ...]
+    candidates: tuple[str, ...]
+    seed: int
+
+
+@dataclass
+class Ranking:
+    scores: list[float]
+    judgments: list[Judgment] = field(default_factory=list)
+
+    @property
+    def best(self) -> int:
+        return max(range(len(self.scores)), key=lambda i: (self.scores[i], -i))
+
+    @property
+    def worst(self) -> int:
+        return min(range(len(self.scores)), key=lambda i: (self.scores[i], -i))
+
+    @property
+    def tied(self) -> bool:
+        return max(self.scores) == min(self.scores)
+
+
+@dataclass
+class JudgeStats:
+    judgments: int = 0
+    parsed: int = 0
+    forced: int = 0
+    unparsable: int = 0
+    skipped_identical: int = 0
+    skipped_empty: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+class PairwiseJudge:
+    """Ranks groups of candidates with batched pairwise judgments (all groups share each engine call)."""
+
+    def __init__(self, engine: Engine, params: SamplingParams, force_verdict: bool = True) -> None:
+        self.engine = engine
+        self.params = params
+        self.force_verdict = force_verdict
+        self.stats = JudgeStats()
+
+    def rank(self, groups: Sequence[CandidateGroup], strategy: Strategy) -> list[Ranking]:
+        rankings = [Ranking(scores=[0.0] * len(g.candidates)) for g in groups]
+        if strategy == "all-pairs":
+            matches = [(g, i, j) for g, group in enumerate(groups) for i in range(len(group.candidates)) for j in range(i + 1, len(group.candidates))]
+            self._play(groups, rankings, matches)
+            return rankings
+        alive = [list(range(len(g.candidates))) for g in groups]
+        while any(len(a) > 1 for a in alive):
+            matches = [(g, a[k], a[k + 1]) for g, a in enumerate(alive) for k in range(0, len(a) - 1, 2)]
+            wins = self._play(groups, rankings, matches)
+            for g, a in enumerate(alive):
+                winners = [x if wins[(g, x, y)] >= 0 else y for x, y in zip(a[0::2], a[1::2], strict=False)]
+                alive[g] = winners + (a[-1:] if len(a) % 2 else [])
+        return rankings
+
+    def _play(
+        self, groups: Sequence[CandidateGroup], rankings: list[Ranking], matches: list[tuple[int, int, int]]
+    ) -> dict[tuple[int, int, int], float]:
+        """Judge every match in both orders; add wins to scores; return x's wins minus y's per match."""
+        requests: list[Request] = []
+        slots: list[tuple[int, int, int]] = []
+        margin: dict[tuple[int, int, int], float] = {}
+        for g, x, y in matches:
+            group = groups[g]
+            margin[(g, x, y)] = 0
+            cx, cy = group.candidates[x].strip(), group.candidates[y].strip()
+            if cx == cy:
+                self.stats.skipped_identical += 2
+                continue
+            if not cx or not cy:
+                self.stats.skipped_empty += 2
+                winner = x if cx else y
+                rankings[g].scores[winner] += 2
+                margin[(g, x, y)] = 2 if winner == x else -2
+                continue
+            for first, second in ((x, y), (y, x)):
+                text = judge_user_message(group.question, group.previous_steps, group.candidates[first], group.candidates[second])
+                requests.append(Request.chat(text, seed=derive_seed(group.seed, "judge", first, second)))
+                slots.append((g, first, second))
+        outputs = self.engine.generate(requests, self.params)
+        raws = [c[0].text if c[0].ok else "" for c in outputs]
+        weights: list[float | None] = [_hard(parse_verdict(r)) for r in raws]
+        forced = [False] * len(raws)
+        missing = [k for k, w in enumerate(weights) if w is None]
+        if self.force_verdict and missing:
+            for k, weight in zip(missing, self._force([requests[k] for k in missing], [raws[k] for k in missing]), strict=True):
+                if weight is not None:
+                    weights[k], forced[k] = weight, True
+                    raws[k] = raws[k].rstrip() + "\n\n" + VERDICT_LEAD + ("A" if weight >= 0.5 else "B") + "]]"
+        for (g, first, second), raw, weight, was_forced in zip(slots, raws, weights, forced, strict=True):
+            self.stats.judgments += 1
+            if weight is None:
+                self.stats.unparsable += 1
+            elif was_forced:
+                self.stats.forced += 1
+            else:
+                self.stats.parsed += 1
+            verdict = None if weight is None else ("A" if weight >= 0.5 else "B")
+            rankings[g].judgments.append(
+                Judgment(first=first, second=second, raw=raw, verdict=verdict, forced=was_forced, p_first=weight if was_forced else None)
+            )
+            if weight is not None:
+                rankings[g].scores[first] += weight
+                rankings[g].scores[second] += 1 - weight
+                key = (g, min(first, second), max(first, second))  # matches always list the lower index first
+                margin[key] += (weight - 0.5) * (1 if first == key[1] else -1) * 2
+        return margin
+
+    def _force(self, requests: list[Request], raws: list[str]) -> list[float | None]:
+        """Continue each verdict-less judgment with ``Verdict: [[``; return P(first is better) or None."""
+        continued = [
+            Request(messages=r.messages, prefix=raw.rstrip() + "\n\n" + VERDICT_LEAD, seed=r.seed) for r, raw in zip(requests, raws, strict=True)
+        ]
+        params = SamplingParams(n=1, temperature=0.0, max_tokens=1, seed=self.params.seed, logprobs=True, top_logprobs=20)
+        return [_forced_weight(c[0]) if c[0].ok else None for c in self.engine.generate(continued, params)]
+
+
+def _hard(verdict: Verdict | None) -> float | None:
+    return None if verdict is None else (1.0 if verdict == "A" else 0.0)
+
+
+def _forced_weight(completion: Completion) -> float | None:
+    """P(A) / (P(A) + P(B)) at the verdict slot; the greedy token when no log-probabilities came back."""
+    if completion.logprobs:
+        top = completion.logprobs[0].top
+        p_a, p_b = math.exp(top.get("A", -math.inf)), math.exp(top.get("B", -math.inf))
+        if p_a + p_b > 0:
+            return p_a / (p_a + p_b)
+    return _hard(_leading_verdict(completion.text))
+
+
+def _leading_verdict(text: str) -> Verdict | None:
+    head = text.strip()[:1]
+    return head if head in ("A", "B") else None  # type: ignore[return-value]

@@ -1,0 +1,191 @@
+"""Step-wise preference pairs by self-judged step search (Process-based Self-Rewarding, stage M_i → M_{i+1}).
+
+Zhang et al., "Process-based Self-Rewarding Language Models", ACL Findings 2025, arXiv 2503.03746. For
+every problem the policy M_i grows a solution one step at a time. At step l it samples N candidate next
+steps (paper: N = 6, T = 0.5, top_p = 0.95, cut at the step delimiter) — one batched engine call for
+all problems still searching. The judge (by default M_i itself: self-rewarding) compares candidates
+pairwise in both orders; score_i = Σ_{j≠i} O(s_i, s_j). The best step becomes chosen *and* the
+continuation, the worst becomes rejected. When best and worst tie, the paper drops that step's pair
+and rolls back one step (the previous step and its pair are removed); we bound the rollbacks per
+problem so a problem cannot loop forever. The search stops at a final answer or after ``max_steps``
+(paper: 20); the finished solution's answer is checked against the gold answer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from judgeforge.builders.base import Builder
+from judgeforge.builders.judging import CandidateGroup, PairwiseJudge, Ranking
+from judgeforge.builders.steps import STEP_STOPS, format_step, next_step_request, solution_text, step_body
+from judgeforge.engines.base import Completion, SamplingParams, derive_seed
+from judgeforge.schemas.base import BaseRow
+from judgeforge.schemas.step_prefs import StepJudgment, StepPrefsRow
+from judgeforge.sources import Problem
+from judgeforge.verify import check_answer, extract_answer, has_final_answer
+
+
+class StepPrefsConfig(BaseModel):
+    num_candidates: int = Field(6, ge=2, description="candidate next steps sampled per step (paper: 6)")
+    max_steps: int = Field(20, ge=1, description="stop a solution after this many steps (paper: 20)")
+    temperature: float = Field(0.5, ge=0.0, description="sampling temperature for candidate steps (paper: 0.5)")
+    top_p: float = Field(0.95, gt=0.0, le=1.0, description="nucleus sampling for candidate steps (paper: 0.95)")
+    max_step_tokens: int = Field(128, ge=1, description="token budget of one step")
+    judge_strategy: Literal["all-pairs", "knockout"] = Field(
+        "all-pairs", description="all-pairs: N(N-1) ordered judgments; knockout: a bracket of N-1 matches, for large N"
+    )
+    judge_temperature: float = Field(0.0, ge=0.0, description="judge sampling temperature (0 = greedy)")
+    judge_max_tokens: int = Field(256, ge=1, description="token budget of one judgment")
+    force_verdict: bool = Field(True, description="when a judgment has no verdict, continue it with 'Verdict: [[' and read one token")
+    max_rollbacks: int = Field(4, ge=0, description="tie rollbacks allowed per problem before its search is abandoned")
+
+
+@dataclass
+class _Pair:
+    step_index: int
+    previous: list[str]
+    candidates: list[str]
+    finals: list[bool]
+    ranking: Ranking
+
+
+@dataclass
+class _Search:
+    problem: Problem
+    steps: list[str] = field(default_factory=list)
+    pairs: list[_Pair] = field(default_factory=list)
+    attempts: int = 0
+    rollbacks: int = 0
+    status: str = ""
+
+    @property
+    def active(self) -> bool:
+        return not self.status
+
+
+class StepPrefsBuilder(Builder[StepPrefsConfig]):
+    name = "step-prefs"
+    version = "0.1.0"
+    summary = "step-wise preference pairs from a self-judged step search (step-wise DPO data)"
+    row_model = StepPrefsRow
+    Config = StepPrefsConfig
+    roles = ("policy", "judge")
+
+    def build(self, problems: list[Problem]) -> list[BaseRow]:
+        cfg = self.config
+        policy, judge_engine = self.ctx.engines["policy"], self.ctx.engines["judge"]
+        judge = PairwiseJudge(
+            judge_engine,
+            SamplingParams(temperature=cfg.judge_temperature, max_tokens=cfg.judge_max_tokens, seed=self.ctx.seed),
+            force_verdict=cfg.force_verdict,
+        )
+        step_params = SamplingParams(
+            n=cfg.num_candidates, temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_step_tokens, stop=STEP_STOPS, seed=self.ctx.seed
+        )
+        searches = [_Search(p) for p in problems]
+        while active := [s for s in searches if s.active]:
+            requests = [
+                next_step_request(s.problem.question, s.steps, derive_seed(self.ctx.seed, s.problem.id, "step", len(s.steps) + 1, s.attempts))
+                for s in active
+            ]
+            outputs = policy.generate(requests, step_params)
+            groups = [self._group(s, completions) for s, completions in zip(active, outputs, strict=True)]
+            rankings = judge.rank([g for g, _ in groups], cfg.judge_strategy)
+            for search, (group, finals), ranking in zip(active, groups, rankings, strict=True):
+                self._advance(search, group, finals, ranking)
+                if not search.active:
+                    self.ctx.on_problems_done(1)
+        for key, value in judge.stats.as_dict().items():
+            self.stats[f"judge_{key}"] += value
+        return [row for s in searches for row in self._rows(s)]
+
+    def _group(self, search: _Search, completions: list[Completion]) -> tuple[CandidateGroup, list[bool]]:
+        bodies, finals = [], []
+        for c in completions:
+            if not c.ok:
+                self.stats["failed_candidates"] += 1
+            body = step_body(c) if c.ok else ""
+            bodies.append(body)
+            finals.append(c.finish_reason == "eos" or has_final_answer(body))
+        self.stats["candidates"] += len(completions)
+        seed = derive_seed(self.ctx.seed, search.problem.id, "judge", len(search.steps) + 1, search.attempts)
+        return CandidateGroup(search.problem.question, tuple(search.steps), tuple(bodies), seed), finals
+
+    def _advance(self, search: _Search, group: CandidateGroup, finals: list[bool], ranking: Ranking) -> None:
+        search.attempts += 1
+        index = len(search.steps) + 1
+        if ranking.tied:
+            self.stats["tied_steps"] += 1
+            if search.rollbacks >= self.config.max_rollbacks:
+                search.status = "rollback_limit"
+                return
+            search.rollbacks += 1
+            self.stats["rollbacks"] += 1
+            if search.steps:
+                search.steps.pop()
+                search.pairs.pop()
+            return
+        best = ranking.best
+        search.pairs.append(_Pair(index, list(search.steps), list(group.candidates), finals, ranking))
+        search.steps.append(format_step(index, group.candidates[best]))
+        if finals[best]:
+            search.status = "final_answer"
+        elif len(search.steps) >= self.config.max_steps:
+            search.status = "max_steps"
+
+    def _rows(self, search: _Search) -> list[StepPrefsRow]:
+        problem = search.problem
+        self.stats[f"status_{search.status}"] += 1
+        solution = solution_text(search.steps)
+        correct = check_answer(problem, solution) if search.status == "final_answer" else (False if problem.answer is not None else None)
+        if correct is not None:
+            self.stats["solutions_checked"] += 1
+            self.stats["solutions_correct"] += int(correct)
+        rows = []
+        for pair in search.pairs:
+            r = pair.ranking
+            rows.append(
+                StepPrefsRow(
+                    id=f"{problem.id}/step-{pair.step_index}",
+                    source_id=problem.id,
+                    meta=self.row_meta(),
+                    question=problem.question,
+                    previous_steps=pair.previous,
+                    step_index=pair.step_index,
+                    chosen=pair.candidates[r.best],
+                    rejected=pair.candidates[r.worst],
+                    chosen_is_final=pair.finals[r.best],
+                    rejected_is_final=pair.finals[r.worst],
+                    chosen_score=r.scores[r.best],
+                    rejected_score=r.scores[r.worst],
+                    candidates=pair.candidates,
+                    candidate_scores=r.scores,
+                    judgments=[StepJudgment(**j.model_dump()) for j in r.judgments],
+                    judge_unparsable=sum(1 for j in r.judgments if j.verdict is None),
+                    gold_answer=problem.answer,
+                    final_answer=extract_answer(solution),
+                    solution_correct=correct,
+                    solution_status=search.status,
+                )
+            )
+        self.stats["pairs"] += len(rows)
+        return rows
+
+    @classmethod
+    def report(cls, stats: dict[str, float]) -> list[tuple[str, str]]:
+        judged = stats.get("judge_judgments", 0)
+        checked = stats.get("solutions_checked", 0)
+        lines = [
+            ("preference pairs", f"{stats.get('pairs', 0):g}"),
+            ("candidate steps sampled", f"{stats.get('candidates', 0):g}"),
+            ("judgments", f"{judged:g}"),
+            ("  parsed / forced / unparsable", f"{stats.get('judge_parsed', 0):g} / {stats.get('judge_forced', 0):g} / {stats.get('judge_unparsable', 0):g}"),
+            ("tied steps (dropped, rolled back)", f"{stats.get('tied_steps', 0):g}"),
+            ("final-answer accuracy", f"{stats.get('solutions_correct', 0) / checked:.1%} of {checked:g}" if checked else "-"),
+        ]
+        statuses = {k.removeprefix("status_"): v for k, v in stats.items() if k.startswith("status_")}
+        lines.append(("search ended by", ", ".join(f"{k} {v:g}" for k, v in sorted(statuses.items()))))
+        return lines

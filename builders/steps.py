@@ -1,0 +1,56 @@
+"""The step format shared by every step-wise builder (step-prefs now; IFT, EFT and R-PRM reuse it).
+
+A solution is a sequence of steps ``Step 1: ...``, ``Step 2: ...`` separated by a blank line, as the
+process-based self-rewarding paper segments its solutions. During search the assistant turn so far is
+the previous steps plus the next step's header, and the model writes that step's body until the
+delimiter; one module owns this layout so the search, the judge prompt and the TRL views agree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from judgeforge.engines.base import Completion, Request
+
+STEP_DELIMITER = "\n\n"
+STEP_STOPS: tuple[str, ...] = (STEP_DELIMITER, "\nStep ")
+
+POLICY_INSTRUCTIONS = (
+    "Solve the following problem step by step. Begin each step with \"Step n:\" and leave a blank line "
+    "between steps. In the last step, state the final answer as \"The answer is X\"."
+)
+
+
+def policy_user_message(question: str) -> str:
+    """The user turn the policy sees for a problem."""
+    return f"{POLICY_INSTRUCTIONS}\n\nProblem: {question.strip()}"
+
+
+def step_header(index: int) -> str:
+    """The header the search writes before the model continues step ``index`` (1-based)."""
+    return f"Step {index}:"
+
+
+def format_step(index: int, body: str) -> str:
+    """A finished step as it appears in the solution text."""
+    return f"{step_header(index)}{body}"
+
+
+def assistant_prefix(previous_steps: Sequence[str], index: int) -> str:
+    """The start of the assistant turn when step ``index`` is about to be written."""
+    done = STEP_DELIMITER.join(previous_steps)
+    return f"{done}{STEP_DELIMITER if done else ''}{step_header(index)}"
+
+
+def next_step_request(question: str, previous_steps: Sequence[str], seed: int) -> Request:
+    """The engine request that samples the next step of a partial solution."""
+    return Request.chat(policy_user_message(question), prefix=assistant_prefix(previous_steps, len(previous_steps) + 1), seed=seed)
+
+
+def step_body(completion: Completion) -> str:
+    """The generated body of a step: the continuation after the header, trailing space removed."""
+    return completion.text.rstrip()
+
+
+def solution_text(steps: Sequence[str]) -> str:
+    return STEP_DELIMITER.join(steps)

@@ -1,0 +1,1 @@
+"""Dataset cards for built runs: Jinja2 templates and the renderer, fed by each run's manifest."""

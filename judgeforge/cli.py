@@ -1,0 +1,183 @@
+"""The ``judgeforge`` command line.
+
+``judgeforge build <builder>`` is generated from the builder registry: the options every build shares
+(source, model, engine, output, sharding) come from one decorator, and each builder's own options come
+from the fields of its pydantic ``Config`` — so ``--help`` always documents exactly what the builder
+accepts, and adding a builder adds its subcommand with no CLI code.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import types
+import typing
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+from pydantic import BaseModel
+from rich.console import Console
+
+from judgeforge import __version__
+from judgeforge.builders import REGISTRY, load_builder
+from judgeforge.engines import ENGINE_KINDS, Engine, make_engine
+from judgeforge.errors import UserError
+
+_SHARED_HELP = """
+Problems come from --source: gym:<task> (reasoning-gym, offline, with gold answers), a local
+.jsonl/.json/.parquet/.csv file, or a datasets id/path. The dataset goes to OUT/<kind>/: Parquet shards
+under data/, manifest.json, and the request cache. Re-running the same command resumes: finished shards
+are kept and engine calls already made are answered from the cache.
+"""
+
+
+def _option_type(annotation: Any) -> tuple[Any, bool]:
+    """A click type for a config field, and whether it is a boolean flag."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Literal:
+        return click.Choice([str(a) for a in typing.get_args(annotation)]), False
+    if origin in (typing.Union, types.UnionType):
+        inner = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return _option_type(inner[0])
+    if annotation is bool:
+        return bool, True
+    return {int: int, float: float, str: str}.get(annotation, str), False
+
+
+def config_options(config_model: type[BaseModel]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Click options for every field of a builder's config (``num_candidates`` → ``--num-candidates``)."""
+
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        for name, field in reversed(list(config_model.model_fields.items())):
+            flag = name.replace("_", "-")
+            kind, is_flag = _option_type(field.annotation)
+            help_text = f"{field.description or ''} [default: {field.default}]".strip()
+            if is_flag:
+                func = click.option(f"--{flag}/--no-{flag}", name, default=field.default, help=help_text)(func)
+            else:
+                func = click.option(f"--{flag}", name, type=kind, default=field.default, help=help_text, show_default=False)(func)
+        return func
+
+    return decorate
+
+
+def shared_build_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    options = [
+        click.option("--source", default="gym:gsm_symbolic", show_default=True, help="Problems: gym:<task>, a local file, or a datasets id/path."),
+        click.option("--question-col", default="question", show_default=True, help="Column holding the question (files and datasets)."),
+        click.option("--answer-col", default="answer", show_default=True, help="Column holding the gold final answer; 'none' if there is none."),
+        click.option("--solution-col", default=None, help="Column holding a gold step-by-step solution, if any."),
+        click.option("--id-col", default=None, help="Column holding a stable problem id (default: file name + row number)."),
+        click.option("--split", default="train", show_default=True, help="Split to read from a datasets id."),
+        click.option("--limit", type=click.IntRange(min=1), default=None, help="Use only the first N problems."),
+        click.option("--model", default="smollm2", show_default=True, help="Policy model: 'smollm2' (embedded SmolLM2-135M-Instruct), a local checkpoint, a Hub id, or (openai engine) the served model name."),
+        click.option("--judge-model", default=None, help="Judge model for builders that judge (default: the policy model itself, i.e. self-rewarding)."),
+        click.option("--engine", type=click.Choice(ENGINE_KINDS), default="transformers", show_default=True, help="Generation backend."),
+        click.option("--base-url", default=None, help="OpenAI-compatible server URL for --engine openai (API key from OPENAI_API_KEY)."),
+        click.option("--tokenizer", default=None, help="Tokenizer/chat template for --engine openai (default: --model)."),
+        click.option("--max-concurrency", type=click.IntRange(min=1), default=8, show_default=True, help="Concurrent requests for --engine openai."),
+        click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True, help="Sequences decoded together by the transformers engine."),
+        click.option("--device", default=None, help="Device for the transformers engine (default: cuda if available, else cpu)."),
+        click.option("--trust-remote-code", is_flag=True, default=False, help="Allow custom model code from the checkpoint (off by default)."),
+        click.option("--out", type=click.Path(path_type=Path), default=Path("runs"), show_default=True, help="Output directory; the dataset goes to OUT/<kind>/."),
+        click.option("--seed", type=int, default=0, show_default=True, help="Run seed: the same seed gives the same rows."),
+        click.option("--shard", default="0/1", show_default=True, help="Build only slice i of N (i/N), e.g. one Slurm array task each."),
+        click.option("--chunk-size", type=click.IntRange(min=1), default=16, show_default=True, help="Problems per Parquet shard (the unit of resume)."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(__version__, prog_name="judgeforge")
+def main() -> None:
+    """judgeforge: build, curate, review, publish and train on the datasets self-improving LLMs learn from.
+
+    Point it at a checkpoint (or the embedded SmolLM2-135M-Instruct) and a set of problems; get
+    versioned, resumable datasets in the formats TRL trains on.
+    """
+    _quiet_libraries()
+
+
+def _quiet_libraries() -> None:
+    """Our own progress bar and errors are what users read; silence the libraries' bars and retries."""
+    import logging
+
+    for name in ("transformers", "datasets", "huggingface_hub", "httpx", "math_verify"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+@main.group()
+def build() -> None:
+    """Build a dataset with one of the builders (one subcommand per dataset family)."""
+
+
+def _make_build_command(name: str) -> click.Command:
+    builder_cls = load_builder(name)
+
+    def command(**kwargs: Any) -> None:
+        _run_build(name, kwargs)
+
+    module_doc = (sys.modules[builder_cls.__module__].__doc__ or "").strip()
+    help_text = f"{builder_cls.summary[:1].upper()}{builder_cls.summary[1:]}.\n\n{module_doc}\n{_SHARED_HELP}"
+    func = shared_build_options(config_options(builder_cls.Config)(command))
+    return click.command(name, help=help_text)(func)
+
+
+def _run_build(name: str, kwargs: dict[str, Any]) -> None:
+    from judgeforge.runs import RunOptions, ShardSpec, argv, execute, prepare_out, summary_table
+    from judgeforge.sources import SourceConfig, load_problems
+
+    builder_cls = load_builder(name)
+    console = Console(stderr=True)
+    config = builder_cls.Config(**{k: kwargs.pop(k) for k in list(kwargs) if k in builder_cls.Config.model_fields})
+    shard = ShardSpec.parse(kwargs["shard"])
+    prepare_out(kwargs["out"])
+    answer_col = None if str(kwargs["answer_col"]).lower() == "none" else kwargs["answer_col"]
+    source = SourceConfig(
+        source=kwargs["source"], question_col=kwargs["question_col"], answer_col=answer_col, solution_col=kwargs["solution_col"],
+        id_col=kwargs["id_col"], split=kwargs["split"], limit=kwargs["limit"], seed=kwargs["seed"],
+    )
+    problems = load_problems(source)
+    start = time.perf_counter()
+    engines = _engines(builder_cls.roles, kwargs)
+    timings = {"load_models_s": round(time.perf_counter() - start, 3)}
+    try:
+        opts = RunOptions(out=kwargs["out"], seed=kwargs["seed"], shard=shard, chunk_size=kwargs["chunk_size"], command=argv())
+        manifest = execute(builder_cls, config, source, problems, engines, opts, timings, console)
+    finally:
+        for engine in {id(e): e for e in engines.values()}.values():
+            engine.close()
+    where = Path(kwargs["out"]) / builder_cls.row_model.kind
+    Console().print(summary_table(builder_cls, manifest, where))
+    if manifest["rows_out"] == 0:
+        console.print("[yellow]warning:[/] the run produced no rows; see the counters above")
+
+
+def _engines(roles: tuple[str, ...], kwargs: dict[str, Any]) -> dict[str, Engine]:
+    options = {
+        "device": kwargs["device"], "batch_size": kwargs["batch_size"], "trust_remote_code": kwargs["trust_remote_code"],
+        "base_url": kwargs["base_url"], "tokenizer": kwargs["tokenizer"], "max_concurrency": kwargs["max_concurrency"],
+    }
+    policy = make_engine(kwargs["engine"], kwargs["model"], **options)
+    engines = {"policy": policy}
+    if "judge" in roles:
+        judge_model = kwargs["judge_model"]
+        same = judge_model is None or judge_model == kwargs["model"]
+        engines["judge"] = policy if same else make_engine(kwargs["engine"], judge_model, **options)
+    return engines
+
+
+for _name in REGISTRY:
+    build.add_command(_make_build_command(_name))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

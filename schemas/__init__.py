@@ -1,0 +1,1 @@
+"""Typed row models, Arrow schemas and TRL views for every dataset kind."""

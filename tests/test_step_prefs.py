@@ -1,0 +1,124 @@
+"""`judgeforge build step-prefs` end to end on the embedded model: rows, manifest, resume, kill, DPO."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+
+from judgeforge.cli import main
+
+pytestmark = pytest.mark.slow
+
+TINY = ["--source", "gym:gsm_symbolic", "--num-candidates", "3", "--max-steps", "2", "--max-step-tokens", "24", "--judge-max-tokens", "16", "--seed", "3"]
+
+
+def build(out: Path, *extra: str) -> Any:
+    result = CliRunner().invoke(main, ["build", "step-prefs", *TINY, "--out", str(out), *extra])
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def read_rows(run: Path) -> list[dict[str, Any]]:
+    rows = [r for shard in sorted((run / "data").glob("shard-*.parquet")) for r in pq.read_table(shard).to_pylist()]
+    return sorted(rows, key=lambda r: r["id"])
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("demo")
+    build(out, "--limit", "3", "--chunk-size", "2")
+    return out / "step_prefs"
+
+
+def test_build_writes_valid_rows_and_a_full_manifest(built: Path) -> None:
+    rows = read_rows(built)
+    assert rows, "the build produced no preference pairs"
+    for row in rows:
+        assert row["chosen"] in row["candidates"] and row["rejected"] in row["candidates"]
+        assert row["chosen_score"] > row["rejected_score"]  # ties are dropped, never written
+        assert max(row["candidate_scores"]) == row["chosen_score"] and min(row["candidate_scores"]) == row["rejected_score"]
+        assert len(row["previous_steps"]) == row["step_index"] - 1
+        assert all(step.startswith(f"Step {i}:") for i, step in enumerate(row["previous_steps"], 1))
+        assert row["meta"]["builder"] == "step-prefs" and row["gold_answer"]
+        assert row["solution_status"] in {"final_answer", "max_steps", "rollback_limit"}
+        for j in row["judgments"]:
+            assert j["verdict"] in (None, "A", "B") and j["first"] != j["second"]
+    manifest = json.loads((built / "manifest.json").read_text())
+    assert manifest["status"] == "complete" and manifest["rows_out"] == len(rows) and manifest["rows_in"] == 3
+    assert manifest["builder"] == {"name": "step-prefs", "version": "0.1.0"}
+    assert manifest["models"]["policy"]["weights_hash"] == manifest["models"]["judge"]["weights_hash"]
+    assert manifest["config"]["num_candidates"] == 3 and manifest["source"]["fingerprint"]
+    assert manifest["tokens"]["completion"] > 0 and manifest["chunks"] == {"total": 2, "done": 2, "size": 2, "built_this_run": 2}
+    stats = manifest["builder_stats"]
+    assert stats["judge_judgments"] == stats["judge_parsed"] + stats["judge_forced"] + stats["judge_unparsable"]
+    assert stats["pairs"] == len(rows)
+
+
+def test_second_run_resumes_and_recomputes_nothing(built: Path) -> None:
+    before = {p: p.stat().st_mtime_ns for p in (built / "data").glob("*.parquet")}
+    result = build(built.parent, "--limit", "3", "--chunk-size", "2")
+    manifest = json.loads((built / "manifest.json").read_text())
+    assert manifest["chunks"]["built_this_run"] == 0
+    assert {p: p.stat().st_mtime_ns for p in (built / "data").glob("*.parquet")} == before
+    assert "step-prefs · complete" in result.output and "(built this run: 0)" in result.output
+
+
+def test_changed_options_do_not_mix_into_an_existing_run(built: Path) -> None:
+    result = CliRunner().invoke(main, ["build", "step-prefs", *TINY, "--out", str(built.parent), "--limit", "3", "--chunk-size", "2", "--temperature", "0.9"])
+    assert result.exit_code != 0 and "different config" in result.output
+
+
+def test_sigkill_midway_then_resume_equals_an_uninterrupted_run(tmp_path: Path) -> None:
+    args = [sys.executable, "-m", "judgeforge.cli", "build", "step-prefs", *TINY, "--limit", "2", "--chunk-size", "1"]
+    subprocess.run([*args, "--out", str(tmp_path / "whole")], check=True, capture_output=True)
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen([*args, "--out", str(killed)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 300
+    while not (killed / "step_prefs/data/shard-00000.parquet").exists():
+        assert proc.poll() is None and time.time() < deadline, "build ended before it could be killed"
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "step_prefs/data/shard-00001.parquet").exists(), "killed too late to test anything"
+    subprocess.run([*args, "--out", str(killed)], check=True, capture_output=True)
+    assert read_rows(killed / "step_prefs") == read_rows(tmp_path / "whole/step_prefs")
+    assert not list((killed / "step_prefs/data").glob(".*tmp*"))
+
+
+def test_stepwise_dpo_trains_two_steps_without_eos_on_intermediate_steps(built: Path, smollm2: Any, tmp_path: Path) -> None:
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM
+    from trl import DPOConfig
+
+    from judgeforge.models import load_tokenizer
+    from judgeforge.schemas.step_prefs import dpo_view
+    from judgeforge.train.stepwise_dpo import StepwiseDPOTrainer
+
+    tokenizer = load_tokenizer(smollm2)
+    rows = read_rows(built)
+    view = Dataset.from_list(dpo_view(rows, tokenizer))
+    model = AutoModelForCausalLM.from_pretrained(smollm2.path)
+    config = DPOConfig(
+        output_dir=str(tmp_path / "dpo"), max_steps=2, per_device_train_batch_size=2, use_cpu=True, bf16=False,
+        report_to="none", max_length=384, logging_steps=1, save_strategy="no", precompute_ref_log_probs=False,
+    )
+    trainer = StepwiseDPOTrainer(model=model, ref_model=AutoModelForCausalLM.from_pretrained(smollm2.path), args=config, train_dataset=view, processing_class=tokenizer)
+    eos = tokenizer.eos_token_id
+    for row, example in zip(rows, trainer.train_dataset, strict=True):
+        assert (example["chosen_ids"][-1] == eos) == row["chosen_is_final"]
+        assert (example["rejected_ids"][-1] == eos) == row["rejected_is_final"]
+        assert tokenizer.decode(example["prompt_ids"]).endswith(f"Step {row['step_index']}:")
+    result = trainer.train()
+    assert result.global_step == 2
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    assert len(losses) == 2 and all(loss == loss and loss > 0 for loss in losses)

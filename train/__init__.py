@@ -1,0 +1,1 @@
+"""Thin TRL recipes that train on judgeforge datasets."""
