@@ -2,7 +2,8 @@
 
 A builder is a name, a semver ``version`` (bump it when the meaning of its rows changes), a pydantic
 ``Config`` whose fields become its CLI options, the row model it emits, the engine roles it needs, and
-one method that turns a chunk of problems into rows. Batching across the chunk is the builder's job
+one method that turns a chunk of inputs (problems by default; a builder may load its own, e.g.
+step-labelled evaluation inputs, by overriding ``load_inputs``) into rows. Batching across the chunk is the builder's job
 (one engine call per search step, never one prompt at a time); sharding, progress, the request cache,
 resume and the manifest belong to the framework (:mod:`judgeforge.runs`).
 """
@@ -12,13 +13,13 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Callable
-from typing import ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel
 
 from judgeforge.engines.base import Engine
 from judgeforge.schemas.base import BaseRow, RowMeta
-from judgeforge.sources import Problem
+from judgeforge.sources import SourceConfig, load_problems
 
 ConfigT = TypeVar("ConfigT", bound=BaseModel)
 
@@ -31,12 +32,12 @@ class BuildContext:
         engines: dict[str, Engine],
         seed: int,
         run_id: str,
-        on_problems_done: Callable[[int], None] = lambda n: None,
+        on_inputs_done: Callable[[int], None] = lambda n: None,
     ) -> None:
         self.engines = engines
         self.seed = seed
         self.run_id = run_id
-        self.on_problems_done = on_problems_done
+        self.on_inputs_done = on_inputs_done
 
 
 class Builder(ABC, Generic[ConfigT]):
@@ -62,9 +63,14 @@ class Builder(ABC, Generic[ConfigT]):
             model=self.ctx.engines["policy"].model_id,
         )
 
+    @classmethod
+    def load_inputs(cls, source: SourceConfig) -> list[BaseModel]:
+        """What the builder consumes, each with a stable ``id``. Default: problems from the source."""
+        return list(load_problems(source))
+
     @abstractmethod
-    def build(self, problems: list[Problem]) -> list[BaseRow]:
-        """Rows for one chunk of problems. Must be deterministic given the run seed and engine outputs."""
+    def build(self, items: list[Any]) -> list[BaseRow]:
+        """Rows for one chunk of inputs. Must be deterministic given the run seed and engine outputs."""
 
     @classmethod
     def report(cls, stats: dict[str, float]) -> list[tuple[str, str]]:

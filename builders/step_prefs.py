@@ -97,7 +97,7 @@ class StepPrefsBuilder(Builder[StepPrefsConfig]):
             for search, (group, finals), ranking in zip(active, groups, rankings, strict=True):
                 self._advance(search, group, finals, ranking)
                 if not search.active:
-                    self.ctx.on_problems_done(1)
+                    self.ctx.on_inputs_done(1)
         for key, value in judge.stats.as_dict().items():
             self.stats[f"judge_{key}"] += value
         return [row for s in searches for row in self._rows(s)]

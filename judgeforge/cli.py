@@ -133,7 +133,7 @@ def _make_build_command(name: str) -> click.Command:
 
 def _run_build(name: str, kwargs: dict[str, Any]) -> None:
     from judgeforge.runs import RunOptions, ShardSpec, argv, execute, prepare_out, summary_table
-    from judgeforge.sources import SourceConfig, load_problems
+    from judgeforge.sources import SourceConfig
 
     builder_cls = load_builder(name)
     console = Console(stderr=True)
@@ -145,13 +145,13 @@ def _run_build(name: str, kwargs: dict[str, Any]) -> None:
         source=kwargs["source"], question_col=kwargs["question_col"], answer_col=answer_col, solution_col=kwargs["solution_col"],
         id_col=kwargs["id_col"], split=kwargs["split"], limit=kwargs["limit"], seed=kwargs["seed"],
     )
-    problems = load_problems(source)
+    items = builder_cls.load_inputs(source)
     start = time.perf_counter()
     engines = _engines(builder_cls.roles, kwargs)
     timings = {"load_models_s": round(time.perf_counter() - start, 3)}
     try:
         opts = RunOptions(out=kwargs["out"], seed=kwargs["seed"], shard=shard, chunk_size=kwargs["chunk_size"], command=argv())
-        manifest = execute(builder_cls, config, source, problems, engines, opts, timings, console)
+        manifest = execute(builder_cls, config, source, items, engines, opts, timings, console)
     finally:
         for engine in {id(e): e for e in engines.values()}.values():
             engine.close()

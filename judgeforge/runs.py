@@ -1,6 +1,6 @@
 """Run directories: atomic Parquet shards, the manifest, the request cache, resume and sharding.
 
-Every builder runs through :func:`execute`, so every dataset gets the same guarantees: problems are cut
+Every builder runs through :func:`execute`, so every dataset gets the same guarantees: its inputs are cut
 into fixed chunks, each chunk becomes one ``data/shard-NNNNN.parquet`` written to a temp name and
 renamed (a killed run never leaves half a shard), each shard carries its own stats in its Parquet
 metadata, and re-running the same command skips finished shards and answers already-made engine calls
@@ -36,7 +36,7 @@ from judgeforge.engines.base import Engine, EngineStats
 from judgeforge.engines.cache import CachedEngine, RequestCache
 from judgeforge.errors import UserError
 from judgeforge.schemas.base import check_kind, rows_to_table
-from judgeforge.sources import Problem, SourceConfig, source_fingerprint
+from judgeforge.sources import SourceConfig
 
 STATS_KEY = b"judgeforge.chunk_stats"
 _SECRET_OPTION = re.compile(r"(?i)(key|token|secret|password)")
@@ -157,6 +157,15 @@ def open_run(root: Path, kind: str) -> RunDir:
     return run
 
 
+def inputs_fingerprint(items: Sequence[BaseModel]) -> str:
+    """sha256 over the builder inputs exactly as loaded: a changed problem or label changes the run."""
+    digest = hashlib.sha256()
+    for item in items:
+        digest.update(item.model_dump_json().encode())
+        digest.update(b"\n")
+    return digest.hexdigest()
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -177,7 +186,7 @@ def _progress(console: Console) -> Progress:
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("problems · {task.fields[rows]} rows · {task.fields[rows_s]:.2f} rows/s · {task.fields[tok_s]:.0f} tok/s"),
+        TextColumn("inputs · {task.fields[rows]} rows · {task.fields[rows_s]:.2f} rows/s · {task.fields[tok_s]:.0f} tok/s"),
         TimeElapsedColumn(),
         console=console,
         transient=False,
@@ -188,20 +197,20 @@ def execute(
     builder_cls: type[Builder[Any]],
     config: BaseModel,
     source: SourceConfig,
-    problems: list[Problem],
+    items: Sequence[BaseModel],
     engines: dict[str, Engine],
     opts: RunOptions,
     timings: dict[str, float] | None = None,
     console: Console | None = None,
 ) -> dict[str, Any]:
-    """Build (or resume) the run; return its manifest."""
+    """Build (or resume) the run over ``items`` (problems, or a builder's own inputs); return its manifest."""
     console = console or Console(stderr=True)
     kind = builder_cls.row_model.kind
     run = RunDir(opts.out / kind, kind)
     plan = {
         "builder": {"name": builder_cls.name, "version": builder_cls.version},
         "config": config.model_dump(mode="json"),
-        "source": {**source.model_dump(mode="json"), "fingerprint": source_fingerprint(source, problems), "problems": len(problems)},
+        "source": {**source.model_dump(mode="json"), "fingerprint": inputs_fingerprint(items), "inputs": len(items)},
         "models": {role: {"model": e.model_id, "weights_hash": e.weights_hash, "engine": e.name} for role, e in engines.items()},
         "seed": opts.seed,
         "chunk_size": opts.chunk_size,
@@ -215,7 +224,8 @@ def execute(
             "re-run with the same options to resume, or choose another --out"
         )
     run_id = fingerprint[:16]
-    total = (len(problems) + opts.chunk_size - 1) // opts.chunk_size
+    chunks = [list(items[i : i + opts.chunk_size]) for i in range(0, len(items), opts.chunk_size)]
+    total = len(chunks)
     mine = [c for c in range(total) if c % opts.shard.count == opts.shard.index]
     todo = [c for c in mine if c not in run.done(total)]
     started = previous.get("started_at", _now()) if previous else _now()
@@ -239,8 +249,8 @@ def execute(
     cached = {role: wrapped[id(e)] for role, e in engines.items()}
     build_seconds = 0.0
     with _progress(console) as progress:
-        done_problems = sum(len(problems[c * opts.chunk_size : (c + 1) * opts.chunk_size]) for c in mine if c not in todo)
-        task = progress.add_task(f"{builder_cls.name}", total=sum(len(problems[c * opts.chunk_size : (c + 1) * opts.chunk_size]) for c in mine), completed=done_problems, rows=0, rows_s=0.0, tok_s=0.0)
+        finished = sum(len(chunks[c]) for c in mine if c not in todo)
+        task = progress.add_task(builder_cls.name, total=sum(len(chunks[c]) for c in mine), completed=finished, rows=0, rows_s=0.0, tok_s=0.0)
         tokens = 0
         rows_written = 0
         clock = time.perf_counter()
@@ -258,7 +268,7 @@ def execute(
             before = {id(e): e.stats.model_copy() for e in inner}
             chunk_start = time.perf_counter()
             builder = builder_cls(config, ctx)
-            rows = builder.build(problems[chunk * opts.chunk_size : (chunk + 1) * opts.chunk_size])
+            rows = builder.build(chunks[chunk])
             seconds = time.perf_counter() - chunk_start
             build_seconds += seconds
             delta = EngineStats()
@@ -266,7 +276,7 @@ def execute(
                 now, then = e.stats, before[id(e)]
                 for name in EngineStats.model_fields:
                     setattr(delta, name, getattr(delta, name) + getattr(now, name) - getattr(then, name))
-            stats = {"rows": len(rows), "problems": len(problems[chunk * opts.chunk_size : (chunk + 1) * opts.chunk_size]), "seconds": round(seconds, 3), "engine": delta.model_dump(), "builder": dict(builder.stats)}
+            stats = {"rows": len(rows), "inputs": len(chunks[chunk]), "seconds": round(seconds, 3), "engine": delta.model_dump(), "builder": dict(builder.stats)}
             run.write_chunk(chunk, rows_to_table(builder_cls.row_model, rows), stats)
             rows_written += len(rows)
             elapsed = max(time.perf_counter() - clock, 1e-9)
@@ -280,7 +290,7 @@ def execute(
         status="complete" if complete else "partial",
         finished_at=_now(),
         chunks={"total": total, "done": len(done), "size": opts.chunk_size, "built_this_run": len(todo)},
-        rows_in=len(problems),
+        rows_in=len(items),
         rows_out=totals["rows"],
         tokens={"prompt": totals["engine"].get("prompt_tokens", 0), "completion": totals["engine"].get("completion_tokens", 0)},
         engine_stats=totals["engine"],
@@ -316,7 +326,7 @@ def summary_table(builder_cls: type[Builder[Any]], manifest: dict[str, Any], whe
     engine = manifest["engine_stats"]
     seconds = manifest["timings"]["build_s_total"]
     table.add_row("dataset", str(where))
-    table.add_row("problems in", str(manifest["rows_in"]))
+    table.add_row("inputs", str(manifest["rows_in"]))
     table.add_row("rows out", str(manifest["rows_out"]))
     table.add_row("shards", f"{manifest['chunks']['done']}/{manifest['chunks']['total']} (built this run: {manifest['chunks']['built_this_run']})")
     table.add_row("tokens generated", str(engine.get("completion_tokens", 0)))

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import difflib
 import functools
-import hashlib
 import json
 import re
 from collections.abc import Callable
@@ -105,16 +104,6 @@ def load_problems(cfg: SourceConfig) -> list[Problem]:
     if cfg.limit is not None:
         rows = rows[: cfg.limit]
     return _rows_to_problems(rows, columns, cfg, id_prefix)
-
-
-def source_fingerprint(cfg: SourceConfig, problems: list[Problem]) -> str:
-    """sha256 (hex) over the source name and the loaded problems' ids, questions, answers and solutions."""
-    payload = {
-        "source": cfg.source,
-        "problems": [[p.id, p.question, p.answer, p.solution] for p in problems],
-    }
-    encoded = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-    return hashlib.sha256(encoded).hexdigest()
 
 
 def split_gold_chain(text: str) -> tuple[list[str], str | None]:

@@ -9,7 +9,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from judgeforge.errors import UserError
-from judgeforge.runs import RunDir, ShardSpec, open_run, redact
+from judgeforge.runs import RunDir, ShardSpec, inputs_fingerprint, open_run, redact
+from judgeforge.sources import Problem
 from judgeforge.schemas.base import RowMeta, rows_to_table
 from judgeforge.schemas.step_prefs import StepPrefsRow
 
@@ -63,3 +64,9 @@ def test_writers_validate_rows() -> None:
         StepPrefsRow(**{**_row(0).model_dump(), "step_index": "not a number"})
     with pytest.raises(ValueError):
         StepPrefsRow(**{**_row(0).model_dump(), "unexpected": 1})
+
+
+def test_inputs_fingerprint_tracks_content() -> None:
+    a = [Problem(id="1", question="q", answer="1")]
+    assert inputs_fingerprint(a) == inputs_fingerprint([Problem(id="1", question="q", answer="1")])
+    assert inputs_fingerprint(a) != inputs_fingerprint([Problem(id="1", question="q", answer="2")])

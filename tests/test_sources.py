@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from judgeforge.errors import UserError
-from judgeforge.sources import Problem, SourceConfig, load_problems, source_fingerprint, split_gold_chain
+from judgeforge.sources import Problem, SourceConfig, load_problems, split_gold_chain
 
 
 @pytest.fixture(autouse=True)
@@ -125,16 +125,6 @@ def test_gsm8k_style_gold_splits_into_answer_and_steps() -> None:
     (problem,) = load_problems(SourceConfig(source=source))
     assert (problem.answer, problem.solution) == ("14", "3*4=12\n12+2=14")
     assert split_gold_chain("no marker\nhere") == (["no marker", "here"], None)
-
-
-def test_fingerprint_is_stable_and_tracks_content() -> None:
-    source = _write_jsonl("fp.jsonl", [{"question": "q", "answer": "1"}])
-    cfg = SourceConfig(source=source)
-    fingerprint = source_fingerprint(cfg, load_problems(cfg))
-    assert fingerprint == source_fingerprint(cfg, load_problems(cfg))
-    assert len(fingerprint) == 64
-    _write_jsonl("fp.jsonl", [{"question": "q", "answer": "2"}])
-    assert source_fingerprint(cfg, load_problems(cfg)) != fingerprint
 
 
 # --- datasets --------------------------------------------------------------------------------------
