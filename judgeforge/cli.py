@@ -8,6 +8,7 @@ accepts, and adding a builder adds its subcommand with no CLI code.
 
 from __future__ import annotations
 
+import importlib
 import sys
 import time
 import types
@@ -177,6 +178,14 @@ def _engines(roles: tuple[str, ...], kwargs: dict[str, Any]) -> dict[str, Engine
 
 for _name in REGISTRY:
     build.add_command(_make_build_command(_name))
+
+# Top-level commands that live beside the code they drive ("module:attribute" of a click command).
+# Their modules must import heavy libraries inside the command, not at import time.
+COMMANDS: dict[str, str] = {}
+
+for _name, _target in COMMANDS.items():
+    _module, _, _attr = _target.partition(":")
+    main.add_command(getattr(importlib.import_module(_module), _attr), _name)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -16,6 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from judgeforge.cli import main
+from tests.trl_helpers import dpo_two_steps
 
 pytestmark = pytest.mark.slow
 
@@ -96,29 +97,16 @@ def test_sigkill_midway_then_resume_equals_an_uninterrupted_run(tmp_path: Path) 
 
 
 def test_stepwise_dpo_trains_two_steps_without_eos_on_intermediate_steps(built: Path, smollm2: Any, tmp_path: Path) -> None:
-    from datasets import Dataset
-    from transformers import AutoModelForCausalLM
-    from trl import DPOConfig
-
     from judgeforge.models import load_tokenizer
     from judgeforge.schemas.step_prefs import dpo_view
     from judgeforge.train.stepwise_dpo import StepwiseDPOTrainer
 
     tokenizer = load_tokenizer(smollm2)
     rows = read_rows(built)
-    view = Dataset.from_list(dpo_view(rows, tokenizer))
-    model = AutoModelForCausalLM.from_pretrained(smollm2.path)
-    config = DPOConfig(
-        output_dir=str(tmp_path / "dpo"), max_steps=2, per_device_train_batch_size=2, use_cpu=True, bf16=False,
-        report_to="none", max_length=384, logging_steps=1, save_strategy="no", precompute_ref_log_probs=False,
-    )
-    trainer = StepwiseDPOTrainer(model=model, ref_model=AutoModelForCausalLM.from_pretrained(smollm2.path), args=config, train_dataset=view, processing_class=tokenizer)
+    trainer, losses = dpo_two_steps(dpo_view(rows, tokenizer), smollm2, tmp_path / "dpo", trainer_cls=StepwiseDPOTrainer)
     eos = tokenizer.eos_token_id
     for row, example in zip(rows, trainer.train_dataset, strict=True):
         assert (example["chosen_ids"][-1] == eos) == row["chosen_is_final"]
         assert (example["rejected_ids"][-1] == eos) == row["rejected_is_final"]
         assert tokenizer.decode(example["prompt_ids"]).endswith(f"Step {row['step_index']}:")
-    result = trainer.train()
-    assert result.global_step == 2
-    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     assert len(losses) == 2 and all(loss == loss and loss > 0 for loss in losses)
