@@ -1,13 +1,15 @@
-"""Shared fixtures: the real embedded model (converted once per machine) and a transformers engine on it."""
+"""Shared fixtures: the real embedded model (converted once per machine), an engine on it, built runs."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-
+from pathlib import Path
 import pytest
+from click.testing import CliRunner
 
 from judgeforge.engines.transformers import TransformersEngine
 from judgeforge.models import ModelRef, resolve_model
+from tests.helpers import STEP_PREFS_TINY
 
 
 @pytest.fixture(scope="session")
@@ -20,3 +22,14 @@ def engine(smollm2: ModelRef) -> Iterator[TransformersEngine]:
     eng = TransformersEngine(smollm2, device="cpu", batch_size=16)
     yield eng
     eng.close()
+
+
+@pytest.fixture(scope="session")
+def step_prefs_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real step-prefs run built once per test session with the embedded model (3 problems, 2 shards)."""
+    from judgeforge.cli import main
+
+    out = tmp_path_factory.mktemp("step-prefs")
+    result = CliRunner().invoke(main, ["build", "step-prefs", *STEP_PREFS_TINY, "--limit", "3", "--chunk-size", "2", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    return out / "step_prefs"

@@ -11,38 +11,23 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
 from judgeforge.cli import main
-from tests.trl_helpers import dpo_two_steps
+from tests.helpers import STEP_PREFS_TINY, dpo_two_steps, read_rows
 
 pytestmark = pytest.mark.slow
 
-TINY = ["--source", "gym:gsm_symbolic", "--num-candidates", "3", "--max-steps", "2", "--max-step-tokens", "24", "--judge-max-tokens", "16", "--seed", "3"]
-
 
 def build(out: Path, *extra: str) -> Any:
-    result = CliRunner().invoke(main, ["build", "step-prefs", *TINY, "--out", str(out), *extra])
+    result = CliRunner().invoke(main, ["build", "step-prefs", *STEP_PREFS_TINY, "--out", str(out), *extra])
     assert result.exit_code == 0, result.output
     return result
 
 
-def read_rows(run: Path) -> list[dict[str, Any]]:
-    rows = [r for shard in sorted((run / "data").glob("shard-*.parquet")) for r in pq.read_table(shard).to_pylist()]
-    return sorted(rows, key=lambda r: r["id"])
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("demo")
-    build(out, "--limit", "3", "--chunk-size", "2")
-    return out / "step_prefs"
-
-
-def test_build_writes_valid_rows_and_a_full_manifest(built: Path) -> None:
-    rows = read_rows(built)
+def test_build_writes_valid_rows_and_a_full_manifest(step_prefs_run: Path) -> None:
+    rows = read_rows(step_prefs_run)
     assert rows, "the build produced no preference pairs"
     for row in rows:
         assert row["chosen"] in row["candidates"] and row["rejected"] in row["candidates"]
@@ -54,7 +39,7 @@ def test_build_writes_valid_rows_and_a_full_manifest(built: Path) -> None:
         assert row["solution_status"] in {"final_answer", "max_steps", "rollback_limit"}
         for j in row["judgments"]:
             assert j["verdict"] in (None, "A", "B") and j["first"] != j["second"]
-    manifest = json.loads((built / "manifest.json").read_text())
+    manifest = json.loads((step_prefs_run / "manifest.json").read_text())
     assert manifest["status"] == "complete" and manifest["rows_out"] == len(rows) and manifest["rows_in"] == 3
     assert manifest["builder"] == {"name": "step-prefs", "version": "0.1.0"}
     assert manifest["models"]["policy"]["weights_hash"] == manifest["models"]["judge"]["weights_hash"]
@@ -65,22 +50,22 @@ def test_build_writes_valid_rows_and_a_full_manifest(built: Path) -> None:
     assert stats["pairs"] == len(rows)
 
 
-def test_second_run_resumes_and_recomputes_nothing(built: Path) -> None:
-    before = {p: p.stat().st_mtime_ns for p in (built / "data").glob("*.parquet")}
-    result = build(built.parent, "--limit", "3", "--chunk-size", "2")
-    manifest = json.loads((built / "manifest.json").read_text())
+def test_second_run_resumes_and_recomputes_nothing(step_prefs_run: Path) -> None:
+    before = {p: p.stat().st_mtime_ns for p in (step_prefs_run / "data").glob("*.parquet")}
+    result = build(step_prefs_run.parent, "--limit", "3", "--chunk-size", "2")
+    manifest = json.loads((step_prefs_run / "manifest.json").read_text())
     assert manifest["chunks"]["built_this_run"] == 0
-    assert {p: p.stat().st_mtime_ns for p in (built / "data").glob("*.parquet")} == before
+    assert {p: p.stat().st_mtime_ns for p in (step_prefs_run / "data").glob("*.parquet")} == before
     assert "step-prefs · complete" in result.output and "(built this run: 0)" in result.output
 
 
-def test_changed_options_do_not_mix_into_an_existing_run(built: Path) -> None:
-    result = CliRunner().invoke(main, ["build", "step-prefs", *TINY, "--out", str(built.parent), "--limit", "3", "--chunk-size", "2", "--temperature", "0.9"])
+def test_changed_options_do_not_mix_into_an_existing_run(step_prefs_run: Path) -> None:
+    result = CliRunner().invoke(main, ["build", "step-prefs", *STEP_PREFS_TINY, "--out", str(step_prefs_run.parent), "--limit", "3", "--chunk-size", "2", "--temperature", "0.9"])
     assert result.exit_code != 0 and "different config" in result.output
 
 
 def test_sigkill_midway_then_resume_equals_an_uninterrupted_run(tmp_path: Path) -> None:
-    args = [sys.executable, "-m", "judgeforge.cli", "build", "step-prefs", *TINY, "--limit", "2", "--chunk-size", "1"]
+    args = [sys.executable, "-m", "judgeforge.cli", "build", "step-prefs", *STEP_PREFS_TINY, "--limit", "2", "--chunk-size", "1"]
     subprocess.run([*args, "--out", str(tmp_path / "whole")], check=True, capture_output=True)
     killed = tmp_path / "killed"
     proc = subprocess.Popen([*args, "--out", str(killed)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
@@ -96,13 +81,13 @@ def test_sigkill_midway_then_resume_equals_an_uninterrupted_run(tmp_path: Path) 
     assert not list((killed / "step_prefs/data").glob(".*tmp*"))
 
 
-def test_stepwise_dpo_trains_two_steps_without_eos_on_intermediate_steps(built: Path, smollm2: Any, tmp_path: Path) -> None:
+def test_stepwise_dpo_trains_two_steps_without_eos_on_intermediate_steps(step_prefs_run: Path, smollm2: Any, tmp_path: Path) -> None:
     from judgeforge.models import load_tokenizer
     from judgeforge.schemas.step_prefs import dpo_view
     from judgeforge.train.stepwise_dpo import StepwiseDPOTrainer
 
     tokenizer = load_tokenizer(smollm2)
-    rows = read_rows(built)
+    rows = read_rows(step_prefs_run)
     trainer, losses = dpo_two_steps(dpo_view(rows, tokenizer), smollm2, tmp_path / "dpo", trainer_cls=StepwiseDPOTrainer)
     eos = tokenizer.eos_token_id
     for row, example in zip(rows, trainer.train_dataset, strict=True):

@@ -1,15 +1,25 @@
-"""Tiny real TRL training runs on the embedded model, shared by every builder's "trains for 2 steps" test."""
+"""Helpers shared by the tests: reading run dirs, tiny build settings, tiny real TRL training runs."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
+
 from judgeforge.models import ModelRef, load_tokenizer
+
+STEP_PREFS_TINY = ["--source", "gym:gsm_symbolic", "--num-candidates", "3", "--max-steps", "2", "--max-step-tokens", "24", "--judge-max-tokens", "16", "--seed", "3"]
 
 CPU_ARGS: dict[str, Any] = dict(
     max_steps=2, per_device_train_batch_size=2, use_cpu=True, bf16=False, report_to="none", logging_steps=1, save_strategy="no"
 )
+
+
+def read_rows(run: Path) -> list[dict[str, Any]]:
+    """Every row of a run dir, sorted by id."""
+    rows = [r for shard in sorted((run / "data").glob("shard-*.parquet")) for r in pq.read_table(shard).to_pylist()]
+    return sorted(rows, key=lambda r: r["id"])
 
 
 def _losses(trainer: Any) -> list[float]:
