@@ -19,8 +19,8 @@ $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	touch $@
 
 demo: install
-	$(BIN)/judgeforge build step-prefs --model smollm2 --source gym:gsm_symbolic --limit 4 \
-		--num-candidates 4 --max-steps 4 --max-step-tokens 64 --judge-max-tokens 96 --out $(DEMO_OUT)
+	$(BIN)/judgeforge build step-prefs --model smollm2 --source gym:gsm_symbolic --limit 3 \
+		--num-candidates 3 --max-steps 3 --max-step-tokens 48 --judge-max-tokens 32 --out $(DEMO_OUT)
 
 test: install
 	$(BIN)/python -m pytest -q

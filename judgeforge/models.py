@@ -16,6 +16,7 @@ import importlib.util
 import json
 import os
 import shutil
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,6 +118,7 @@ def embedded_checkpoint() -> Path:
     with _file_lock(cache_dir() / "models" / ".convert.lock"):
         if (target / "READY").exists():
             return target
+        print(f"judgeforge: converting the embedded SmolLM2 GGUF into {target} (first use only)", file=sys.stderr)
         _convert_gguf(_gguf_location(), target)
     return target
 
