@@ -1,0 +1,69 @@
+"""Monte-Carlo value of a partial solution: how often does the policy reach the gold answer from here?
+
+With no process reward model offline, a step is graded the way Math-Shepherd grades it: complete the
+solution R times from the steps so far and count how many completions reach the gold answer. EFT uses
+these values to ground which of two candidate steps is better; step-label building uses them to mark
+each step correct or not. One batched engine call covers every prefix of every problem.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from judgeforge.builders.steps import next_step_request
+from judgeforge.engines.base import Engine, SamplingParams, derive_seed
+from judgeforge.sources import Problem
+from judgeforge.verify import check_answer, has_final_answer
+
+
+@dataclass(frozen=True)
+class RolloutResult:
+    """Outcome of R completions from one partial solution."""
+
+    rollouts: int
+    correct: int
+    unfinished: int
+    failed: int
+
+    @property
+    def value(self) -> float | None:
+        """Fraction of finished-or-not rollouts reaching the gold answer; None when every call failed."""
+        scored = self.rollouts - self.failed
+        return self.correct / scored if scored else None
+
+
+def rollout_values(
+    engine: Engine,
+    prefixes: Sequence[tuple[Problem, Sequence[str]]],
+    rollouts: int,
+    params: SamplingParams,
+    seed: int,
+) -> list[RolloutResult]:
+    """Complete each (problem, steps so far) ``rollouts`` times in one call and count gold answers reached.
+
+    ``params`` sets temperature, top_p and the completion budget; ``n`` is replaced by ``rollouts`` and no
+    stop strings apply (a rollout runs to the end of the solution). A rollout that hits its token budget
+    without a final answer counts as unfinished (and not correct).
+    """
+    requests = [
+        next_step_request(problem.question, list(steps), derive_seed(seed, problem.id, "rollout", *steps))
+        for problem, steps in prefixes
+    ]
+    sampling = params.model_copy(update={"n": rollouts, "stop": ()})
+    results = []
+    outputs = engine.generate(requests, sampling)
+    for (problem, _), request, completions in zip(prefixes, requests, outputs, strict=True):
+        correct = unfinished = failed = 0
+        for completion in completions:
+            if not completion.ok:
+                failed += 1
+                continue
+            text = request.prefix + completion.text
+            if not has_final_answer(completion.text) and completion.finish_reason == "length":
+                unfinished += 1
+            elif check_answer(problem, text):
+                correct += 1
+        results.append(RolloutResult(rollouts=len(completions), correct=correct, unfinished=unfinished, failed=failed))
+    return results
+
