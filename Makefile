@@ -7,7 +7,7 @@ PIP := $(BIN)/python -m pip
 CONSTRAINTS ?= constraints-cpu.txt
 DEMO_OUT ?= runs/demo
 
-.PHONY: install demo test clean
+.PHONY: install demo test clean argilla-server redis-server
 
 install: $(VENV)/.installed
 
@@ -22,8 +22,24 @@ demo: install
 	$(BIN)/judgeforge build step-prefs --model smollm2 --source gym:gsm_symbolic --limit 3 \
 		--num-candidates 3 --max-steps 3 --max-step-tokens 48 --judge-max-tokens 32 --out $(DEMO_OUT)
 
-test: install
+test: install argilla-server
 	$(BIN)/python -m pytest -q
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
+
+# The review tests run a real Argilla server (tests/argilla_launch.py): argilla-server in its own
+# virtualenv (its CLI pins click/typer below judgeforge's) and Debian's redis-server on a loopback port.
+ARGILLA_VENV ?= .venv-argilla
+
+argilla-server: $(ARGILLA_VENV)/.installed redis-server
+
+$(ARGILLA_VENV)/.installed: tests/argilla_server_requirements.txt
+	$(PYTHON) -m venv $(ARGILLA_VENV)
+	$(ARGILLA_VENV)/bin/python -m pip install -q --upgrade pip
+	$(ARGILLA_VENV)/bin/python -m pip install -q -r tests/argilla_server_requirements.txt
+	touch $@
+
+redis-server:
+	@command -v redis-server >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; } \
+		|| { echo "FAILURE: redis-server is not installed and 'apt-get install -y redis-server' failed: install Debian's redis-server (as root); the Argilla review tests need it" >&2; exit 1; }

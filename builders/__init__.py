@@ -14,6 +14,10 @@ from judgeforge.builders.base import Builder
 
 REGISTRY: dict[str, str] = {
     "step-prefs": "judgeforge.builders.step_prefs:StepPrefsBuilder",
+    "ift": "judgeforge.builders.ift:IftBuilder",
+    "eft": "judgeforge.builders.eft:EftBuilder",
+    "s2r-trajectories": "judgeforge.builders.s2r:S2RTrajectoriesBuilder",
+    "s2r-rl-prompts": "judgeforge.builders.s2r_prompts:S2RPromptsBuilder",
 }
 
 

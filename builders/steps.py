@@ -8,12 +8,16 @@ delimiter; one module owns this layout so the search, the judge prompt and the T
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from judgeforge.engines.base import Completion, Request
+from judgeforge.sources import Problem
+from judgeforge.verify import has_final_answer
 
 STEP_DELIMITER = "\n\n"
 STEP_STOPS: tuple[str, ...] = (STEP_DELIMITER, "\nStep ")
+_HEADER = re.compile(r"(?:^|\n)\s*Step\s+\d+\s*:")
 
 POLICY_INSTRUCTIONS = (
     "Solve the following problem step by step. Begin each step with \"Step n:\" and leave a blank line "
@@ -54,3 +58,31 @@ def step_body(completion: Completion) -> str:
 
 def solution_text(steps: Sequence[str]) -> str:
     return STEP_DELIMITER.join(steps)
+
+
+def split_steps(text: str) -> list[str]:
+    """Cut a whole solution into step bodies: at ``Step n:`` headers when it has them, else at blank lines."""
+    if _HEADER.search(text):
+        parts = _HEADER.split(text)
+        bodies = [p.strip() for p in parts[1:]]
+        lead = parts[0].strip()
+        if lead:
+            bodies.insert(0, lead)
+    else:
+        bodies = [p.strip() for p in text.split(STEP_DELIMITER)]
+    return [b for b in bodies if b]
+
+
+def normalise_steps(bodies: Sequence[str], answer: str | None) -> list[str]:
+    """Number step bodies as ``Step n: ...``; make the last one state the final answer if it does not."""
+    steps = [format_step(i, " " + " ".join(body.split())) for i, body in enumerate(bodies, 1)]
+    if steps and answer is not None and not has_final_answer(steps[-1]):
+        steps[-1] = f"{steps[-1].rstrip().rstrip('.')}. The answer is {answer}."
+    return steps
+
+
+def gold_steps(problem: Problem) -> list[str]:
+    """The source's gold solution in the step format (one ``Step n:`` per gold line), or [] if it has none."""
+    if not problem.solution:
+        return []
+    return normalise_steps(problem.solution.splitlines(), problem.answer)

@@ -52,7 +52,7 @@ def config_options(config_model: type[BaseModel]) -> Callable[[Callable[..., Any
 
     def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
         for name, field in reversed(list(config_model.model_fields.items())):
-            flag = name.replace("_", "-")
+            flag = (field.alias or name).replace("_", "-")
             kind, is_flag = _option_type(field.annotation)
             help_text = f"{field.description or ''} [default: {field.default}]".strip()
             if is_flag:
@@ -86,6 +86,7 @@ def shared_build_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--seed", type=int, default=0, show_default=True, help="Run seed: the same seed gives the same rows."),
         click.option("--shard", default="0/1", show_default=True, help="Build only slice i of N (i/N), e.g. one Slurm array task each."),
         click.option("--chunk-size", type=click.IntRange(min=1), default=16, show_default=True, help="Problems per Parquet shard (the unit of resume)."),
+        click.option("--cache", type=click.Path(path_type=Path), default=None, help="Request-cache file (default: OUT/<kind>/cache.sqlite); point runs at one file to share engine calls."),
     ]
     for option in reversed(options):
         func = option(func)
@@ -126,7 +127,7 @@ def _make_build_command(name: str) -> click.Command:
     def command(**kwargs: Any) -> None:
         _run_build(name, kwargs)
 
-    module_doc = (sys.modules[builder_cls.__module__].__doc__ or "").strip()
+    module_doc = (sys.modules[builder_cls.__module__].__doc__ or "").strip().replace("``", "")
     help_text = f"{builder_cls.summary[:1].upper()}{builder_cls.summary[1:]}.\n\n{module_doc}\n{_SHARED_HELP}"
     func = shared_build_options(config_options(builder_cls.Config)(command))
     return click.command(name, help=help_text)(func)
@@ -151,7 +152,7 @@ def _run_build(name: str, kwargs: dict[str, Any]) -> None:
     engines = _engines(builder_cls.roles, kwargs)
     timings = {"load_models_s": round(time.perf_counter() - start, 3)}
     try:
-        opts = RunOptions(out=kwargs["out"], seed=kwargs["seed"], shard=shard, chunk_size=kwargs["chunk_size"], command=argv())
+        opts = RunOptions(out=kwargs["out"], seed=kwargs["seed"], shard=shard, chunk_size=kwargs["chunk_size"], cache=kwargs["cache"], command=argv())
         manifest = execute(builder_cls, config, source, items, engines, opts, timings, console)
     finally:
         for engine in {id(e): e for e in engines.values()}.values():
@@ -181,7 +182,13 @@ for _name in REGISTRY:
 
 # Top-level commands that live beside the code they drive ("module:attribute" of a click command).
 # Their modules must import heavy libraries inside the command, not at import time.
-COMMANDS: dict[str, str] = {}
+COMMANDS: dict[str, str] = {
+    "review": "judgeforge.curation.review:review",
+    "card": "judgeforge.data_cards.card:card",
+    "publish": "judgeforge.publish:publish",
+    "curate": "judgeforge.curation.cli:curate_command",
+    "inspect": "judgeforge.curation.cli:inspect_command",
+}
 
 for _name, _target in COMMANDS.items():
     _module, _, _attr = _target.partition(":")

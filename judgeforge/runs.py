@@ -65,6 +65,7 @@ class RunOptions(BaseModel):
     seed: int = 0
     shard: ShardSpec = ShardSpec()
     chunk_size: int = 16
+    cache: Path | None = None
     command: list[str] = []
 
 
@@ -243,7 +244,7 @@ def execute(
     if opts.shard.count == 1:
         run.write_json(run.manifest_path, manifest)
 
-    cache = RequestCache(run.root / "cache.sqlite")
+    cache = RequestCache(opts.cache or run.root / "cache.sqlite")
     inner = _distinct(engines)
     wrapped = {id(e): CachedEngine(e, cache) for e in inner}
     cached = {role: wrapped[id(e)] for role, e in engines.items()}

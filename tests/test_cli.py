@@ -25,6 +25,14 @@ def test_help_documents_every_option() -> None:
         assert "--" + field.replace("_", "-") in result.output
 
 
+@pytest.mark.parametrize("name", ["step-prefs", "ift", "eft"])
+def test_every_builder_config_field_is_an_option(name: str) -> None:
+    result = CliRunner().invoke(main, ["build", name, "--help"])
+    assert result.exit_code == 0
+    for field_name, field in load_builder(name).Config.model_fields.items():
+        assert "--" + (field.alias or field_name).replace("_", "-") in result.output
+
+
 def _fail(args: list[str]) -> str:
     result = CliRunner().invoke(main, ["build", "step-prefs", *args])
     assert result.exit_code != 0

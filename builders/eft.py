@@ -1,0 +1,193 @@
+"""EFT data: pairwise next-step judgments grounded in Monte-Carlo rollouts (M0 → M1, judge half).
+
+Process-based Self-Rewarding (Zhang et al., 2025, arXiv 2503.03746) builds its EFT set from MCTS
+candidate steps ranked by a PRM: the best and worst step at the same depth form a pair, a strong model
+writes a pairwise judgment, and the judgment is kept only when it agrees with the PRM in both orders.
+Offline we have no PRM, so the label comes from rollouts: for each problem we take a prefix of its gold
+solution (random depth, seeded), sample candidate next steps from the policy, estimate each candidate's
+value as the fraction of R completions from it that reach the gold answer (a candidate that already
+states an answer is valued by that answer), and pair the best with the worst when their values differ by
+at least ``--min-gap``. The judge (``--judge-model``, default the policy itself) then judges the pair in
+both orders with the shared pairwise prompt; only judgments agreeing with the rollout label in both
+orders are kept, and both orders are emitted, so "A is better" and "B is better" balance exactly.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from judgeforge.builders.base import Builder
+from judgeforge.builders.judging import CandidateGroup, Judgment, PairwiseJudge, format_judgment
+from judgeforge.builders.rollouts import rollout_values
+from judgeforge.builders.steps import STEP_STOPS, format_step, gold_steps, next_step_request, step_body
+from judgeforge.engines.base import SamplingParams, derive_seed
+from judgeforge.schemas.base import BaseRow
+from judgeforge.schemas.eft import EftRow
+from judgeforge.sources import Problem
+from judgeforge.verify import check_answer, has_final_answer
+
+
+class EftConfig(BaseModel):
+    depth: Literal["random", "last"] = Field(
+        "random", description="which gold step the candidates replace: a random one (seeded) or the last, answer-stating one"
+    )
+    num_candidates: int = Field(4, ge=2, description="candidate next steps sampled at the chosen depth")
+    rollouts: int = Field(4, ge=1, description="Monte-Carlo completions per candidate step (R)")
+    min_gap: float = Field(0.5, ge=0.0, le=1.0, description="minimum rollout-value gap between the better and the worse step")
+    temperature: float = Field(0.7, ge=0.0, description="sampling temperature for candidates and rollouts (paper's MCTS: 0.7)")
+    top_p: float = Field(0.95, gt=0.0, le=1.0, description="nucleus sampling for candidates and rollouts (paper: 0.95)")
+    max_step_tokens: int = Field(96, ge=1, description="token budget of one candidate step")
+    rollout_max_tokens: int = Field(256, ge=1, description="token budget of one rollout (the rest of the solution)")
+    judge_temperature: float = Field(0.0, ge=0.0, description="judge sampling temperature (0 = greedy)")
+    judge_max_tokens: int = Field(256, ge=1, description="token budget of one judgment")
+    force_verdict: bool = Field(True, description="when a judgment has no verdict, continue it with 'Verdict: [[' and read one token")
+    judgment_source: Literal["judge", "rollouts"] = Field(
+        "judge",
+        description="judge: the judge model writes judgments, kept when they agree with the rollout label in both orders "
+        "(the paper); rollouts: write each judgment from the rollout evidence itself (no judge call; for judges too weak to agree)",
+    )
+
+
+def _evidence_judgment(pair: tuple[Problem, list[str], str, str, float, float], rollouts: int, better_slot: str) -> Judgment:
+    """A judgment written from the rollout values alone, showing the better step in ``better_slot``."""
+    _, _, _, _, v_good, v_bad = pair
+    worse_slot = "B" if better_slot == "A" else "A"
+    text = (
+        f"Continuing the solution from Step {better_slot} reaches the correct final answer {v_good:.0%} of the time "
+        f"({rollouts} tries), from Step {worse_slot} only {v_bad:.0%} of the time, so Step {better_slot} is the better next step."
+    )
+    first, second = (0, 1) if better_slot == "A" else (1, 0)
+    return Judgment(first=first, second=second, raw=format_judgment(text, better_slot), verdict=better_slot)  # type: ignore[arg-type]
+
+
+class EftBuilder(Builder[EftConfig]):
+    name = "eft"
+    version = "0.1.0"
+    summary = "pairwise next-step judgments labelled by Monte-Carlo rollouts, kept when consistent in both orders"
+    row_model = EftRow
+    Config = EftConfig
+    roles = ("policy", "judge")
+
+    def build(self, items: list[Problem]) -> list[BaseRow]:
+        cfg, seed = self.config, self.ctx.seed
+        policy = self.ctx.engines["policy"]
+        problems = [p for p in items if p.answer is not None]
+        self.stats["problems"] += len(items)
+        self.stats["no_gold_answer"] += len(items) - len(problems)
+        prefixes = [self._prefix(p) for p in problems]
+
+        step_params = SamplingParams(n=cfg.num_candidates, temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_step_tokens, stop=STEP_STOPS, seed=seed)
+        requests = [next_step_request(p.question, prefix, derive_seed(seed, p.id, "eft-step")) for p, prefix in zip(problems, prefixes, strict=True)]
+        candidates = [
+            list(dict.fromkeys(b for b in (step_body(c) for c in out if c.ok) if b.strip()))
+            for out in policy.generate(requests, step_params)
+        ]
+        self.stats["candidates"] += sum(map(len, candidates))
+
+        values = self._values(problems, prefixes, candidates)
+        pairs: list[tuple[Problem, list[str], str, str, float, float]] = []
+        for problem, prefix, cands, vals in zip(problems, prefixes, candidates, values, strict=True):
+            if len(cands) < 2:
+                continue
+            self.stats["pairs_considered"] += 1
+            best = max(range(len(cands)), key=lambda i: (vals[i], -i))
+            worst = min(range(len(cands)), key=lambda i: (vals[i], -i))
+            if vals[best] - vals[worst] < cfg.min_gap:
+                self.stats["dropped_gap"] += 1
+                continue
+            pairs.append((problem, prefix, cands[best], cands[worst], vals[best], vals[worst]))
+
+        rows: list[BaseRow] = []
+        if cfg.judgment_source == "rollouts":
+            for pair in pairs:
+                rows.extend(self._rows(pair, _evidence_judgment(pair, cfg.rollouts, "A"), _evidence_judgment(pair, cfg.rollouts, "B")))
+        else:
+            judge = PairwiseJudge(self.ctx.engines["judge"], SamplingParams(temperature=cfg.judge_temperature, max_tokens=cfg.judge_max_tokens, seed=seed), cfg.force_verdict)
+            groups = [CandidateGroup(p.question, tuple(prefix), (good, bad), derive_seed(seed, p.id, "eft-judge")) for p, prefix, good, bad, _, _ in pairs]
+            for pair, ranking in zip(pairs, judge.rank(groups, "all-pairs"), strict=True):
+                by_order = {(j.first, j.second): j for j in ranking.judgments}
+                rows.extend(self._rows(pair, by_order[(0, 1)], by_order[(1, 0)]))
+            for key, value in judge.stats.as_dict().items():
+                self.stats[f"judge_{key}"] += value
+        self.ctx.on_inputs_done(len(items))
+        return rows
+
+    def _prefix(self, problem: Problem) -> list[str]:
+        """A gold-solution prefix ending before the step the candidates replace; empty without gold steps."""
+        gold = gold_steps(problem)
+        if not gold:
+            return []
+        if self.config.depth == "last":
+            return gold[:-1]
+        return gold[: random.Random(derive_seed(self.ctx.seed, problem.id, "eft-depth")).randint(1, len(gold)) - 1]
+
+    def _values(self, problems: list[Problem], prefixes: list[list[str]], candidates: list[list[str]]) -> list[list[float]]:
+        """Rollout value of every candidate; a candidate that already states an answer is valued by it."""
+        cfg = self.config
+        jobs = [
+            (problem, [*prefix, format_step(len(prefix) + 1, body)])
+            for problem, prefix, cands in zip(problems, prefixes, candidates, strict=True)
+            for body in cands
+            if not has_final_answer(body)
+        ]
+        params = SamplingParams(temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.rollout_max_tokens, seed=self.ctx.seed)
+        results = iter(rollout_values(self.ctx.engines["policy"], jobs, cfg.rollouts, params, self.ctx.seed))
+        values = []
+        for problem, cands in zip(problems, candidates, strict=True):
+            row = []
+            for body in cands:
+                if has_final_answer(body):
+                    row.append(1.0 if check_answer(problem, body) else 0.0)
+                    continue
+                result = next(results)
+                self.stats["rollouts"] += result.rollouts
+                self.stats["rollouts_unfinished"] += result.unfinished
+                self.stats["rollouts_failed"] += result.failed
+                row.append(result.value or 0.0)
+            values.append(row)
+        return values
+
+    def _rows(self, pair: tuple[Problem, list[str], str, str, float, float], good_first: Judgment, good_second: Judgment) -> list[EftRow]:
+        problem, prefix, good, bad, v_good, v_bad = pair
+        agree_first, agree_second = good_first.verdict == "A", good_second.verdict == "B"
+        self.stats["agree_good_first"] += int(agree_first)
+        self.stats["agree_good_second"] += int(agree_second)
+        if not (agree_first and agree_second):
+            self.stats["dropped_inconsistent"] += 1
+            return []
+        self.stats["pairs_kept"] += 1
+        pair_id = f"{problem.id}/eft-step-{len(prefix) + 1}"
+        common = dict(
+            source_id=problem.id, meta=self.row_meta(), pair_id=pair_id, question=problem.question, previous_steps=prefix,
+            step_index=len(prefix) + 1, rollouts=self.config.rollouts, gold_answer=problem.answer,
+            judge_raw_better_first=good_first.raw, judge_raw_better_second=good_second.raw,
+        )
+        self.stats["rows"] += 2
+        self.stats["label_A"] += 1
+        self.stats["label_B"] += 1
+        return [
+            EftRow(id=f"{pair_id}/AB", step_a=good, step_b=bad, label="A", judgment=good_first.raw, forced_verdict=good_first.forced, value_a=v_good, value_b=v_bad, **common),
+            EftRow(id=f"{pair_id}/BA", step_a=bad, step_b=good, label="B", judgment=good_second.raw, forced_verdict=good_second.forced, value_a=v_bad, value_b=v_good, **common),
+        ]
+
+    @classmethod
+    def report(cls, stats: dict[str, float]) -> list[tuple[str, str]]:
+        considered = stats.get("pairs_considered", 0)
+
+        def rate(part: float, whole: float) -> str:
+            return f"{part:g} / {whole:g} ({part / whole:.0%})" if whole else f"{part:g} / 0"
+
+        gap_ok = considered - stats.get("dropped_gap", 0)
+        judged = stats.get("judge_judgments", 0)
+        return [
+            ("pairs considered", f"{considered:g}"),
+            ("kept by the value gap", rate(gap_ok, considered)),
+            ("judgments parsed / forced / unparsable", f"{stats.get('judge_parsed', 0):g} / {stats.get('judge_forced', 0):g} / {stats.get('judge_unparsable', 0):g} of {judged:g}"),
+            ("consistent in both orders", rate(stats.get("pairs_kept", 0), gap_ok)),
+            ("pairs kept", f"{stats.get('pairs_kept', 0):g}"),
+            ("rows (A / B)", f"{stats.get('rows', 0):g} ({stats.get('label_A', 0):g} / {stats.get('label_B', 0):g})"),
+            ("rollouts (unfinished)", f"{stats.get('rollouts', 0):g} ({stats.get('rollouts_unfinished', 0):g})"),
+        ]

@@ -1,0 +1,109 @@
+"""IFT data: step-by-step solutions in the step format, for the M0 → M1 fine-tune (policy half).
+
+Process-based Self-Rewarding (Zhang et al., 2025, arXiv 2503.03746) fine-tunes the base model on
+solutions segmented into ``Step n:`` steps without changing their content, so the model learns the step
+layout the later step-wise search continues. ``--from gold`` takes the source's gold solutions (e.g.
+reasoning-gym ``gsm_symbolic`` chains) and normalises them into steps; ``--from samples`` samples K
+solutions per problem from ``--model`` (rejection sampling) and keeps those whose final answer verifies against the
+gold answer (at most ``--keep-per-problem``).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from judgeforge.builders.base import Builder
+from judgeforge.builders.steps import gold_steps, normalise_steps, policy_user_message, solution_text, split_steps, step_header
+from judgeforge.engines.base import Request, SamplingParams, derive_seed
+from judgeforge.schemas.base import BaseRow
+from judgeforge.schemas.ift import IftRow
+from judgeforge.sources import Problem
+from judgeforge.verify import check_answer, extract_answer
+
+
+class IftConfig(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    mode: Literal["gold", "samples"] = Field(
+        "gold", alias="from", description="gold: normalise the source's gold solutions; samples: rejection-sample solutions from --model"
+    )
+    samples_per_problem: int = Field(4, ge=1, description="solutions sampled per problem with --from samples")
+    keep_per_problem: int = Field(1, ge=1, description="verified solutions kept per problem with --from samples")
+    temperature: float = Field(0.7, ge=0.0, description="sampling temperature with --from samples")
+    top_p: float = Field(0.95, gt=0.0, le=1.0, description="nucleus sampling with --from samples")
+    max_tokens: int = Field(256, ge=1, description="token budget of one sampled solution")
+
+
+class IftBuilder(Builder[IftConfig]):
+    name = "ift"
+    version = "0.1.0"
+    summary = "step-by-step solutions {x, y} for instruction fine-tuning (gold or rejection-sampled)"
+    row_model = IftRow
+    Config = IftConfig
+
+    def build(self, items: list[Problem]) -> list[BaseRow]:
+        rows = self._from_gold(items) if self.config.mode == "gold" else self._from_samples(items)
+        self.ctx.on_inputs_done(len(items))
+        self.stats["rows"] += len(rows)
+        return rows
+
+    def _row(self, problem: Problem, steps: list[str], index: int, verified: bool | None) -> IftRow:
+        meta = self.row_meta()
+        if self.config.mode == "gold":
+            meta = meta.model_copy(update={"model": "gold"})
+        return IftRow(
+            id=f"{problem.id}/ift-{index}",
+            source_id=problem.id,
+            meta=meta,
+            question=problem.question,
+            steps=steps,
+            solution=solution_text(steps),
+            gold_answer=problem.answer,
+            final_answer=extract_answer(steps[-1]),
+            origin=self.config.mode,
+            verified=verified,
+        )
+
+    def _from_gold(self, problems: list[Problem]) -> list[BaseRow]:
+        rows: list[BaseRow] = []
+        for problem in problems:
+            steps = gold_steps(problem)
+            if not steps:
+                self.stats["no_gold_solution"] += 1
+                continue
+            rows.append(self._row(problem, steps, 0, check_answer(problem, solution_text(steps))))
+        return rows
+
+    def _from_samples(self, problems: list[Problem]) -> list[BaseRow]:
+        cfg = self.config
+        params = SamplingParams(n=cfg.samples_per_problem, temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_tokens, seed=self.ctx.seed)
+        requests = [
+            Request.chat(policy_user_message(p.question), prefix=step_header(1), seed=derive_seed(self.ctx.seed, p.id, "ift")) for p in problems
+        ]
+        rows: list[BaseRow] = []
+        for problem, completions in zip(problems, self.ctx.engines["policy"].generate(requests, params), strict=True):
+            kept: list[str] = []
+            for completion in completions:
+                self.stats["sampled"] += 1
+                if not completion.ok:
+                    self.stats["failed"] += 1
+                    continue
+                steps = normalise_steps(split_steps(step_header(1) + completion.text), None)
+                verified = bool(steps) and check_answer(problem, solution_text(steps))
+                self.stats["verified"] += int(bool(verified))
+                text = solution_text(steps)
+                if verified and text not in kept and len(kept) < cfg.keep_per_problem:
+                    kept.append(text)
+                    rows.append(self._row(problem, steps, len(kept) - 1, True))
+        return rows
+
+    @classmethod
+    def report(cls, stats: dict[str, float]) -> list[tuple[str, str]]:
+        lines = [("IFT rows", f"{stats.get('rows', 0):g}")]
+        if stats.get("sampled"):
+            lines.append(("solutions sampled / verified", f"{stats['sampled']:g} / {stats.get('verified', 0):g}"))
+        if stats.get("no_gold_solution"):
+            lines.append(("problems without a gold solution", f"{stats['no_gold_solution']:g}"))
+        return lines

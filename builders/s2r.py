@@ -1,0 +1,348 @@
+"""S2R self-verification trajectories, stratified by difficulty, with per-segment SFT loss masks.
+
+Ma et al., "S2R: Teaching LLMs to Self-verify and Self-correct via Reinforcement Learning", ACL 2025,
+arXiv 2502.12853 (repository NineAbyss/S2R). Before RL, the policy learns by SFT to write an attempt,
+verify it, and try again when its own verification rejects it. This builder makes that SFT data from
+the policy's own outputs, in three batched stages.
+
+Stage 0 sampling: K responses per question (the paper's collection script: K = 5, T = 0.7, top_p = 1.0,
+final answer in \\boxed{}), graded against the gold answer with judgeforge.verify.check_answer. The
+question's accuracy picks its difficulty level in --difficulty-table (easiest level first; the hardest
+level holds the lowest accuracies).
+
+Verifications: the model verifies every distinct final answer in two styles, with our own prompts:
+problem-solving (solve the problem again and compare) and confirmative (put the answer back into the
+problem and check it); each ends in a "Verdict: correct|incorrect" line. A verification without one
+gets a forced verdict: the model continues its text with "Verdict:" and the likelier of " correct" and
+" incorrect" is taken. Parsed, forced and unparsable verdicts are counted apart. A verification is valid
+only when its verdict matches the real correctness of the answer it checks.
+
+Trajectories r = {s1, v1, ..., sk, vk}: the question's level sets the number of attempts k (default, as
+the paper's script for K = 5: no wrong sample -> 1 attempt, 1 -> 2, 2-3 -> 3, 4 -> 4). k-1 wrong samples
+(with distinct answers, as in the paper's script) and one correct sample are drawn, seeded, from the
+question's own samples, each followed by one of its valid verifications. The loss mask is 0 on wrong
+attempts and 1 on verifications and on the final correct attempt. A question with no correct sample,
+no valid confirming verification, or too few validly rejected wrong samples yields no trajectory; the
+manifest counts each reason (no_trajectory_<reason>), and questions and trajectories per level
+(difficulty_level_<n>, trajectory_level_<n>), which write_difficulty_plot draws as
+<run>/plots/difficulty.png.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, NamedTuple
+
+from pydantic import BaseModel, Field, field_validator
+
+from judgeforge.builders.base import Builder
+from judgeforge.builders.s2r_format import (
+    STYLES,
+    VERDICT_LEAD,
+    Style,
+    Verdict,
+    attempt_segment,
+    parse_verdict,
+    policy_user_message,
+    verdict_line,
+    verification_segment,
+    verify_user_message,
+)
+from judgeforge.engines.base import Completion, Request, SamplingParams, derive_seed
+from judgeforge.errors import UserError
+from judgeforge.schemas.base import BaseRow
+from judgeforge.schemas.s2r import S2RTrajectoryRow, Sample, Segment, Verification
+from judgeforge.sources import Problem
+from judgeforge.verify import check_answer, extract_answer
+
+_EPS = 1e-9
+REASONS = ("no_gold_answer", "generation_failed", "no_correct_sample", "no_valid_confirmation", "too_few_rejected_wrong_attempts")
+
+
+class DifficultyLevel(NamedTuple):
+    min_accuracy: float
+    attempts: int
+
+
+def parse_difficulty_table(text: str) -> tuple[DifficultyLevel, ...]:
+    """``"0.9:1,0.7:2,..."`` → levels, easiest first; raises a one-line UserError naming the option."""
+    where = f"--difficulty-table '{text}'"
+    levels = []
+    for entry in text.split(","):
+        acc_text, sep, attempts_text = entry.partition(":")
+        try:
+            level = DifficultyLevel(float(acc_text), int(attempts_text))
+        except ValueError:
+            raise UserError(f"{where}: expected MIN_ACCURACY:ATTEMPTS pairs separated by commas, got '{entry.strip()}'") from None
+        if not sep or not 0.0 <= level.min_accuracy <= 1.0 or level.attempts < 1:
+            raise UserError(f"{where}: '{entry.strip()}' needs a minimum accuracy in [0, 1] and at least 1 attempt")
+        levels.append(level)
+    if any(b.min_accuracy >= a.min_accuracy for a, b in zip(levels, levels[1:])):
+        raise UserError(f"{where}: minimum accuracies must decrease from the easiest level to the hardest")
+    if levels[-1].min_accuracy != 0.0:
+        raise UserError(f"{where}: the hardest level must start at accuracy 0 so every question has a level")
+    return tuple(levels)
+
+
+def difficulty_level(levels: tuple[DifficultyLevel, ...], accuracy: float) -> int:
+    """The 1-based level of a Stage-0 accuracy: the first (easiest) level whose minimum it reaches."""
+    return next(i for i, level in enumerate(levels, 1) if accuracy + _EPS >= level.min_accuracy)
+
+
+class S2RTrajectoriesConfig(BaseModel):
+    num_samples: int = Field(5, ge=1, description="Stage-0 responses sampled per question (paper: 5)")
+    temperature: float = Field(0.7, ge=0.0, description="Stage-0 sampling temperature (paper: 0.7)")
+    top_p: float = Field(1.0, gt=0.0, le=1.0, description="Stage-0 nucleus sampling (paper: 1.0)")
+    max_tokens: int = Field(2048, ge=1, description="token budget of one Stage-0 response (paper: 2048)")
+    styles: Literal["both", "problem-solving", "confirmative"] = Field(
+        "both", description="verification styles generated for every distinct answer: problem-solving (re-solve and compare), confirmative (substitute back and check), or both"
+    )
+    verifications_per_style: int = Field(1, ge=1, description="verifications sampled per distinct answer and style")
+    verify_temperature: float = Field(0.1, ge=0.0, description="verification sampling temperature (paper's collection script: 0.1)")
+    verify_max_tokens: int = Field(512, ge=1, description="token budget of one verification")
+    force_verdict: bool = Field(True, description=f"when a verification has no '{VERDICT_LEAD} correct|incorrect' line, continue it with '{VERDICT_LEAD}' and take the likelier verdict")
+    difficulty_table: str = Field(
+        "0.9:1,0.7:2,0.5:3,0.3:3,0:4",
+        description="difficulty levels, easiest first, as MIN_ACCURACY:ATTEMPTS pairs: a question's level is the first whose minimum its Stage-0 accuracy reaches; ATTEMPTS counts the wrong attempts plus the final correct one (default: the paper's script for K=5)",
+    )
+    distinct_wrong_answers: bool = Field(True, description="the wrong attempts of one trajectory must give different final answers (as the paper's script)")
+
+    @field_validator("difficulty_table")
+    @classmethod
+    def _check_table(cls, value: str) -> str:
+        parse_difficulty_table(value)
+        return value
+
+    @property
+    def levels(self) -> tuple[DifficultyLevel, ...]:
+        return parse_difficulty_table(self.difficulty_table)
+
+    @property
+    def style_list(self) -> tuple[Style, ...]:
+        return STYLES if self.styles == "both" else (self.styles,)
+
+
+@dataclass
+class _Question:
+    problem: Problem
+    samples: list[Sample]
+    verifications: list[Verification] = field(default_factory=list)
+
+
+@dataclass
+class _Pending:
+    """A verification waiting for its verdict."""
+
+    question: int
+    answer: str
+    style: Style
+    request: Request
+    raw: str
+    verdict: Verdict | None = None
+    forced: bool = False
+
+
+class S2RTrajectoriesBuilder(Builder[S2RTrajectoriesConfig]):
+    name = "s2r-trajectories"
+    version = "0.1.0"
+    summary = "S2R self-verification trajectories (attempt, verify, retry) stratified by difficulty, with SFT loss masks"
+    row_model = S2RTrajectoryRow
+    Config = S2RTrajectoriesConfig
+
+    def build(self, problems: list[Problem]) -> list[BaseRow]:
+        graded = [p for p in problems if gradable(p)]
+        self.stats["questions"] += len(problems)
+        self.stats["no_trajectory_no_gold_answer"] += len(problems) - len(graded)
+        self.ctx.on_inputs_done(len(problems) - len(graded))
+        questions = self._sample(graded)
+        self._verify(questions)
+        rows = [row for q in questions if (row := self._trajectory(q)) is not None]
+        self.ctx.on_inputs_done(len(questions))
+        return rows
+
+    def _sample(self, problems: list[Problem]) -> list[_Question]:
+        """Stage 0: K responses per question, one batched call, each graded against the gold answer."""
+        cfg = self.config
+        params = SamplingParams(n=cfg.num_samples, temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_tokens, seed=self.ctx.seed)
+        requests = [Request.chat(policy_user_message(p.question), seed=derive_seed(self.ctx.seed, p.id, "sample")) for p in problems]
+        questions = []
+        for problem, completions in zip(problems, self.ctx.engines["policy"].generate(requests, params), strict=True):
+            samples, failed = [], 0
+            for index, c in enumerate(completions):
+                if not c.ok:
+                    failed += 1
+                    continue
+                answer = extract_answer(c.text)
+                samples.append(Sample(index=index, text=c.text, answer=answer, correct=bool(check_answer(problem, c.text)), finish_reason=c.finish_reason))
+                self.stats["samples_without_answer"] += answer is None
+            self.stats["samples"] += len(completions)
+            self.stats["samples_failed"] += failed
+            self.stats["samples_correct"] += sum(s.correct for s in samples)
+            questions.append(_Question(problem, samples))
+        return questions
+
+    def _verify(self, questions: list[_Question]) -> None:
+        """Verify every distinct answer in every style (one batched call), then force missing verdicts."""
+        cfg = self.config
+        params = SamplingParams(n=cfg.verifications_per_style, temperature=cfg.verify_temperature, max_tokens=cfg.verify_max_tokens, seed=self.ctx.seed)
+        slots: list[tuple[int, str, Style, Request]] = []
+        for qi, q in enumerate(questions):
+            for answer in dict.fromkeys(s.answer for s in q.samples if s.answer is not None):
+                for style in cfg.style_list:
+                    seed = derive_seed(self.ctx.seed, q.problem.id, "verify", style, answer)
+                    slots.append((qi, answer, style, Request.chat(verify_user_message(style, q.problem.question, answer), seed=seed)))
+        outputs = self.ctx.engines["policy"].generate([r for *_, r in slots], params)
+        pending = []
+        for (qi, answer, style, request), completions in zip(slots, outputs, strict=True):
+            self.stats["verifications_failed"] += sum(not c.ok for c in completions)
+            pending += [_Pending(qi, answer, style, request, c.text) for c in completions if c.ok]
+        unreadable = []
+        for p in pending:
+            parsed = parse_verdict(p.raw)
+            if parsed.verdict is not None:  # keep the text up to the verdict, in the canonical verdict line
+                p.verdict, p.raw = parsed.verdict, p.raw[: parsed.start] + verdict_line(parsed.verdict)
+            elif not parsed.contradictory:
+                unreadable.append(p)
+        if cfg.force_verdict:
+            self._force(unreadable)
+        for p in pending:
+            q = questions[p.question]
+            correct = next(s.correct for s in q.samples if s.answer == p.answer)
+            valid = p.verdict == ("correct" if correct else "incorrect")
+            q.verifications.append(Verification(answer=p.answer, style=p.style, text=p.raw.strip(), verdict=p.verdict, forced=p.forced, valid=valid))
+            self.stats["verifications"] += 1
+            self.stats["verdicts_unparsable" if p.verdict is None else "verdicts_forced" if p.forced else "verdicts_parsed"] += 1
+            self.stats["verifications_valid" if valid else "verifications_invalid"] += 1
+            self.stats[f"verifications_valid_{p.style.replace('-', '_')}"] += valid
+
+    def _force(self, pending: list[_Pending]) -> None:
+        if not pending:
+            return
+        requests = [Request(messages=p.request.messages, prefix=f"{p.raw.rstrip()}\n\n{VERDICT_LEAD}".lstrip(), seed=p.request.seed) for p in pending]
+        params = SamplingParams(n=1, temperature=0.0, max_tokens=1, seed=self.ctx.seed, logprobs=True, top_logprobs=20)
+        for p, completions in zip(pending, self.ctx.engines["policy"].generate(requests, params), strict=True):
+            verdict = _forced_verdict(completions[0])
+            if verdict is not None:
+                p.verdict, p.forced = verdict, True
+                p.raw = f"{p.raw.rstrip()}\n\n{verdict_line(verdict)}"
+
+    def _trajectory(self, q: _Question) -> S2RTrajectoryRow | None:
+        """Draw the trajectory of one question, or count why it has none."""
+        levels = self.config.levels
+        if not q.samples:
+            return self._none("generation_failed")
+        num_correct = sum(s.correct for s in q.samples)
+        accuracy = num_correct / len(q.samples)
+        level = difficulty_level(levels, accuracy)
+        self.stats[f"difficulty_level_{level}"] += 1
+        if not num_correct:
+            return self._none("no_correct_sample")
+        valid: dict[str, list[Verification]] = defaultdict(list)
+        for v in q.verifications:
+            if v.valid:
+                valid[v.answer].append(v)
+        rng = random.Random(derive_seed(self.ctx.seed, q.problem.id, "trajectory"))
+        finals = [s for s in q.samples if s.correct and s.answer in valid]
+        if not finals:
+            return self._none("no_valid_confirmation")
+        wrong = [s for s in q.samples if not s.correct and s.answer in valid]
+        if self.config.distinct_wrong_answers:
+            by_answer: dict[str, list[Sample]] = defaultdict(list)
+            for s in wrong:
+                by_answer[s.answer or ""].append(s)
+            wrong = [rng.choice(group) for group in by_answer.values()]
+        needed = levels[level - 1].attempts - 1
+        if len(wrong) < needed:
+            return self._none("too_few_rejected_wrong_attempts")
+        attempts = [*rng.sample(wrong, needed), rng.choice(finals)]
+        segments: list[Segment] = []
+        for i, sample in enumerate(attempts):
+            answer = sample.answer or ""
+            check = rng.choice(valid[answer])
+            verdict: Verdict = "correct" if sample.correct else "incorrect"
+            shared = dict(sample_index=sample.index, answer=answer, answer_correct=sample.correct)
+            segments.append(Segment(role="attempt", text=attempt_segment(sample.text, first=i == 0), style=None, verdict=None, forced=False, **shared))
+            segments.append(Segment(role="verification", text=verification_segment(check.text, verdict), style=check.style, verdict=verdict, forced=check.forced, **shared))
+        mask = [int(s.role == "verification" or s.answer_correct) for s in segments]
+        self.stats["trajectories"] += 1
+        self.stats[f"trajectory_level_{level}"] += 1
+        return S2RTrajectoryRow(
+            id=q.problem.id,
+            source_id=q.problem.id,
+            meta=self.row_meta(),
+            question=q.problem.question,
+            policy_prompt=policy_user_message(q.problem.question),
+            gold_answer=q.problem.answer,
+            accuracy=accuracy,
+            num_samples=len(q.samples),
+            num_correct=num_correct,
+            difficulty_level=level,
+            num_attempts=len(attempts),
+            segments=segments,
+            loss_mask=mask,
+            completion="".join(s.text for s in segments),
+            samples=q.samples,
+            verifications=q.verifications,
+        )
+
+    def _none(self, reason: str) -> None:
+        self.stats[f"no_trajectory_{reason}"] += 1
+        return None
+
+    @classmethod
+    def report(cls, stats: dict[str, float]) -> list[tuple[str, str]]:
+        samples = stats.get("samples", 0) - stats.get("samples_failed", 0)
+        verifications = stats.get("verifications", 0)
+        levels = sorted(int(k.rsplit("_", 1)[1]) for k in stats if k.startswith("difficulty_level_"))
+        return [
+            ("trajectories", f"{stats.get('trajectories', 0):g} of {stats.get('questions', 0):g} questions"),
+            ("Stage-0 accuracy", f"{stats.get('samples_correct', 0) / samples:.1%} of {samples:g} samples" if samples else "-"),
+            ("questions / trajectories per level", ", ".join(f"L{n} {stats.get(f'difficulty_level_{n}', 0):g}/{stats.get(f'trajectory_level_{n}', 0):g}" for n in levels) or "-"),
+            ("verifications valid / invalid", f"{stats.get('verifications_valid', 0):g} / {stats.get('verifications_invalid', 0):g} of {verifications:g}"),
+            ("  verdicts parsed / forced / unparsable", f"{stats.get('verdicts_parsed', 0):g} / {stats.get('verdicts_forced', 0):g} / {stats.get('verdicts_unparsable', 0):g}"),
+            ("no trajectory because", ", ".join(f"{r.replace('_', ' ')} {stats[f'no_trajectory_{r}']:g}" for r in REASONS if stats.get(f"no_trajectory_{r}")) or "-"),
+        ]
+
+
+def gradable(problem: Problem) -> bool:
+    """Whether answers to ``problem`` can be graded: it has a gold answer, or a reasoning-gym scorer."""
+    return problem.answer is not None or "gym_task" in problem.meta
+
+
+def _forced_verdict(completion: Completion) -> Verdict | None:
+    """The likelier of " correct" / " incorrect" at the verdict slot (the greedy token without logprobs)."""
+    if not completion.ok:
+        return None
+    if completion.logprobs:
+        top = completion.logprobs[0].top
+        right, wrong = top.get(" correct", -math.inf), top.get(" incorrect", -math.inf)
+        if right == wrong == -math.inf:
+            return None
+        return "correct" if right >= wrong else "incorrect"
+    head = completion.text.strip().lower()
+    return "correct" if head == "correct" else "incorrect" if head == "incorrect" else None
+
+
+def write_difficulty_plot(run: Path, path: Path | None = None) -> Path:
+    """Draw a run's questions per difficulty level (trajectories built, in the labels) from its manifest.
+
+    Writes ``<run>/plots/difficulty.png`` unless ``path`` says otherwise; returns the file.
+    """
+    from judgeforge.data_cards import plots
+
+    manifest = json.loads((run / "manifest.json").read_text())
+    stats, levels = manifest["builder_stats"], parse_difficulty_table(manifest["config"]["difficulty_table"])
+    labels, counts = [], []
+    for n, level in enumerate(levels, 1):
+        built = stats.get(f"trajectory_level_{n}", 0)
+        labels.append(f"L{n} acc ≥ {level.min_accuracy:g}: {built:g} traj.")
+        counts.append(stats.get(f"difficulty_level_{n}", 0))
+    out = path or run / "plots" / "difficulty.png"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    xlabel = f"questions (level by accuracy over {manifest['config']['num_samples']} samples)"
+    return plots.bars(labels, counts, "S2R questions per difficulty level", out, xlabel=xlabel)

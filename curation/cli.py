@@ -1,0 +1,151 @@
+"""The ``judgeforge curate`` and ``judgeforge inspect`` commands (registered in :data:`judgeforge.cli.COMMANDS`).
+
+They only parse options and print: the work is in :mod:`judgeforge.curation.pipeline` and
+:mod:`judgeforge.curation.inspection`, which are imported when a command runs so that the CLI starts fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from judgeforge.curation.filters import FILTERS
+
+
+def _filters_help() -> str:
+    lines = "\n".join(f"  {name:<20} {cls.summary}" for name, cls in FILTERS.items())
+    return f"\b\nFilters (the 'filter:' of a spec entry):\n{lines}"
+
+
+_CURATE_HELP = f"""Curate a built run with a YAML spec of filters into a new run.
+
+RUN_DIR is a run's kind directory (it holds data/shard-*.parquet and manifest.json). Without --spec the
+kind's default spec shipped with judgeforge is used. The curated run goes to a new directory
+(default: RUN_DIR-curated next to RUN_DIR), never over its input: same kind, same schema, a
+manifest linking the input run and recording the funnel, and curation_log.parquet with every
+dropped or flagged row and why.
+
+\b
+A spec lists filters in order, each with its parameters:
+  kind: step_prefs
+  filters:
+    - filter: length
+      columns: [chosen]
+      min_chars: 2
+    - filter: decontaminate          # name: and action: drop|flag work on any entry
+      action: flag
+      eval: {{source: eval.jsonl, question_col: problem}}
+
+{_filters_help()}
+"""
+
+
+@click.command("curate", help=_CURATE_HELP)
+@click.argument("run_dir", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--spec", type=click.Path(path_type=Path, dir_okay=False), default=None, help="YAML spec of filters (default: the spec shipped for the run's kind).")
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=None, help="Directory of the curated run (default: RUN_DIR-curated beside RUN_DIR); must not overlap RUN_DIR.")
+@click.option("--eval", "eval_source", default=None, help="Eval set for the spec's decontaminate filters: gym:<task>, a local .jsonl/.json/.parquet/.csv file or a datasets id (question column 'question').")
+@click.option("--memory-limit", default="2GB", show_default=True, help="DuckDB memory limit; larger intermediate results spill to disk.")
+@click.option("--examples", type=click.IntRange(min=0), default=3, show_default=True, help="Example drops kept per filter in the manifest and shown in the funnel.")
+@click.option("--batch-rows", type=click.IntRange(min=1), default=20_000, show_default=True, help="Rows per Arrow batch for the filters that run in numpy.")
+def curate_command(run_dir: Path, spec: Path | None, out: Path | None, eval_source: str | None, memory_limit: str, examples: int, batch_rows: int) -> None:
+    from judgeforge.curation.pipeline import CurateOptions, curate
+    from judgeforge.runs import argv
+
+    opts = CurateOptions(spec=spec, out=out, eval_source=eval_source, memory_limit=memory_limit, examples=examples, batch_rows=batch_rows, command=argv())
+    manifest, where = curate(run_dir, opts)
+    Console().print(funnel_table(manifest["curation"], str(where)))
+    for line in report_lines(manifest["curation"]["funnel"]):
+        Console().print(line)
+
+
+def funnel_table(curation: dict[str, Any], where: str) -> Table:
+    """The funnel: rows in and out per filter, with the first example drop of each."""
+    rows_in = curation["rows_in"]
+    table = Table(title=f"curation funnel · {rows_in:,} → {curation['rows_out']:,} rows · {where}")
+    for name, justify in (("filter", "left"), ("rows in", "right"), ("removed", "right"), ("rows out", "right"), ("kept", "right"), ("s", "right"), ("example", "left")):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for step in curation["funnel"]:
+        removed = f"{step['dropped']:,}" if "dropped" in step else f"{step['flagged']:,} flagged"
+        example = step["examples"][0] if step["examples"] else None
+        kept = f"{step['rows_out'] / step['rows_in']:.1%}" if step["rows_in"] else "-"
+        note = step["report"].get("skipped") or (f"{example['id']}: {example['reason']}" if example else "")
+        table.add_row(step["name"], f"{step['rows_in']:,}", removed, f"{step['rows_out']:,}", kept, f"{step['seconds']:.1f}", note)
+    return table
+
+
+def report_lines(funnel: list[dict[str, Any]]) -> list[str]:
+    """One line per filter report or counter set worth reading (length bias, verdict balance, clusters)."""
+    lines = []
+    for step in funnel:
+        report = {k: v for k, v in step["report"].items() if k != "skipped"}
+        if report:
+            lines.append(f"[bold]{step['name']}[/] {_compact(report)}")
+        if step["stats"]:
+            lines.append(f"[dim]{step['name']} counters {_compact(step['stats'])}[/]")
+    return lines
+
+
+def _compact(data: dict[str, Any]) -> str:
+    return " · ".join(f"{k}: {_compact(v) if isinstance(v, dict) else v}" for k, v in data.items())
+
+
+@click.command("inspect")
+@click.argument("run_dir", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--sql", "query", default=None, help="Run this DuckDB query instead; the run is the table named after its kind, e.g. \"SELECT step_index, count(*) FROM step_prefs GROUP BY 1\".")
+@click.option("--samples", type=click.IntRange(min=0), default=3, show_default=True, help="Sample rows to show.")
+@click.option("--max-rows", type=click.IntRange(min=1), default=50, show_default=True, help="Most result rows printed for --sql.")
+def inspect_command(run_dir: Path, query: str | None, samples: int, max_rows: int) -> None:
+    """Show a run: row counts, per-column statistics and sample rows, or the result of an ad-hoc --sql query.
+
+    Works on built and curated runs alike; a curated run also shows its funnel.
+    """
+    from judgeforge.curation import inspection
+    from judgeforge.curation.filters import ident, one_row
+    from judgeforge.curation.pipeline import RunInput, connect
+
+    run = RunInput.open(run_dir)
+    console = Console()
+    con = connect(run.shards)
+    con.execute(f"CREATE VIEW {ident(run.kind)} AS SELECT * EXCLUDE (_rid) FROM src")
+    if query is not None:
+        columns, rows, more = inspection.run_sql(con, query, max_rows)
+        result = Table(title=f"{len(rows)}{'+' if more else ''} row(s)")
+        for name in columns:
+            result.add_column(name)
+        for row in rows:
+            result.add_row(*(inspection.shorten(v, 120) for v in row))
+        console.print(result)
+        return
+    manifest = run.manifest or {}
+    (rows,) = one_row(con, f"SELECT count(*) FROM {ident(run.kind)}")
+    head = Table(title=f"{run.kind} · {run_dir}", show_header=False)
+    head.add_column("what", style="bold")
+    head.add_column("value")
+    head.add_row("rows", f"{rows:,}")
+    head.add_row("shards", str(len(run.shards)))
+    if "builder" in manifest:
+        head.add_row("builder", f"{manifest['builder'].get('name')} {manifest['builder'].get('version')}")
+    head.add_row("status", str(manifest.get("status", "no manifest")))
+    if "curation" in manifest:
+        head.add_row("curated from", str(manifest["curation"]["input"]["path"]))
+    console.print(head)
+    if "curation" in manifest:
+        console.print(funnel_table(manifest["curation"], str(run_dir)))
+    stats = Table(title="columns")
+    for name in ("column", "type", "nulls", "summary"):
+        stats.add_column(name)
+    for column, dtype, nulls, summary in inspection.column_stats(con, run.kind, run.schema):
+        stats.add_row(column, inspection.shorten(dtype, 40), f"{nulls:,}", summary)
+    console.print(stats)
+    for i, sample in enumerate(inspection.samples(con, run.kind, samples)):
+        table = Table(title=f"sample {i + 1}", show_header=False)
+        table.add_column("field", style="bold")
+        table.add_column("value")
+        for key, value in sample.items():
+            table.add_row(key, value)
+        console.print(table)

@@ -1,0 +1,410 @@
+"""``judgeforge curate``: run a YAML spec of filters over a built run and write a new, curated run.
+
+The input run is never modified. Its shards are opened by DuckDB as one view (``src``) with a stable
+row number ``_rid`` (shard index × 2^32 + row in shard); filters run in spec order, each over the rows
+the previous ones left (``cur``), and record what they remove in a ``drops`` table — ids and reasons,
+not rows. Only then are the curated shards written, one per input shard, by pyarrow: the kind's Arrow
+schema and Parquet metadata (kind, schema version) survive, so every reader of the kind accepts the
+curated run. DuckDB's own ``COPY`` would drop that metadata.
+
+The output goes to a temporary sibling directory that is renamed into place at the end: a failed or
+killed curation leaves nothing half-written. ``manifest.json`` links the input run (path, run id,
+fingerprint), copies its provenance (builder, config, source, models, seed), and records the spec and
+the funnel: rows in and out per filter, its counters and report, and a few example drops with their
+reasons. ``curation_log.parquet`` lists every dropped or flagged row: id, filter, action, reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from judgeforge import __version__
+from judgeforge.curation.filters import FILTERS, Decontaminate, Filter, Stage, one_row
+from judgeforge.errors import UserError
+from judgeforge.runs import RunDir, open_run, redact
+from judgeforge.schemas.base import KIND_KEY, SCHEMA_VERSION_KEY, BaseRow, arrow_schema
+from judgeforge.sources import SourceConfig
+
+LOG_NAME = "curation_log.parquet"
+# Manifest fields that describe the input run's own files and life, not how its rows were made.
+_RUN_FIELDS = {
+    "judgeforge_version", "kind", "run_id", "fingerprint", "status", "started_at", "finished_at", "command",
+    "shards", "chunks", "rows_in", "rows_out", "timings", "curation",
+}
+
+
+def row_model_for(kind: str) -> type[BaseRow]:
+    """The row model of a kind, found through the builders that produce it."""
+    from judgeforge.builders import REGISTRY, load_builder
+
+    models: dict[str, type[BaseRow]] = {}
+    for name in REGISTRY:
+        model = load_builder(name).row_model
+        models.setdefault(model.kind, model)
+    if kind not in models:
+        raise UserError(f"unknown kind '{kind}' (known kinds: {', '.join(sorted(models))})")
+    return models[kind]
+
+
+@dataclass(frozen=True)
+class RunInput:
+    """A built (or curated) run, checked: every shard holds the kind, with the kind's current schema."""
+
+    root: Path
+    kind: str
+    row_model: type[BaseRow]
+    schema: pa.Schema
+    shards: list[Path]
+    manifest: dict[str, Any] | None
+
+    @classmethod
+    def open(cls, root: Path) -> RunInput:
+        shards = sorted((root / "data").glob("shard-*.parquet")) if (root / "data").is_dir() else []
+        if not shards:
+            raise UserError(f"run dir '{root}' has no data/shard-*.parquet files")
+        try:
+            kind = (pq.read_schema(shards[0]).metadata or {}).get(KIND_KEY, b"").decode()
+        except (OSError, pa.ArrowInvalid) as exc:
+            raise UserError(f"{shards[0]}: not a Parquet file ({exc})") from exc
+        if not kind:
+            raise UserError(f"{shards[0]}: not a judgeforge shard (no '{KIND_KEY.decode()}' in its metadata)")
+        run = open_run(root, kind)
+        manifest = run.read_manifest()
+        if manifest is not None and manifest.get("kind", kind) != kind:
+            raise UserError(f"{run.manifest_path}: says kind '{manifest.get('kind')}' but the shards hold '{kind}'")
+        model = row_model_for(kind)
+        schema = arrow_schema(model)
+        for shard in shards:
+            found = pq.read_schema(shard)
+            version = (found.metadata or {}).get(SCHEMA_VERSION_KEY, b"").decode()
+            if version != model.schema_version or not found.remove_metadata().equals(schema.remove_metadata()):
+                raise UserError(
+                    f"{shard}: written with schema version '{version}' of kind '{kind}', "
+                    f"this judgeforge reads version '{model.schema_version}'; rebuild the run"
+                )
+        return cls(root, kind, model, schema, shards, manifest)
+
+
+def connect(shards: list[Path], memory_limit: str = "2GB", temp_dir: Path | None = None) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection with the view ``src``: every row of ``shards`` plus its ``_rid``."""
+    con = duckdb.connect()
+    try:
+        con.execute(f"SET memory_limit = '{memory_limit}'")
+    except duckdb.Error as exc:
+        raise UserError(f"--memory-limit '{memory_limit}': {exc}") from exc
+    if temp_dir is not None:
+        con.execute(f"SET temp_directory = '{temp_dir}'")
+    files = ", ".join("'" + str(s).replace("'", "''") + "'" for s in shards)
+    con.execute(f"CREATE VIEW src AS SELECT (file_index::BIGINT << 32) + file_row_number AS _rid, * FROM read_parquet([{files}])")
+    return con
+
+
+# --- the spec --------------------------------------------------------------------------------------
+
+
+class FilterEntry(BaseModel):
+    """One entry of a spec: which filter, its funnel name, drop or flag, and its parameters."""
+
+    model_config = ConfigDict(extra="allow")
+
+    filter: str = Field(description="filter type")
+    name: str | None = Field(None, description="name in the funnel (default: the filter type)")
+    action: Literal["drop", "flag"] = Field("drop", description="drop matching rows, or only flag them in the log")
+
+
+class Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: str | None = Field(None, description="the kind this spec is for (checked against the run)")
+    filters: list[FilterEntry] = Field(min_length=1)
+
+
+def default_spec_path(kind: str) -> Path:
+    path = Path(str(resources.files("judgeforge.curation") / "specs" / f"{kind}.yaml"))
+    if not path.is_file():
+        raise UserError(f"no default curation spec for kind '{kind}'; give one with --spec")
+    return path
+
+
+@dataclass
+class Step:
+    filter: Filter
+    action: str
+
+
+def load_spec(path: Path, kind: str) -> tuple[dict[str, Any], list[Step]]:
+    """Parse and check a spec file; returns its data and the filters, in order. Touches no run data."""
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise UserError(f"cannot read spec '{path}': {exc.strerror or exc}") from exc
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise UserError(f"{path}{where}: invalid YAML") from exc
+    try:
+        spec = Spec.model_validate(data)
+    except ValidationError as exc:
+        raise UserError(f"{path}: {_first_error(exc)}") from exc
+    if spec.kind is not None and spec.kind != kind:
+        raise UserError(f"{path}: is a spec for kind '{spec.kind}', the run holds '{kind}'")
+    steps, names = [], set()
+    for i, entry in enumerate(spec.filters):
+        cls = FILTERS.get(entry.filter)
+        if cls is None:
+            raise UserError(f"{path}: filters[{i}]: unknown filter '{entry.filter}' (known: {', '.join(FILTERS)})")
+        name = entry.name or entry.filter
+        if name in names:
+            raise UserError(f"{path}: filters[{i}]: a second filter named '{name}'; give it another 'name:'")
+        names.add(name)
+        try:
+            params = cls.Params.model_validate(entry.model_extra or {})
+        except ValidationError as exc:
+            raise UserError(f"{path}: filters[{i}] ({name}): {_first_error(exc)}") from exc
+        steps.append(Step(cls(name, params), entry.action))
+    return spec.model_dump(mode="json", exclude_none=True), steps
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"])
+    if err["type"] == "extra_forbidden":
+        return f"unknown parameter '{where}'"
+    return f"{where}: {err['msg']}" if where else err["msg"]
+
+
+# --- output placement ------------------------------------------------------------------------------
+
+
+def default_out(run: RunInput) -> Path:
+    return run.root.parent / f"{run.root.name}-curated"
+
+
+def _check_out(run: RunInput, out: Path) -> None:
+    src, dst = run.root.resolve(), out.resolve()
+    if dst == src or src in dst.parents or dst in src.parents:
+        raise UserError(f"--out '{out}' overlaps the input run '{run.root}'; a curated run never overwrites its input")
+    if dst.exists():
+        curated = "curation" in _read_json(dst / "manifest.json")
+        if not dst.is_dir() or (any(dst.iterdir()) and not curated):
+            raise UserError(f"--out '{out}' exists and is not a curated run; choose another --out")
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _clear_stale(out: Path) -> None:
+    """Remove temp dirs that killed curations of ``out`` left behind (their process is gone)."""
+    for tmp in out.parent.glob(f".{out.name}.tmp-*"):
+        pid = tmp.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+# --- running ---------------------------------------------------------------------------------------
+
+
+class CurateOptions(BaseModel):
+    spec: Path | None = None
+    out: Path | None = None
+    eval_source: str | None = None
+    memory_limit: str = "2GB"
+    examples: int = 3
+    batch_rows: int = 20_000
+    command: list[str] = []
+
+
+def curate(run_dir: Path, opts: CurateOptions, console: Console | None = None) -> tuple[dict[str, Any], Path]:
+    """Curate ``run_dir`` into a new run; returns its manifest and where it went."""
+    console = console or Console(stderr=True)
+    started, clock = _now(), time.perf_counter()
+    run = RunInput.open(run_dir)
+    if run.manifest is None:
+        raise UserError(f"run dir '{run_dir}' has no manifest.json to link the curated run to")
+    spec_path = opts.spec or default_spec_path(run.kind)
+    spec, steps = load_spec(spec_path, run.kind)
+    if opts.eval_source is not None:
+        decon = [s for s in steps if isinstance(s.filter, Decontaminate)]
+        if not decon:
+            raise UserError(f"--eval given but spec '{spec_path}' has no decontaminate filter")
+        for step in decon:
+            step.filter.params.eval = SourceConfig(source=opts.eval_source)  # type: ignore[attr-defined]
+        for entry in spec["filters"]:
+            if entry["filter"] == Decontaminate.type_name:
+                entry["eval"] = {"source": opts.eval_source}
+    for step in steps:
+        step.filter.validate(run.schema, run.kind)
+    out = opts.out or default_out(run)
+    _check_out(run, out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _clear_stale(out)
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        work = tmp / ".work"
+        work.mkdir(parents=True)
+        con = connect(run.shards, opts.memory_limit, work)
+        try:
+            funnel, rows_in, rows_out = _run_filters(con, run, steps, opts, console)
+            dropped = con.sql("SELECT _rid FROM drops WHERE action = 'drop' ORDER BY _rid").fetchnumpy()["_rid"]
+            target = RunDir(tmp, run.kind)
+            shards = _write_shards(run, target, np.asarray(dropped, dtype=np.int64))
+            con.execute(
+                f"COPY (SELECT s.id, d.filter, d.action, d.reason FROM drops d JOIN src s USING (_rid) ORDER BY d._rid) "
+                f"TO '{tmp / LOG_NAME}' (FORMAT parquet)"
+            )
+        finally:
+            con.close()
+        shutil.rmtree(work)
+        manifest = _manifest(run, spec, spec_path, opts, funnel, rows_in, rows_out, shards, started, time.perf_counter() - clock)
+        target.write_json(target.manifest_path, manifest)
+        _replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return manifest, out
+
+
+def _run_filters(
+    con: duckdb.DuckDBPyConnection, run: RunInput, steps: list[Step], opts: CurateOptions, console: Console
+) -> tuple[list[dict[str, Any]], int, int]:
+    con.execute("CREATE TEMP TABLE drops (_rid BIGINT, filter VARCHAR, action VARCHAR, reason VARCHAR)")
+    con.execute("CREATE TEMP VIEW cur AS SELECT * FROM src WHERE _rid NOT IN (SELECT _rid FROM drops WHERE action = 'drop')")
+    stage = Stage(con, run.schema, opts.batch_rows)
+
+    def count() -> int:
+        return int(one_row(con, "SELECT count(*) FROM cur")[0])
+
+    rows_in = rows = count()
+    funnel = []
+    with Progress(SpinnerColumn(), TextColumn("[bold]curate[/] {task.description}"), TextColumn("{task.completed}/{task.total} filters"), TimeElapsedColumn(), console=console) as progress:
+        task = progress.add_task("", total=len(steps))
+        for step in steps:
+            f = step.filter
+            progress.update(task, description=f"{f.name} · {rows:,} rows")
+            start = time.perf_counter()
+            sql = f.select(stage)
+            con.execute(
+                f"INSERT INTO drops SELECT _rid, ?, ?, min(reason) FROM ({sql}) GROUP BY _rid", [f.name, step.action]
+            )
+            hit = int(one_row(con, "SELECT count(*) FROM drops WHERE filter = ?", [f.name])[0])
+            after = count()
+            examples = con.execute(
+                "SELECT s.id, d.reason FROM (SELECT * FROM drops WHERE filter = ? ORDER BY _rid LIMIT ?) d JOIN src s USING (_rid) ORDER BY d._rid",
+                [f.name, opts.examples],
+            ).fetchall()
+            funnel.append(
+                {
+                    "name": f.name,
+                    "filter": f.type_name,
+                    "action": step.action,
+                    "rows_in": rows,
+                    "rows_out": after,
+                    "dropped" if step.action == "drop" else "flagged": hit,
+                    "examples": [{"id": i, "reason": r} for i, r in examples],
+                    "stats": dict(f.stats),
+                    "report": f.report,
+                    "seconds": round(time.perf_counter() - start, 3),
+                }
+            )
+            rows = after
+            progress.advance(task)
+    return funnel, rows_in, rows
+
+
+def _write_shards(run: RunInput, target: RunDir, dropped: np.ndarray) -> list[str]:
+    """One curated shard per input shard, with the input's schema and metadata; dropped rows left out."""
+    names = []
+    for index, shard in enumerate(run.shards):
+        table = pq.read_table(shard)
+        low, high = np.searchsorted(dropped, [index << 32, (index + 1) << 32])
+        keep = np.ones(table.num_rows, dtype=bool)
+        keep[dropped[low:high] - (index << 32)] = False
+        kept = table.filter(pa.array(keep))
+        target.write_chunk(index, kept, {"rows": kept.num_rows, "rows_in": table.num_rows, "input_shard": shard.name})
+        names.append(target.chunk_path(index).name)
+    return names
+
+
+def _manifest(
+    run: RunInput, spec: dict[str, Any], spec_path: Path, opts: CurateOptions, funnel: list[dict[str, Any]],
+    rows_in: int, rows_out: int, shards: list[str], started: str, seconds: float,
+) -> dict[str, Any]:
+    source = run.manifest or {}
+    identity = {"input_fingerprint": source.get("fingerprint"), "spec": spec}
+    fingerprint = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
+    input_link = {"path": str(run.root.resolve()), "run_id": source.get("run_id"), "fingerprint": source.get("fingerprint"), "rows": rows_in}
+    if "curation" in source:
+        input_link["curation"] = source["curation"]
+    return {
+        "judgeforge_version": __version__,
+        "kind": run.kind,
+        "run_id": fingerprint[:16],
+        "fingerprint": fingerprint,
+        **{k: v for k, v in source.items() if k not in _RUN_FIELDS},
+        "curation": {
+            "input": input_link,
+            "spec_path": str(spec_path),
+            "spec": spec,
+            "funnel": funnel,
+            "rows_in": rows_in,
+            "rows_out": rows_out,
+            "log": LOG_NAME,
+        },
+        "command": redact(opts.command),
+        "status": "complete",
+        "started_at": started,
+        "finished_at": _now(),
+        "rows_in": rows_in,
+        "rows_out": rows_out,
+        "timings": {"curate_s": round(seconds, 3)},
+        "shards": shards,
+    }
+
+
+def _replace(tmp: Path, out: Path) -> None:
+    """Move the finished run into place; an older curated run at ``out`` is replaced only now."""
+    if out.exists():
+        old = out.parent / f".{out.name}.old-{os.getpid()}"
+        os.replace(out, old)
+        os.replace(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, out)
+

@@ -1,0 +1,331 @@
+"""Render a run dir's dataset card: README.md with Hub front matter, the story of the data, and its plots.
+
+A dataset without a card is a file of unknown provenance. ``judgeforge card RUN_DIR`` writes README.md
+(and PNG plots beside it) from what the run already records: the YAML front matter the Hub validates
+(license, language, task categories, size category, ``configs`` pointing at the Parquet shards,
+``dataset_info`` features derived from the shards' own Arrow schema, so ``datasets.load_dataset`` and the
+Hub viewer agree with the files), and a body that says how the data was built — the builder's own
+description of its method and paper, its name and version, the models, every builder option with its
+meaning (sampling parameters included), the source, the seed — then the curation funnel and the human
+review agreement when the run has them, the columns, how to train on it with TRL, and the exact
+commands that rebuild it.
+
+Per kind, :data:`CARDS` adds the paper, Hub task categories and tags, and plots; the TRL snippet is
+derived from the kind's view functions (``sft_view``, ``dpo_view``, ...), so a new kind gets a working
+card from its builder and schema alone and needs an entry here only for its paper and pictures.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import re
+import shlex
+import sys
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+import pyarrow as pa
+import pyarrow.parquet as pq
+from jinja2 import Environment, PackageLoader, StrictUndefined
+from rich.console import Console
+
+from judgeforge.data_cards import plots
+from judgeforge.data_cards.runinfo import RunInfo, load_run_info, reproduce_commands
+from judgeforge.errors import UserError
+
+DATA_FILES = "data/shard-*.parquet"
+PLOT_PREFIX = "plot-"
+
+
+@dataclass(frozen=True)
+class Paper:
+    title: str
+    authors: str
+    venue: str
+    arxiv: str
+    key: str
+
+    @property
+    def url(self) -> str:
+        return f"https://arxiv.org/abs/{self.arxiv}"
+
+    def bibtex(self) -> str:
+        year = "20" + self.arxiv[:2]
+        return (
+            f"@article{{{self.key},\n  title = {{{self.title}}},\n  author = {{{self.authors}}},\n"
+            f"  journal = {{arXiv preprint arXiv:{self.arxiv}}},\n  year = {{{year}}},\n  note = {{{self.venue}}}\n}}"
+        )
+
+
+PROCESS_SELF_REWARDING = Paper("Process-based Self-Rewarding Language Models", "Zhang, Shimao and others", "ACL Findings 2025", "2503.03746", "zhang2025process")
+R_PRM = Paper("R-PRM: Reasoning-Driven Process Reward Modeling", "She, Shuaijie and others", "EMNLP 2025", "2503.21295", "she2025rprm")
+SELF_TAUGHT_EVALUATORS = Paper("Self-Taught Evaluators", "Wang, Tianlu and others", "arXiv 2024", "2408.02666", "wang2024selftaught")
+S2R = Paper("S$^2$R: Teaching LLMs to Self-verify and Self-correct via Reinforcement Learning", "Ma, Ruotian and others", "ACL 2025", "2502.12853", "ma2025s2r")
+
+Plotter = Callable[[RunInfo, Path], list[tuple[Path, str]]]
+
+
+@dataclass(frozen=True)
+class KindCard:
+    """What a card says about one kind beyond what the builder and schema already document."""
+
+    pretty: str
+    task_categories: tuple[str, ...] = ("text-generation",)
+    tags: tuple[str, ...] = ()
+    paper: Paper | None = None
+    plots: tuple[Plotter, ...] = ()
+    trainer: tuple[str, str] | None = None  # (module, class) replacing the view's TRL trainer
+
+
+def _step_prefs_plots(info: RunInfo, out: Path) -> list[tuple[Path, str]]:
+    table = info.dataset().to_table(columns=["chosen_score", "rejected_score", "step_index", "solution_status"])
+    margins = [c - r for c, r in zip(table.column("chosen_score").to_pylist(), table.column("rejected_score").to_pylist(), strict=True)]
+    status = Counter(table.column("solution_status").to_pylist())
+    return [
+        (plots.histogram(margins, "Judge score margin, chosen − rejected", "pairwise wins", out / f"{PLOT_PREFIX}score-margin.png"),
+         "How decisively the judge preferred the chosen step (pairwise wins of chosen minus rejected)."),
+        (plots.histogram(table.column("step_index").to_pylist(), "Pairs per step position", "step index", out / f"{PLOT_PREFIX}step-index.png"),
+         "At which step of the solution each pair was taken."),
+        (plots.bars(sorted(status), [status[k] for k in sorted(status)], "How each row's solution search ended", out / f"{PLOT_PREFIX}solution-status.png"),
+         "Rows by how their problem's search ended (final answer reached, step limit, rollback limit)."),
+    ]
+
+
+# kind → its card extras. Kinds without an entry get GENERIC.
+CARDS: dict[str, KindCard] = {
+    "step_prefs": KindCard(
+        "Step-wise preference pairs", ("text-generation",), ("dpo", "step-wise-dpo", "process-supervision", "self-rewarding", "llm-as-a-judge"),
+        PROCESS_SELF_REWARDING, (_step_prefs_plots,), ("judgeforge.train.stepwise_dpo", "StepwiseDPOTrainer"),
+    ),
+    "ift": KindCard("Step-formatted solutions (IFT)", ("text-generation",), ("sft", "self-rewarding"), PROCESS_SELF_REWARDING),
+    "eft": KindCard("Pairwise step judgments (EFT)", ("text-generation",), ("sft", "llm-as-a-judge", "self-rewarding"), PROCESS_SELF_REWARDING),
+    "rprm_sft": KindCard("Step verification analyses (R-PRM SFT)", ("text-generation",), ("sft", "process-reward-model"), R_PRM),
+    "rprm_prefs": KindCard("Step verification preference pairs (R-PRM DPO)", ("text-generation",), ("dpo", "process-reward-model"), R_PRM),
+    "ste_judgments": KindCard("Synthetic judge training data (Self-Taught Evaluator)", ("text-generation",), ("llm-as-a-judge", "reward-model"), SELF_TAUGHT_EVALUATORS),
+    "s2r_trajectories": KindCard("Self-verify and self-correct trajectories (S²R)", ("text-generation",), ("sft", "self-verification"), S2R),
+    "s2r_rl_prompts": KindCard("RL prompts with verifiable answers (S²R)", ("reinforcement-learning", "text-generation"), ("grpo", "self-verification"), S2R),
+}
+GENERIC = KindCard("Dataset")
+BASE_TAGS = ("judgeforge", "synthetic")
+
+# view function → (TRL trainer module, trainer, config) used in the usage snippet
+_VIEW_TRAINERS: dict[str, tuple[str, str, str]] = {
+    "sft_view": ("trl", "SFTTrainer", "SFTConfig"),
+    "dpo_view": ("trl", "DPOTrainer", "DPOConfig"),
+    "grpo_view": ("trl", "GRPOTrainer", "GRPOConfig"),
+}
+_SIZES = ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"), (10_000_000, "1M<n<10M"),
+          (100_000_000, "10M<n<100M"), (1_000_000_000, "100M<n<1B"))
+
+
+def size_category(rows: int) -> str:
+    return next((label for limit, label in _SIZES if rows < limit), "n>1B")
+
+
+def _markdown(docstring: str) -> str:
+    """A module docstring as markdown: ``code`` → `code`, Sphinx roles dropped to their target."""
+    text = re.sub(r":[a-z]+:`~?([^`]+)`", r"`\1`", docstring)
+    return text.replace("``", "`")
+
+
+def _type_name(dtype: pa.DataType) -> str:
+    if pa.types.is_list(dtype):
+        return f"list<{_type_name(dtype.value_type)}>"
+    if pa.types.is_struct(dtype):
+        return "struct{" + ", ".join(f"{f.name}: {_type_name(f.type)}" for f in dtype) + "}"
+    return str(dtype)
+
+
+def _row_groups(path: Path) -> list[Any]:
+    meta = pq.ParquetFile(path).metadata
+    return [meta.row_group(i) for i in range(meta.num_row_groups)]
+
+
+def dataset_info(info: RunInfo) -> dict[str, Any]:
+    """``dataset_info`` for the front matter, with features derived from the shards' Arrow schema."""
+    from datasets import DatasetInfo, Features, SplitDict, SplitInfo
+
+    schema = info.dataset().schema.remove_metadata()
+    rows = info.num_rows()
+    size = sum(p.stat().st_size for p in info.shards)
+    num_bytes = sum(rg.total_byte_size for p in info.shards for rg in _row_groups(p))
+    split = SplitInfo(name="train", num_bytes=num_bytes, num_examples=rows)
+    result: dict[str, Any] = DatasetInfo(
+        features=Features.from_arrow_schema(schema), splits=SplitDict({"train": split}), download_size=size, dataset_size=num_bytes
+    )._to_yaml_dict()
+    return {"config_name": "default", **result}
+
+
+def front_matter(info: RunInfo, kind_card: KindCard, license_id: str, pretty_name: str) -> str:
+    from huggingface_hub import DatasetCardData
+
+    data = DatasetCardData(
+        license=license_id,
+        language=["en"],
+        pretty_name=pretty_name,
+        size_categories=[size_category(info.num_rows())],
+        task_categories=list(kind_card.task_categories),
+        tags=[*BASE_TAGS, *kind_card.tags],
+        configs=[{"config_name": "default", "data_files": [{"split": "train", "path": DATA_FILES}]}],
+        dataset_info=dataset_info(info),
+    )
+    return data.to_yaml()
+
+
+def usage_snippet(info: RunInfo, kind_card: KindCard, repo_id: str) -> str:
+    """Python that loads the dataset and trains on it with the kind's TRL view (or just loads it)."""
+    builder = info.builder
+    model = (info.manifest.get("models") or {}).get("policy", {}).get("model", "YOUR_MODEL")
+    module = sys.modules[builder.row_model.__module__] if builder else None
+    views = [name for name in _VIEW_TRAINERS if module is not None and hasattr(module, name)]
+    context: dict[str, Any] = {"repo_id": repo_id, "model": model, "view": None}
+    if views and module is not None:
+        view = views[0]
+        trl_module, trainer, config = _VIEW_TRAINERS[view]
+        trainer_module, trainer = kind_card.trainer or (trl_module, trainer)
+        context.update(
+            view=view, view_module=module.__name__, needs_tokenizer="tokenizer" in inspect.signature(getattr(module, view)).parameters,
+            trainer=trainer, trainer_module=trainer_module, config=config,
+        )
+    return _env().get_template("usage.py.j2").render(**context).strip()
+
+
+def _funnel(funnel: Any) -> list[dict[str, Any]] | None:
+    """The curation funnel as rows of (step, rows in, rows out, note), from a list or a mapping of steps."""
+    if not funnel:
+        return None
+    steps = [{"name": k, **v} for k, v in funnel.items()] if isinstance(funnel, dict) else list(funnel)
+    out = []
+    for step in steps:
+        if not isinstance(step, dict):
+            return None
+        name = next((str(step[k]) for k in ("name", "filter", "step", "stage") if k in step), "?")
+        note = next((str(step[k]) for k in ("description", "predicate", "sql", "note") if k in step), "")
+        out.append({"name": name, "rows_in": step.get("rows_in"), "rows_out": step.get("rows_out"), "note": note})
+    return out
+
+
+def _review_titles(kind: str) -> dict[str, str]:
+    from judgeforge.curation.review import SPECS
+
+    spec = SPECS.get(kind)
+    return {q.name: q.title for q in spec.questions} if spec else {}
+
+
+def _env() -> Environment:
+    env = Environment(
+        loader=PackageLoader("judgeforge.data_cards", "templates"), undefined=StrictUndefined, keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True
+    )
+    env.filters["pct"] = lambda v: "–" if v is None else f"{v:.1%}"
+    return env
+
+
+def _config_rows(info: RunInfo) -> list[tuple[str, str, str]]:
+    builder = info.builder
+    fields = builder.Config.model_fields if builder else {}
+    return [
+        (f"--{name.replace('_', '-')}", f"{value}", (fields[name].description or "") if name in fields else "")
+        for name, value in (info.manifest.get("config") or {}).items()
+    ]
+
+
+def _build_rows(info: RunInfo) -> list[tuple[str, str]]:
+    m = info.manifest
+    rows: list[tuple[str, str]] = []
+    builder = m.get("builder") or {}
+    if builder:
+        rows.append(("builder", f"`{builder.get('name')}` {builder.get('version', '')}"))
+    for role, model in (m.get("models") or {}).items():
+        engine = (m.get("engines") or {}).get(role, {})
+        where = ", ".join(f"{k} {v}" for k, v in engine.items() if k in ("engine", "device"))
+        rows.append((f"{role} model", f"`{model.get('model')}` (weights sha256 `{str(model.get('weights_hash', ''))[:12]}…`; {where})"))
+    source = m.get("source") or {}
+    if source:
+        extra = f", limit {source['limit']}" if source.get("limit") else ""
+        rows.append(("source", f"`{source.get('source')}` (split {source.get('split')}{extra}; {source.get('inputs', '?')} inputs; sha256 `{str(source.get('fingerprint', ''))[:12]}…`)"))
+    if "seed" in m:
+        rows.append(("seed", str(m["seed"])))
+    tokens = m.get("tokens") or {}
+    if tokens:
+        rows.append(("tokens", f"{tokens.get('prompt', 0):,} prompt, {tokens.get('completion', 0):,} generated"))
+    if m.get("started_at"):
+        rows.append(("built", f"{m.get('started_at')} → {m.get('finished_at', '?')} (judgeforge {m.get('judgeforge_version', '?')})"))
+    return rows
+
+
+def render_card(info: RunInfo, out: Path, repo_id: str | None = None, license_id: str | None = None, pretty_name: str | None = None) -> list[Path]:
+    """Write README.md and its plots into ``out``; return the files written."""
+    kind_card = CARDS.get(info.kind, GENERIC)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot write the card to '{out}': {exc.strerror or exc}") from exc
+    for stale in out.glob(f"{PLOT_PREFIX}*.png"):
+        stale.unlink()
+    builder = info.builder
+    pretty = pretty_name or f"{kind_card.pretty} ({info.kind})"
+    figures = [fig for plotter in kind_card.plots for fig in plotter(info, out)]
+    funnel = _funnel(info.manifest.get("funnel"))
+    if funnel and all(isinstance(s["rows_out"], (int, float)) for s in funnel):
+        first_in = funnel[0]["rows_in"]
+        labels = (["input"] if isinstance(first_in, (int, float)) else []) + [s["name"] for s in funnel]
+        counts = ([first_in] if isinstance(first_in, (int, float)) else []) + [s["rows_out"] for s in funnel]
+        figures.append((plots.bars(labels, counts, "Curation funnel: rows left after each step", out / f"{PLOT_PREFIX}funnel.png"), "Rows left after each curation step."))
+    repo = repo_id or f"YOUR_ORG/{info.kind.replace('_', '-')}"
+    schema = info.dataset().schema
+    text = _env().get_template("card.md.j2").render(
+        front_matter=front_matter(info, kind_card, license_id or "other", pretty).strip(),
+        license_set=license_id is not None,
+        license_id=license_id or "other",
+        pretty=pretty,
+        kind=info.kind,
+        rows=info.num_rows(),
+        repo_id=repo,
+        summary=builder.summary if builder else "",
+        builder_doc=_markdown(info.builder_doc()),
+        schema_doc=_markdown(info.schema_doc()),
+        paper=kind_card.paper,
+        build_rows=_build_rows(info),
+        config_rows=_config_rows(info),
+        report_rows=builder.report(info.manifest.get("builder_stats") or {}) if builder else [],
+        funnel=funnel,
+        raw_funnel=info.manifest.get("funnel") if info.manifest.get("funnel") and not funnel else None,
+        review=info.manifest.get("review"),
+        review_titles=_review_titles(info.kind),
+        figures=[(p.name, caption) for p, caption in figures],
+        columns=[(f.name, _type_name(f.type)) for f in schema],
+        usage=usage_snippet(info, kind_card, repo),
+        commands=[shlex.join(c) for c in reproduce_commands(info.manifest)],
+    )
+    readme = out / "README.md"
+    tmp = readme.with_name(f".README.md.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, readme)
+    return [readme, *(p for p, _ in figures)]
+
+
+@click.command("card")
+@click.argument("run_dir", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=None, help="Folder for README.md and its plots [default: RUN_DIR].")
+@click.option("--repo-id", default=None, help="Hub id the card's snippets load from, e.g. my-org/step-prefs [default: a placeholder].")
+@click.option("--license", "license_id", default=None, help="License id for the front matter, e.g. apache-2.0 [default: other, with a note to set it].")
+@click.option("--pretty-name", default=None, help="Human-readable dataset name [default: from the kind].")
+def card(run_dir: Path, out: Path | None, repo_id: str | None, license_id: str | None, pretty_name: str | None) -> None:
+    """Render RUN_DIR's dataset card: README.md with Hub front matter and a body, plus PNG plots beside it.
+
+    The front matter (license, language, task categories, size category, configs pointing at the Parquet
+    shards, dataset_info features) is what the Hub validates; the body says how the data was built
+    (method and paper, builder and version, models, every option, source, seed), the curation funnel and
+    the review agreement when the run has them, its columns, how to train on it with TRL, and the
+    commands that rebuild it.
+    """
+    info = load_run_info(run_dir)
+    written = render_card(info, out or run_dir, repo_id, license_id, pretty_name)
+    console = Console()
+    for path in written:
+        console.print(str(path))

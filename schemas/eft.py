@@ -1,0 +1,50 @@
+"""EFT rows: pairwise next-step judgments grounded in Monte-Carlo rollouts, the judge half of M0 → M1.
+
+``{x, s_1..s_{l-1}, s_l^1, s_l^2, judge}``: a problem, a step prefix, two candidate next steps shown as
+Step A / Step B, and a judgment (reasoning + ``[[A]]``/``[[B]]``). The label comes from rollouts, not the
+judge's opinion; a judgment is kept only when it agrees with that label in both presentation orders, and
+both orders are emitted so "A is better" and "B is better" are exactly balanced. TRL view: SFT
+``messages`` whose user turn is the very pairwise prompt the step-prefs builder judges with, so a model
+trained on EFT judges in the format the builder parses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, ClassVar
+
+from judgeforge.builders.judging import judge_user_message
+from judgeforge.schemas.base import BaseRow
+
+
+class EftRow(BaseRow):
+    kind: ClassVar[str] = "eft"
+
+    pair_id: str
+    question: str
+    previous_steps: list[str]
+    step_index: int
+    step_a: str
+    step_b: str
+    label: str
+    judgment: str
+    forced_verdict: bool
+    value_a: float
+    value_b: float
+    rollouts: int
+    gold_answer: str | None
+    judge_raw_better_first: str
+    judge_raw_better_second: str
+
+
+def sft_view(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``messages`` for TRL's SFTTrainer: the pairwise judge prompt, then the kept judgment."""
+    return [
+        {
+            "messages": [
+                {"role": "user", "content": judge_user_message(row["question"], row["previous_steps"], row["step_a"], row["step_b"])},
+                {"role": "assistant", "content": row["judgment"]},
+            ]
+        }
+        for row in rows
+    ]

@@ -1,0 +1,122 @@
+"""S2R rows — self-verification trajectories and RL prompts — and their TRL views.
+
+``s2r_trajectories``: one row per question that yielded a trajectory r = {s1, v1, ..., sk, vk}. The row
+keeps the segments (attempt or verification, exact text including the connectors of
+:mod:`judgeforge.builders.s2r_format`), the per-segment loss mask (0 on wrong attempts, 1 on
+verifications and on the final correct attempt, as in the paper's m = {0,1,0,1,1,1}), the question's
+Stage-0 accuracy and difficulty level, and every Stage-0 sample with every verification made of it, so
+curation and review can see what the trajectory was drawn from.
+
+Its SFT view is pre-tokenised: ``input_ids`` are the prompt (rendered with the model's chat template,
+exactly as the policy saw it at sampling time), then each segment tokenised on its own (segments start
+at a blank line, which is a token boundary for byte-level BPE, so the concatenation decodes to the same
+text), then EOS; ``labels`` copy ``input_ids`` except for -100 on the prompt and on every masked segment.
+TRL 1.16's ``SFTTrainer`` keeps a ``labels`` column exactly as given — the robust way to honour the
+mask (a ``completion_mask`` column is ignored unless ``completion_only_loss=True``, and
+``assistant_only_loss`` needs ``{% generation %}`` markers SmolLM2's template lacks).
+
+``s2r_rl_prompts``: one row per question with a gold answer, for RL: its GRPO view is a conversational
+``prompt`` plus the ``answer`` and ``problem`` (the whole problem as JSON, so reasoning-gym tasks are
+graded by their own scorer) columns that :mod:`judgeforge.train.rewards` reads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel
+
+from judgeforge.chat import render_prompt
+from judgeforge.schemas.base import BaseRow
+
+IGNORE_INDEX = -100
+
+
+class Verification(BaseModel):
+    """One verification the model wrote of one proposed final answer."""
+
+    answer: str
+    style: Literal["problem-solving", "confirmative"]
+    text: str
+    verdict: Literal["correct", "incorrect"] | None
+    forced: bool
+    valid: bool
+
+
+class Sample(BaseModel):
+    """One Stage-0 response to the question."""
+
+    index: int
+    text: str
+    answer: str | None
+    correct: bool
+    finish_reason: str
+
+
+class Segment(BaseModel):
+    """One segment of a trajectory. ``answer_correct`` is the correctness of the attempt (for a
+    verification: of the attempt it verifies); a verification's ``verdict`` always matches it."""
+
+    role: Literal["attempt", "verification"]
+    text: str
+    sample_index: int
+    answer: str
+    answer_correct: bool
+    style: Literal["problem-solving", "confirmative"] | None
+    verdict: Literal["correct", "incorrect"] | None
+    forced: bool
+
+
+class S2RTrajectoryRow(BaseRow):
+    kind: ClassVar[str] = "s2r_trajectories"
+
+    question: str
+    policy_prompt: str
+    gold_answer: str | None
+    accuracy: float
+    num_samples: int
+    num_correct: int
+    difficulty_level: int
+    num_attempts: int
+    segments: list[Segment]
+    loss_mask: list[int]
+    completion: str
+    samples: list[Sample]
+    verifications: list[Verification]
+
+
+class ChatMessage(BaseModel):
+    role: str
+    content: str
+
+
+class S2RPromptRow(BaseRow):
+    kind: ClassVar[str] = "s2r_rl_prompts"
+
+    question: str
+    prompt: list[ChatMessage]
+    answer: str | None
+    problem: str
+
+
+def sft_view(rows: Iterable[dict[str, Any]], tokenizer: Any) -> list[dict[str, list[int]]]:
+    """Pre-tokenised ``input_ids`` / ``labels`` records with -100 on the prompt and on masked segments."""
+    out = []
+    for row in rows:
+        prompt = render_prompt(tokenizer, [{"role": "user", "content": row["policy_prompt"]}])
+        input_ids = list(tokenizer(prompt, add_special_tokens=False)["input_ids"])
+        labels = [IGNORE_INDEX] * len(input_ids)
+        for segment, trained in zip(row["segments"], row["loss_mask"], strict=True):
+            ids = list(tokenizer(segment["text"], add_special_tokens=False)["input_ids"])
+            input_ids += ids
+            labels += ids if trained else [IGNORE_INDEX] * len(ids)
+        input_ids.append(tokenizer.eos_token_id)
+        labels.append(tokenizer.eos_token_id)
+        out.append({"input_ids": input_ids, "labels": labels})
+    return out
+
+
+def grpo_view(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``prompt`` (conversational) with the ``answer`` and ``problem`` columns the S2R rewards read."""
+    return [{"prompt": [dict(m) for m in row["prompt"]], "answer": row["answer"], "problem": row["problem"]} for row in rows]

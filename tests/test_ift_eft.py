@@ -1,0 +1,150 @@
+"""IFT and EFT builders on the embedded model: gold/sampled solutions, rollout-grounded judgments, M0 → M1 SFT."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from judgeforge.builders.judging import judge_user_message, parse_verdict
+from judgeforge.builders.rollouts import rollout_values
+from judgeforge.builders.steps import gold_steps
+from judgeforge.cli import main
+from judgeforge.engines.base import SamplingParams
+from judgeforge.engines.transformers import TransformersEngine
+from judgeforge.schemas import eft as eft_schema
+from judgeforge.schemas import ift as ift_schema
+from judgeforge.sources import SourceConfig, load_problems
+from tests.helpers import read_rows, sft_two_steps
+
+pytestmark = pytest.mark.slow
+
+EASY = [("What is 3 + 4?", "7"), ("What is 2 + 2?", "4"), ("What is 5 + 1?", "6"), ("What is 10 - 3?", "7")]
+
+
+def run(*args: str) -> Any:
+    result = CliRunner().invoke(main, ["build", *args])
+    assert result.exit_code == 0, result.output
+    return result
+
+
+@pytest.fixture(scope="module")
+def easy_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Questions the 135M model sometimes gets right, so rollout labels are not all zero."""
+    path = tmp_path_factory.mktemp("src") / "easy.jsonl"
+    path.write_text("".join(json.dumps({"question": q, "answer": a}) + "\n" for q, a in EASY))
+    return path
+
+
+@pytest.fixture(scope="module")
+def ift_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("ift")
+    run("ift", "--from", "gold", "--source", "gym:gsm_symbolic", "--limit", "3", "--out", str(out))
+    return out / "ift"
+
+
+EFT_TINY = ["--num-candidates", "4", "--rollouts", "2", "--max-step-tokens", "24", "--rollout-max-tokens", "24", "--judge-max-tokens", "16"]
+
+
+@pytest.fixture(scope="module")
+def eft_run(tmp_path_factory: pytest.TempPathFactory, easy_source: Path) -> Path:
+    """The paper's path: the embedded model judges each pair in both orders."""
+    out = tmp_path_factory.mktemp("eft")
+    run("eft", "--source", str(easy_source), *EFT_TINY, "--out", str(out))
+    return out / "eft"
+
+
+@pytest.fixture(scope="module")
+def eft_evidence_run(tmp_path_factory: pytest.TempPathFactory, easy_source: Path, eft_run: Path) -> Path:
+    """Judgments written from the rollout evidence; candidates and rollouts come from the first run's cache."""
+    out = tmp_path_factory.mktemp("eft-evidence")
+    run("eft", "--source", str(easy_source), *EFT_TINY, "--judgment-source", "rollouts", "--cache", str(eft_run / "cache.sqlite"), "--out", str(out))
+    return out / "eft"
+
+
+def test_ift_from_gold_normalises_solutions_into_steps(ift_run: Path) -> None:
+    rows = read_rows(ift_run)
+    assert len(rows) == 3
+    for row in rows:
+        assert all(re.match(rf"Step {i}: \S", step) for i, step in enumerate(row["steps"], 1))
+        assert row["solution"] == "\n\n".join(row["steps"])
+        assert row["final_answer"] == row["gold_answer"] and row["verified"] is True
+        assert row["meta"]["model"] == "gold" and row["origin"] == "gold"
+    manifest = json.loads((ift_run / "manifest.json").read_text())
+    assert manifest["status"] == "complete" and manifest["config"]["mode"] == "gold"
+
+
+def test_ift_rerun_resumes(ift_run: Path) -> None:
+    result = run("ift", "--from", "gold", "--source", "gym:gsm_symbolic", "--limit", "3", "--out", str(ift_run.parent))
+    assert "(built this run: 0)" in result.output
+
+
+def test_ift_from_samples_keeps_only_verified_solutions(tmp_path: Path, easy_source: Path) -> None:
+    run("ift", "--from", "samples", "--source", str(easy_source), "--samples-per-problem", "3", "--max-tokens", "24", "--out", str(tmp_path))
+    manifest = json.loads((tmp_path / "ift/manifest.json").read_text())
+    assert manifest["builder_stats"]["sampled"] == 3 * len(EASY)
+    rows = read_rows(tmp_path / "ift")
+    assert len(rows) <= min(len(EASY), manifest["builder_stats"].get("verified", 0))  # --keep-per-problem 1
+    assert len({r["source_id"] for r in rows}) == len(rows)
+    assert all(r["verified"] and r["final_answer"] is not None and r["origin"] == "samples" for r in rows)
+
+
+def test_rollout_values_rank_a_gold_step_above_a_corrupted_one(engine: TransformersEngine) -> None:
+    """The embedded model finishes a gsm_symbolic solution from its gold steps; a wrong number in the last
+    step derails it. Measured here (R=8, 40 tokens, T=0.7, seed 0): gold 0.5 vs corrupted 0.0 on this
+    problem; on two others both scored 0.0 or 0.25 vs 0.0 (a 135M model rarely finishes in 40 tokens)."""
+    problem = load_problems(SourceConfig(source="gym:gsm_symbolic", limit=1))[0]
+    steps = gold_steps(problem)
+    last = steps[-1].split(". The answer is")[0]
+    number = re.findall(r"\d+", last)[-1]
+    corrupted = last[: last.rindex(number)] + str(int(number) + 7) + last[last.rindex(number) + len(number) :]
+    gold, bad = rollout_values(
+        engine, [(problem, [*steps[:-1], last]), (problem, [*steps[:-1], corrupted])], 8, SamplingParams(temperature=0.7, top_p=0.95, max_tokens=40), 0
+    )
+    assert gold.rollouts == bad.rollouts == 8
+    assert gold.value is not None and bad.value is not None
+    assert gold.value > bad.value
+
+
+def test_eft_judge_path_counts_every_filter(eft_run: Path) -> None:
+    """With the 135M model as its own judge, most pairs fail the both-orders check (it prefers whichever step
+    it reads first); the counters must still account for every pair and judgment."""
+    stats = json.loads((eft_run / "manifest.json").read_text())["builder_stats"]
+    assert stats["pairs_considered"] == len(EASY)
+    gap_ok = stats["pairs_considered"] - stats.get("dropped_gap", 0)
+    assert stats["judge_judgments"] == 2 * gap_ok
+    assert stats["judge_judgments"] == stats.get("judge_parsed", 0) + stats.get("judge_forced", 0) + stats.get("judge_unparsable", 0)
+    assert gap_ok == stats.get("pairs_kept", 0) + stats.get("dropped_inconsistent", 0)
+    rows = read_rows(eft_run)
+    assert len(rows) == 2 * stats.get("pairs_kept", 0)
+    for row in rows:
+        assert parse_verdict(row["judgment"]) == row["label"]
+
+
+def test_eft_rows_are_grounded_balanced_and_consistent(eft_evidence_run: Path) -> None:
+    manifest = json.loads((eft_evidence_run / "manifest.json").read_text())
+    stats = manifest["builder_stats"]
+    assert manifest["engine_stats"]["cache_hits"] > 0  # candidates and rollouts reused from the judge run
+    rows = read_rows(eft_evidence_run)
+    assert rows, f"no EFT pair passed the value gap: {stats}"
+    assert sum(r["label"] == "A" for r in rows) == sum(r["label"] == "B" for r in rows)
+    for row in rows:
+        better, worse = (row["value_a"], row["value_b"]) if row["label"] == "A" else (row["value_b"], row["value_a"])
+        assert better - worse >= 0.5
+        assert parse_verdict(row["judgment"]) == row["label"]
+        assert row["judgment"] in (row["judge_raw_better_first"], row["judge_raw_better_second"])
+    assert stats["pairs_kept"] * 2 == len(rows)
+
+
+def test_m0_to_m1_sft_trains_on_ift_and_eft_together(ift_run: Path, eft_evidence_run: Path, smollm2: Any, tmp_path: Path) -> None:
+    ift = ift_schema.sft_view(read_rows(ift_run))
+    eft_rows = read_rows(eft_evidence_run)
+    eft = eft_schema.sft_view(eft_rows)
+    first = eft_rows[0]
+    assert eft[0]["messages"][0]["content"] == judge_user_message(first["question"], first["previous_steps"], first["step_a"], first["step_b"])
+    losses = sft_two_steps(ift + eft, smollm2, tmp_path / "m1")
+    assert len(losses) == 2 and all(loss > 0 for loss in losses)

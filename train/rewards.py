@@ -1,0 +1,95 @@
+"""S2R reward functions for TRL's ``GRPOTrainer`` (and any trainer taking TRL-style ``reward_funcs``).
+
+S2R's RL stage (Ma et al., ACL 2025, arXiv 2502.12853) rewards a self-verifying policy either at the
+outcome level — is the final answer right? — or at the process level — is each self-verification
+right about the attempt it checks? The paper's exact reward definitions were not found; these are ours:
+
+- :func:`outcome_reward`: 1.0 when the completion's final answer (the answer of its last attempt) is
+  correct, else 0.0.
+- :func:`process_reward`: the completion is cut into (attempt, verification) pairs with
+  :func:`judgeforge.builders.s2r_format.parse_trajectory`; each verification scores 1.0 when its
+  verdict ("correct" / "incorrect") matches the real correctness of the attempt it follows and 0.0
+  otherwise (no verdict counts as 0.0). TRL takes one scalar per completion, so the completion's process
+  reward is the **mean over its verifications**; a completion that never verifies scores 0.0.
+
+Correctness is decided by :func:`judgeforge.verify.check_answer` on the ``problem`` column (the whole
+problem as JSON, so reasoning-gym tasks use their own scorer) when the dataset has one, else by
+matching the ``answer`` column (the gold answer) with :func:`judgeforge.verify.answers_match`. TRL hands
+every dataset column to a reward function as a keyword argument; ``s2r_rl_prompts`` runs carry both.
+
+Both functions follow TRL 1.16's signature — ``(prompts, completions, completion_ids, **kwargs)`` with
+the dataset columns and ``trainer_state`` in ``kwargs`` — and accept standard (string) or conversational
+(list of messages) completions. :func:`reward_setup` returns the functions and weights for
+``GRPOConfig(reward_weights=...)``: TRL adds the weighted rewards, so the combination is configured by
+the two weights (outcome only: ``process_weight=0``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from judgeforge.builders.s2r_format import parse_trajectory, parse_verdict
+from judgeforge.sources import Problem
+from judgeforge.verify import answers_match, check_answer, extract_answer
+
+Completion = str | list[dict[str, str]]
+RewardFunc = Callable[..., list[float]]
+
+
+def outcome_reward(
+    prompts: Sequence[Any], completions: Sequence[Completion], completion_ids: Sequence[Any] | None = None, **kwargs: Any
+) -> list[float]:
+    """1.0 when the answer of the completion's last attempt is correct, else 0.0."""
+    rewards = []
+    for completion, grade in zip(completions, _graders(len(completions), kwargs), strict=True):
+        attempts = parse_trajectory(_text(completion))
+        rewards.append(float(bool(attempts) and grade(attempts[-1].text)))
+    return rewards
+
+
+def process_reward(
+    prompts: Sequence[Any], completions: Sequence[Completion], completion_ids: Sequence[Any] | None = None, **kwargs: Any
+) -> list[float]:
+    """Mean over the completion's verifications of 1.0 (verdict matches its attempt's correctness) or 0.0."""
+    rewards = []
+    for completion, grade in zip(completions, _graders(len(completions), kwargs), strict=True):
+        scores = []
+        for attempt in parse_trajectory(_text(completion)):
+            if attempt.verification is None:
+                continue
+            verdict = parse_verdict(attempt.verification).verdict
+            scores.append(float(verdict is not None and (verdict == "correct") == grade(attempt.text)))
+        rewards.append(sum(scores) / len(scores) if scores else 0.0)
+    return rewards
+
+
+def reward_setup(outcome_weight: float = 1.0, process_weight: float = 1.0) -> tuple[list[RewardFunc], list[float]]:
+    """The reward functions with a non-zero weight, and their weights, for ``GRPOConfig(reward_weights=...)``."""
+    pairs = [(f, w) for f, w in ((outcome_reward, outcome_weight), (process_reward, process_weight)) if w != 0]
+    if not pairs:
+        raise ValueError("at least one of outcome_weight and process_weight must be non-zero")
+    return [f for f, _ in pairs], [w for _, w in pairs]
+
+
+def _text(completion: Completion) -> str:
+    """The text of a standard (string) or conversational (messages) completion."""
+    if isinstance(completion, str):
+        return completion
+    return "".join(m.get("content", "") for m in completion if m.get("role", "assistant") == "assistant")
+
+
+def _graders(n: int, columns: dict[str, Any]) -> list[Callable[[str], bool]]:
+    """One correctness check per completion, from the ``problem`` or the ``answer`` column."""
+    problems, answers = columns.get("problem"), columns.get("answer")
+    if problems is not None:
+        parsed = [Problem.model_validate_json(p) for p in problems]
+        return [lambda text, p=p: bool(check_answer(p, text)) for p in parsed]
+    if answers is not None:
+        return [lambda text, gold=gold: _matches(gold, text) for gold in answers]
+    raise ValueError(f"S2R rewards need an 'answer' (gold answer) or 'problem' column in the dataset; got {sorted(columns)} for {n} completions")
+
+
+def _matches(gold: str | None, text: str) -> bool:
+    predicted = extract_answer(text)
+    return gold is not None and predicted is not None and answers_match(gold, predicted)
