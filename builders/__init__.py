@@ -18,6 +18,11 @@ REGISTRY: dict[str, str] = {
     "eft": "judgeforge.builders.eft:EftBuilder",
     "s2r-trajectories": "judgeforge.builders.s2r:S2RTrajectoriesBuilder",
     "s2r-rl-prompts": "judgeforge.builders.s2r_prompts:S2RPromptsBuilder",
+    "self-taught": "judgeforge.builders.self_taught:SelfTaughtBuilder",
+    "step-labels": "judgeforge.builders.step_labels:StepLabelsBuilder",
+    "rprm-sft": "judgeforge.builders.rprm:RprmSftBuilder",
+    "rprm-prefs": "judgeforge.builders.rprm:RprmPrefsBuilder",
+    "rprm-score": "judgeforge.builders.rprm_score:RprmScoreBuilder",
 }
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel
@@ -71,6 +72,10 @@ class Builder(ABC, Generic[ConfigT]):
     @abstractmethod
     def build(self, items: list[Any]) -> list[BaseRow]:
         """Rows for one chunk of inputs. Must be deterministic given the run seed and engine outputs."""
+
+    @classmethod
+    def finish(cls, run: Path) -> None:
+        """Called once a run is complete (its manifest written): add run-level artefacts such as plots."""
 
     @classmethod
     def report(cls, stats: dict[str, float]) -> list[tuple[str, str]]:

@@ -61,7 +61,7 @@ class IftBuilder(Builder[IftConfig]):
             steps=steps,
             solution=solution_text(steps),
             gold_answer=problem.answer,
-            final_answer=extract_answer(steps[-1]),
+            final_answer=extract_answer(solution_text(steps)),
             origin=self.config.mode,
             verified=verified,
         )

@@ -217,3 +217,29 @@ def _forced_weight(completion: Completion) -> float | None:
 def _leading_verdict(text: str) -> Verdict | None:
     head = text.strip()[:1]
     return head if head in ("A", "B") else None  # type: ignore[return-value]
+
+
+# --- whole-response pairs (Self-Taught Evaluator) ----------------------------------------------------
+# The same judgment format as the step judge (reasoning, then [[A]] / [[B]]; parse_verdict, format_judgment
+# and VERDICT_LEAD apply unchanged), for two complete responses to one instruction instead of two steps.
+
+RESPONSE_JUDGE_INSTRUCTIONS = (
+    "You are an impartial judge. Below is a user's instruction and two responses to it, Response A and "
+    "Response B. Decide which response better does what the instruction asks: it must address this very "
+    "instruction, then be correct and helpful. Neither the order of the responses nor their length may "
+    "influence you. Explain your reasoning in a few sentences, then write your verdict on the last line: "
+    "[[A]] if Response A is better, [[B]] if Response B is better."
+)
+
+
+def response_judge_message(instruction: str, response_a: str, response_b: str) -> str:
+    """The user turn of a pairwise judgment of two whole responses to one instruction."""
+    return (
+        f"{RESPONSE_JUDGE_INSTRUCTIONS}\n\n[Instruction]\n{instruction.strip()}\n\n"
+        f"[Response A]\n{response_a.strip()}\n\n[Response B]\n{response_b.strip()}"
+    )
+
+
+def force_verdicts(engine: Engine, requests: Sequence[Request], raws: Sequence[str], seed: int) -> list[float | None]:
+    """P(A is better) for verdict-less judgments, read after ``Verdict: [[`` (one batched call; None if unreadable)."""
+    return PairwiseJudge(engine, SamplingParams(seed=seed))._force(list(requests), list(raws))

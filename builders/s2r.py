@@ -295,6 +295,10 @@ class S2RTrajectoriesBuilder(Builder[S2RTrajectoriesConfig]):
         return None
 
     @classmethod
+    def finish(cls, run: Path) -> None:
+        write_difficulty_plot(run)
+
+    @classmethod
     def report(cls, stats: dict[str, float]) -> list[tuple[str, str]]:
         samples = stats.get("samples", 0) - stats.get("samples_failed", 0)
         verifications = stats.get("verifications", 0)

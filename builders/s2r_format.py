@@ -14,7 +14,7 @@ Layout (our own wording; the paper's script joins segments with similar fixed ph
     Let me check this answer.
     <verification 1, ending in "Verdict: incorrect">
 
-    That answer is wrong, so let me solve the problem again.
+    That was wrong, so let me solve the problem again.
 
     <attempt 2>
 
@@ -37,7 +37,7 @@ STYLES: tuple[Style, ...] = ("problem-solving", "confirmative")
 
 POLICY_INSTRUCTIONS = "Work through the problem below step by step, then write the final answer inside \\boxed{}."
 VERIFY_LEAD = "Let me check this answer."
-RETRY_LEAD = "That answer is wrong, so let me solve the problem again."
+RETRY_LEAD = "That was wrong, so let me solve the problem again."  # no "answer is": extract_answer would read it
 VERDICT_LEAD = "Verdict:"
 SEPARATOR = "\n\n"
 
@@ -128,15 +128,15 @@ def parse_trajectory(text: str) -> list[ParsedAttempt]:
     without any lead is one attempt with no verification.
     """
     attempts: list[ParsedAttempt] = []
-    current, verification, in_verification = "", None, False
+    current, verification = "", None
     for piece in _SPLIT.split(text):
         if piece == VERIFY_LEAD:
-            in_verification, verification = True, (verification or "")
+            verification = verification or ""
         elif piece == RETRY_LEAD:
             attempts.append(ParsedAttempt(current.strip(), None if verification is None else verification.strip()))
-            current, verification, in_verification = "", None, False
-        elif in_verification:
-            verification = (verification or "") + piece
+            current, verification = "", None
+        elif verification is not None:
+            verification += piece
         else:
             current += piece
     attempts.append(ParsedAttempt(current.strip(), None if verification is None else verification.strip()))

@@ -29,7 +29,7 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from judgeforge.curation.minhash import MinHasher, candidate_pairs, components, similarity
-from judgeforge.curation.ngrams import MAX_NGRAM, text_ngrams, word_hashes
+from judgeforge.curation.ngrams import MAX_NGRAM, text_ngrams
 from judgeforge.errors import UserError
 from judgeforge.sources import SourceConfig
 
@@ -183,6 +183,10 @@ class Filter(ABC):
     def select(self, stage: Stage) -> str:
         """SQL selecting ``(_rid, reason)`` for the surviving rows this filter removes (or flags)."""
 
+    def prepare(self) -> None:
+        """Load what the filter needs besides the rows (an eval set, a tokenizer) before any row is read,
+        so a bad eval source or tokenizer fails at once, not after the filters before it have run."""
+
     def validate(self, schema: pa.Schema, kind: str) -> None:
         """Raise a one-line error unless every column exists in the kind's schema with a usable type."""
         for col in self.columns():
@@ -299,6 +303,13 @@ class DecontaminateParams(FilterParams):
     eval_fields: list[Literal["question", "solution", "answer"]] = Field(["question"], min_length=1, description="eval problem fields whose n-grams count")
     ngram: int = Field(8, ge=1, le=MAX_NGRAM, description="word n-gram size (open-r1: 8)")
 
+    @model_validator(mode="after")
+    def _answers_only_when_used(self) -> DecontaminateParams:
+        # An eval set needs no answer column unless its answers are checked for overlap too.
+        if self.eval is not None and "answer" not in self.eval_fields and "answer_col" not in self.eval.model_fields_set:
+            self.eval = self.eval.model_copy(update={"answer_col": None})
+        return self
+
 
 class Decontaminate(Filter):
     """Rows sharing any word n-gram with an eval problem (open-r1 style, default 8-grams)."""
@@ -311,11 +322,17 @@ class Decontaminate(Filter):
     def columns(self) -> list[Column]:
         return [Column("columns", c, ColumnType.TEXT) for c in self.params.columns]
 
-    def _eval_index(self) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    _index: tuple[np.ndarray, np.ndarray, list[str]] | None = None
+
+    def prepare(self) -> None:
+        if self.params.eval is not None:
+            self._index = self._eval_index(self.params.eval)
+
+    def _eval_index(self, source: SourceConfig) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """Sorted unique eval n-gram hashes, the eval problem each first came from, and the problem ids."""
         from judgeforge.sources import load_problems
 
-        assert self.params.eval is not None
-        problems = load_problems(self.params.eval)
+        problems = load_problems(source)
         texts = [getattr(pr, f) or "" for pr in problems for f in self.params.eval_fields]
         grams, counts = text_ngrams(pa.array(texts, pa.string()), self.params.ngram, short_texts=True)
         owner = np.repeat(np.arange(len(texts)) // len(self.params.eval_fields), counts)
@@ -325,10 +342,10 @@ class Decontaminate(Filter):
         return unique, owner[first], [pr.id for pr in problems]
 
     def select(self, stage: Stage) -> str:
-        if self.params.eval is None:
+        if self._index is None:
             self.report["skipped"] = "no eval set: give --eval or 'eval:' in the spec"
             return _no_rows()
-        index, owners, ids = self._eval_index()
+        index, owners, ids = self._index
         hits: list[pa.Table] = []
         for column in self.params.columns:
             col = ident(column)
@@ -419,11 +436,17 @@ class Length(Filter):
             queries.append(f"SELECT _rid, reason FROM {self._token_drops(stage, within)}")
         return " UNION ALL ".join(queries)
 
-    def _token_drops(self, stage: Stage, where: str) -> str:
-        from judgeforge.models import load_tokenizer, resolve_model
+    _tokenizer: Any = None
 
+    def prepare(self) -> None:
+        if self.params.min_tokens is not None or self.params.max_tokens is not None:
+            from judgeforge.models import load_tokenizer, resolve_model
+
+            self._tokenizer = load_tokenizer(resolve_model(self.params.tokenizer))
+
+    def _token_drops(self, stage: Stage, where: str) -> str:
         p = self.params
-        tokenizer = load_tokenizer(resolve_model(p.tokenizer))
+        tokenizer = self._tokenizer
         rids: list[np.ndarray] = []
         reasons: list[str] = []
         select = ", ".join(f"coalesce({ident(c)}, '') AS {ident(c)}" for c in p.columns)

@@ -41,7 +41,6 @@ from judgeforge.curation.filters import FILTERS, Decontaminate, Filter, Stage, o
 from judgeforge.errors import UserError
 from judgeforge.runs import RunDir, open_run, redact
 from judgeforge.schemas.base import KIND_KEY, SCHEMA_VERSION_KEY, BaseRow, arrow_schema
-from judgeforge.sources import SourceConfig
 
 LOG_NAME = "curation_log.parquet"
 # Manifest fields that describe the input run's own files and life, not how its rows were made.
@@ -265,12 +264,14 @@ def curate(run_dir: Path, opts: CurateOptions, console: Console | None = None) -
         if not decon:
             raise UserError(f"--eval given but spec '{spec_path}' has no decontaminate filter")
         for step in decon:
-            step.filter.params.eval = SourceConfig(source=opts.eval_source)  # type: ignore[attr-defined]
+            step.filter.params = Decontaminate.Params.model_validate({**step.filter.params.model_dump(exclude={"eval"}), "eval": {"source": opts.eval_source}})
         for entry in spec["filters"]:
             if entry["filter"] == Decontaminate.type_name:
                 entry["eval"] = {"source": opts.eval_source}
     for step in steps:
         step.filter.validate(run.schema, run.kind)
+    for step in steps:
+        step.filter.prepare()
     out = opts.out or default_out(run)
     _check_out(run, out)
     out.parent.mkdir(parents=True, exist_ok=True)

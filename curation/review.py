@@ -473,7 +473,7 @@ def pull(info: RunInfo, conn: Connection, name: str) -> tuple[Path, ReviewSource
     if foreign:
         raise UserError(f"Argilla dataset '{name}' holds records that are not rows of {info.root} (e.g. '{foreign[0]}'): was it pushed from another run?")
     source = ReviewSource(
-        kind=info.kind, run_id=info.manifest.get("run_id"), dataset=name, workspace=workspace, api_url=conn.api_url or "",
+        kind=info.kind, run_id=info.manifest.get("run_id"), dataset=name, workspace=workspace, api_url=redact([conn.api_url or ""])[0],
         questions=[q.name for q in spec.questions], records=int(progress.get("total", 0)),
         records_completed=int(progress.get("completed", 0)), pulled_at=_now(),
     )

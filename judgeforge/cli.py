@@ -188,6 +188,7 @@ COMMANDS: dict[str, str] = {
     "publish": "judgeforge.publish:publish",
     "curate": "judgeforge.curation.cli:curate_command",
     "inspect": "judgeforge.curation.cli:inspect_command",
+    "score": "judgeforge.builders.rprm_score:score",
 }
 
 for _name, _target in COMMANDS.items():

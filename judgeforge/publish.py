@@ -6,8 +6,9 @@ under ``data/``, the rendered card (README.md) with its PNG plots, and the run's
 distilabel ships its ``pipeline.yaml`` beside the data — and uploads it in one commit with
 ``huggingface_hub``. ``--to-dir DIR`` writes the folder and stops; ``--dry-run`` lays it out in a
 temporary folder and prints what would be uploaded. The token comes from ``HF_TOKEN`` or the user's
-``hf auth login``; it is handed to the Hub client and never written anywhere. Review answers
-(``review.parquet``, which names reviewers) and the request cache stay out of the folder.
+``hf auth login``; it is handed to the Hub client and never written anywhere. The commit also deletes
+the shards and plots an earlier publish left in the repo, so the card's ``configs`` never mix two runs.
+Review answers (``review.parquet``, which names reviewers) and the request cache stay out of the folder.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from judgeforge.data_cards.card import render_card
+from judgeforge.data_cards.card import PLOT_PREFIX, render_card
 from judgeforge.data_cards.runinfo import RunInfo, load_run_info, reproduce_commands
 from judgeforge.errors import UserError
 
@@ -75,8 +76,19 @@ def _hub_errors(repo_id: str) -> Iterator[None]:
         raise UserError(f"upload to {repo_id} failed: {' '.join(str(exc).split()) or type(exc).__name__}") from exc
 
 
+def commit_operations(folder: Path, existing: list[str]) -> list[Any]:
+    """Add every file of the folder; delete the repo's old shards and plots this folder does not have."""
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete
+
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    adds = [CommitOperationAdd(path_in_repo=p.relative_to(folder).as_posix(), path_or_fileobj=str(p)) for p in files]
+    keep = {op.path_in_repo for op in adds}
+    stale = [f for f in existing if f not in keep and (f.startswith("data/") or re.fullmatch(rf"{PLOT_PREFIX}.*\.png", f))]
+    return [*adds, *(CommitOperationDelete(path_in_repo=f) for f in sorted(stale))]
+
+
 def upload(folder: Path, repo_id: str, private: bool, revision: str | None, message: str) -> str:
-    """Create the dataset repo (and branch) if needed and upload ``folder`` in one commit; return its URL."""
+    """Create the dataset repo (and branch) if needed and replace its data with ``folder`` in one commit."""
     from huggingface_hub import HfApi
 
     api = HfApi(token=_token())
@@ -84,7 +96,8 @@ def upload(folder: Path, repo_id: str, private: bool, revision: str | None, mess
         api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
         if revision:
             api.create_branch(repo_id, branch=revision, repo_type="dataset", exist_ok=True)
-        commit = api.upload_folder(repo_id=repo_id, folder_path=folder, repo_type="dataset", revision=revision, commit_message=message)
+        existing = api.list_repo_files(repo_id, repo_type="dataset", revision=revision)
+        commit = api.create_commit(repo_id, operations=commit_operations(folder, existing), commit_message=message, repo_type="dataset", revision=revision)
     return str(getattr(commit, "commit_url", commit))
 
 

@@ -303,6 +303,8 @@ def execute(
         run.write_json(run.root / f"manifest.shard-{opts.shard.index}-of-{opts.shard.count}.json", manifest)
     if complete or opts.shard.count == 1:
         run.write_json(run.manifest_path, manifest)
+    if complete:
+        builder_cls.finish(run.root)
     return manifest
 
 

@@ -7,10 +7,10 @@ verifications and on the final correct attempt, as in the paper's m = {0,1,0,1,1
 Stage-0 accuracy and difficulty level, and every Stage-0 sample with every verification made of it, so
 curation and review can see what the trajectory was drawn from.
 
-Its SFT view is pre-tokenised: ``input_ids`` are the prompt (rendered with the model's chat template,
-exactly as the policy saw it at sampling time), then each segment tokenised on its own (segments start
-at a blank line, which is a token boundary for byte-level BPE, so the concatenation decodes to the same
-text), then EOS; ``labels`` copy ``input_ids`` except for -100 on the prompt and on every masked segment.
+Its SFT view is pre-tokenised: ``input_ids`` are the prompt (the row's ``policy_prompt`` user turn
+rendered with the model's chat template, exactly as the policy saw it at sampling time), then each
+segment tokenised on its own (segments meet at a blank line, a pre-token boundary for byte-level BPE,
+so the ids equal those of the whole text tokenised at once), then EOS; ``labels`` copy ``input_ids`` except for -100 on the prompt and on every masked segment.
 TRL 1.16's ``SFTTrainer`` keeps a ``labels`` column exactly as given — the robust way to honour the
 mask (a ``completion_mask`` column is ignored unless ``completion_only_loss=True``, and
 ``assistant_only_loss`` needs ``{% generation %}`` markers SmolLM2's template lacks).

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from judgeforge.builders import load_builder
+from judgeforge.builders import REGISTRY, load_builder
 from judgeforge.cli import main
 
 
@@ -25,7 +25,7 @@ def test_help_documents_every_option() -> None:
         assert "--" + field.replace("_", "-") in result.output
 
 
-@pytest.mark.parametrize("name", ["step-prefs", "ift", "eft"])
+@pytest.mark.parametrize("name", sorted(REGISTRY))
 def test_every_builder_config_field_is_an_option(name: str) -> None:
     result = CliRunner().invoke(main, ["build", name, "--help"])
     assert result.exit_code == 0

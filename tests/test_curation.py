@@ -261,7 +261,7 @@ def test_position_swap_consistency_and_verdict_balance(tmp_path: Path) -> None:
     assert log(out) == {"b/step-1": ("position_swap", "drop", "0 of 1 pair(s) judged in both orders name the same winner")}
     step = manifest["curation"]["funnel"][0]
     assert step["report"]["verdicts"] == {"A": 7, "B": 5, "unparsed": 1, "A_share": round(7 / 12, 4)}
-    assert step["stats"] == {"rows_checked": 3, "rows_unchecked": 2, "pairs_judged_both_orders": 5, "pairs_consistent": 4}
+    assert step["stats"] == {"rows_checked": 3, "rows_unchecked": 2, "pairs_judged_both_orders": 3, "pairs_consistent": 2}
     kept, _, out = run_spec(tmp_path / "all", rows, [{"filter": "position_swap", "pairs": "all", "min_consistency": 0.7}])
     assert kept == ["a/step-1", "c/step-1", "d/step-1"]
     assert log(out)["e/step-1"][2] == "2 of 3 pair(s) judged in both orders name the same winner"
@@ -356,6 +356,10 @@ def test_a_filter_naming_a_missing_or_mistyped_column_fails_before_touching_data
     spec.write_text(yaml.safe_dump({"filters": [{"filter": "score_gap", "chosen": "question", "min_gap": 1}]}))
     with pytest.raises(UserError, match="chosen column 'question' of kind 'step_prefs' is string, expected number"):
         curate(src, CurateOptions(spec=spec, out=tmp_path / "out"))
+    # An eval set that cannot be read fails before the filters ahead of it run, too.
+    spec.write_text(yaml.safe_dump({"filters": [{"filter": "score_gap", "min_gap": 1}, {"filter": "decontaminate"}]}))
+    with pytest.raises(UserError, match="source file '.*missing.jsonl' not found"):
+        curate(src, CurateOptions(spec=spec, out=tmp_path / "out", eval_source=str(tmp_path / "missing.jsonl")))
     assert not (tmp_path / "out").exists()
 
 

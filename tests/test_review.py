@@ -28,10 +28,9 @@ from click.testing import CliRunner
 
 from judgeforge.cli import main
 from judgeforge.curation import review
-from judgeforge.runs import RunDir, open_run
-from judgeforge.schemas.base import RowMeta, rows_to_table
-from judgeforge.schemas.step_prefs import StepPrefsRow
+from judgeforge.runs import open_run
 from tests.helpers import read_rows
+from tests.test_cards import step_prefs_rows, synthetic_run
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVER_VENV = Path(os.environ.get("JUDGEFORGE_ARGILLA_VENV", ROOT / ".venv-argilla"))
@@ -257,27 +256,10 @@ def test_connection_errors(step_prefs_run: Path, argilla: Argilla) -> None:
 # --- logic on small synthetic runs (no server) ---------------------------------------------------
 
 
-def _synthetic_run(root: Path, statuses: list[str]) -> Path:
-    meta = RowMeta(builder="step-prefs", builder_version="0", run_id="r", model="m")
-    rows = [
-        StepPrefsRow(
-            id=f"p{i}/step-1", source_id=f"p{i}", meta=meta, question="q", previous_steps=[], step_index=1, chosen="a", rejected="b",
-            chosen_is_final=False, rejected_is_final=False, chosen_score=3.0, rejected_score=1.0, candidates=["a", "b", "c"],
-            candidate_scores=[3.0, 1.0, 2.0], judgments=[], judge_unparsable=0, gold_answer=None, final_answer=None,
-            solution_correct=None, solution_status=status,
-        )
-        for i, status in enumerate(statuses)
-    ]
-    run = RunDir(root, "step_prefs")
-    run.write_chunk(0, rows_to_table(StepPrefsRow, rows), {"rows": len(rows)})
-    run.write_json(run.manifest_path, {"kind": "step_prefs", "command": ["judgeforge", "build", "step-prefs"]})
-    return root
-
-
 def test_stratified_sample_keeps_shares_and_is_reproducible(tmp_path: Path) -> None:
     from judgeforge.data_cards.runinfo import load_run_info
 
-    info = load_run_info(_synthetic_run(tmp_path / "run", ["final_answer"] * 60 + ["max_steps"] * 30 + ["rollback_limit"] * 2))
+    info = load_run_info(synthetic_run(tmp_path / "run", step_prefs_rows(["final_answer"] * 60 + ["max_steps"] * 30 + ["rollback_limit"] * 2)))
     ids = review.sample_ids(info, 10, "solution_status", seed=1)
     assert len(ids) == 10 and ids == review.sample_ids(info, 10, "solution_status", seed=1)
     statuses = {r["id"]: r["solution_status"] for r in review.read_rows(info, ids)}
@@ -315,7 +297,7 @@ def test_unknown_kind_gets_a_generic_review() -> None:
 
 
 def test_apply_without_pull_is_one_clear_line(tmp_path: Path) -> None:
-    run = _synthetic_run(tmp_path / "run", ["final_answer"])
+    run = synthetic_run(tmp_path / "run", step_prefs_rows(["final_answer"]))
     line = _one_line_error(CliRunner().invoke(main, ["review", "apply", str(run), "--out", str(tmp_path / "out")]))
     assert "no review answers" in line and "review pull" in line
     assert not (tmp_path / "out").exists()

@@ -1,0 +1,266 @@
+"""R-PRM training data: reasoned step analyses kept by their verdict (SFT) and paired against each other (DPO).
+
+She et al., "R-PRM: Reasoning-Driven Process Reward Modeling", EMNLP 2025, arXiv 2503.21295 (repository
+NJUNLP/R-PRM). Inputs are step-labelled evaluation inputs — a problem, the previous steps, the now step
+and its label Yes/No — read by judgeforge.step_inputs from a file in a public layout (PRM800K,
+Math-Shepherd, ProcessBench, TRL stepwise supervision) or from a step_labels run (--source
+OUT/step_labels); --limit keeps the first N inputs, and --source gym:... is refused. For every input the
+analysis model (--model; the paper used Llama-3.3-70B-Instruct) writes K analyses (--k; paper: 4) in
+one batched call, with the prompt of builders/rprm_format.py: previous-steps analysis, now-step
+analysis, calculation analysis, then "Verification: Is the step correct (Yes/No)? Yes|No".
+
+Verdicts are parsed; analyses with none, with both Yes and No, with several (agreeing or contradictory)
+verdict lines, or cut by the token budget are malformed: counted per kind and never kept. With
+--force-verdict an analysis without a verdict (none, truncated) is continued with the verdict lead and
+one sampled token is its verdict (counted as forced; the paper drops such analyses, hence off by
+default). rprm-sft keeps the distinct analyses whose verdict matches the label, at most
+--keep-per-input. rprm-prefs pairs a matching analysis (chosen) with a non-matching one (rejected), at
+most --max-pairs-per-input pairs (the paper's filter: 2), preferring pairs that reuse no analysis;
+inputs whose valid analyses all agree with each other yield nothing.
+
+The Yes/No balance of the inputs and of the rows is reported; --balance first keeps a seeded
+balanced subset of the inputs (every input of the rarer label and as many drawn of the other, over the
+whole input set, so shards and resumed runs agree).
+"""
+
+from __future__ import annotations
+
+import random
+from abc import abstractmethod
+from dataclasses import dataclass, field
+from itertools import product
+from typing import Any, ClassVar, TypeVar
+
+from pydantic import BaseModel, Field
+
+from judgeforge.builders.base import Builder
+from judgeforge.builders.rprm_format import (
+    ANALYSIS_START,
+    MALFORMED,
+    Status,
+    analysis_request,
+    parse_analysis,
+    slot_verdict,
+    verdict_slot_prefix,
+)
+from judgeforge.engines.base import Request, SamplingParams, derive_seed
+from judgeforge.errors import UserError
+from judgeforge.schemas.base import BaseRow
+from judgeforge.schemas.rprm import RprmPrefsRow, RprmSftRow
+from judgeforge.sources import GYM_PREFIX, SourceConfig
+from judgeforge.step_inputs import Label, StepInput, load_step_inputs
+
+
+class RprmConfig(BaseModel):
+    k: int = Field(4, ge=1, description="analyses sampled per evaluation input (paper's seed data: 4)")
+    temperature: float = Field(0.7, ge=0.0, description="sampling temperature of the analyses (not given in the paper)")
+    top_p: float = Field(0.95, gt=0.0, le=1.0, description="nucleus sampling of the analyses")
+    max_tokens: int = Field(512, ge=1, description="token budget of one analysis; an analysis cut by it has a truncated verdict")
+    force_verdict: bool = Field(
+        False, description="continue an analysis without a verdict with the verdict lead and sample one token as its verdict (counted as forced)"
+    )
+    balance: bool = Field(False, description="keep only a seeded Yes/No-balanced subset of the inputs")
+
+
+class RprmSftConfig(RprmConfig):
+    keep_per_input: int = Field(4, ge=1, description="label-matching analyses kept per input, at most")
+
+
+class RprmPrefsConfig(RprmConfig):
+    max_pairs_per_input: int = Field(2, ge=1, description="preference pairs per input, at most (the paper's filter: 2)")
+
+
+@dataclass
+class Analysis:
+    """One sampled analysis: the assistant turn (up to its verdict when parsed), verdict and status."""
+
+    index: int
+    text: str
+    verdict: Label | None
+    status: Status
+    forced: bool = False
+
+
+@dataclass
+class Case:
+    """An evaluation input and its analyses."""
+
+    item: StepInput
+    analyses: list[Analysis] = field(default_factory=list)
+
+    def valid(self) -> list[Analysis]:
+        """Distinct analyses with a verdict, in sampling order."""
+        seen: set[str] = set()
+        out = []
+        for a in self.analyses:
+            if a.verdict is not None and a.text not in seen:
+                seen.add(a.text)
+                out.append(a)
+        return out
+
+    def matching(self) -> list[Analysis]:
+        return [a for a in self.valid() if a.verdict == self.item.label]
+
+    def mismatching(self) -> list[Analysis]:
+        return [a for a in self.valid() if a.verdict != self.item.label]
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "num_analyses": len(self.analyses),
+            "num_matching": sum(a.verdict == self.item.label for a in self.analyses),
+            "num_mismatching": sum(a.verdict is not None and a.verdict != self.item.label for a in self.analyses),
+            "num_malformed": sum(a.verdict is None for a in self.analyses),
+        }
+
+
+ConfigT = TypeVar("ConfigT", bound=RprmConfig)
+
+
+class _RprmBuilder(Builder[ConfigT]):
+    """What both R-PRM builders share: step-labelled inputs, K analyses per input, verdict counting."""
+
+    def build(self, items: list[StepInput]) -> list[BaseRow]:
+        rows = [row for case in self.analyse(items) for row in self.rows(case)]
+        for row in rows:
+            self.stats[f"rows_{row.label.lower()}"] += 1  # type: ignore[attr-defined]
+        self.stats["rows"] += len(rows)
+        return rows
+
+    @abstractmethod
+    def rows(self, case: Case) -> list[BaseRow]:
+        """The rows one analysed input yields."""
+
+    @classmethod
+    def load_inputs(cls, source: SourceConfig) -> list[BaseModel]:
+        if source.source.startswith(GYM_PREFIX):
+            raise UserError(
+                f"{cls.name} reads step-labelled inputs (a PRM800K, Math-Shepherd, ProcessBench or TRL stepwise file, or a "
+                f"step_labels run dir), not '{source.source}'; build one with `judgeforge build step-labels --source {source.source}`"
+            )
+        return list(load_step_inputs(source.source, source.limit, source.seed))
+
+    def analyse(self, items: list[StepInput]) -> list[Case]:
+        """K analyses per input (one batched call), verdicts parsed, missing verdicts forced if asked."""
+        cfg, seed = self.config, self.ctx.seed
+        for item in items:
+            self.stats[f"inputs_{item.label.lower()}"] += 1
+        kept = [i for i in items if i.in_balanced_subset or not cfg.balance]
+        self.stats["inputs_dropped_by_balance"] += len(items) - len(kept)
+        engine = self.ctx.engines["policy"]
+        params = SamplingParams(n=cfg.k, temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_tokens, seed=seed)
+        requests = [analysis_request(item, derive_seed(seed, item.id, "analysis")) for item in kept]
+        cases = [Case(item) for item in kept]
+        unfinished: list[tuple[Analysis, Request]] = []
+        for case, request, completions in zip(cases, requests, engine.generate(requests, params), strict=True):
+            for index, completion in enumerate(completions):
+                if not completion.ok:
+                    self.stats["analyses_failed"] += 1
+                    continue
+                parsed = parse_analysis(ANALYSIS_START + completion.text, completion.finish_reason)
+                analysis = Analysis(index, parsed.text, parsed.verdict, parsed.status)
+                case.analyses.append(analysis)
+                if cfg.force_verdict and parsed.status in ("none", "truncated"):
+                    slot = verdict_slot_prefix(request, completion)
+                    unfinished.append((analysis, Request(messages=request.messages, prefix=slot, seed=derive_seed(seed, case.item.id, "verdict", index))))
+        if unfinished:
+            force = SamplingParams(n=1, temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=1, seed=seed)
+            for (analysis, request), completions in zip(unfinished, engine.generate([r for _, r in unfinished], force), strict=True):
+                verdict, _ = slot_verdict(completions[0])
+                if verdict is not None:
+                    analysis.text = f"{request.prefix} {verdict}"
+                    analysis.verdict, analysis.status, analysis.forced = verdict, "ok", True
+        for case in cases:
+            for a in case.analyses:
+                self.stats["analyses"] += 1
+                self.stats[f"verdicts_{a.status}"] += 1
+                self.stats["verdicts_forced"] += a.forced
+                if a.verdict is not None:
+                    self.stats["analyses_matching" if a.verdict == case.item.label else "analyses_mismatching"] += 1
+        self.ctx.on_inputs_done(len(items))
+        return cases
+
+    def case_fields(self, case: Case) -> dict[str, Any]:
+        item = case.item
+        return dict(
+            source_id=item.id, meta=self.row_meta(), question=item.question, previous_steps=item.previous_steps, now_step=item.now_step,
+            step_index=item.step_index, label=item.label, gold_answer=item.gold_answer, **case.counts(),
+        )
+
+    @classmethod
+    def report(cls, stats: dict[str, float]) -> list[tuple[str, str]]:
+        yes, no = stats.get("inputs_yes", 0), stats.get("inputs_no", 0)
+        valid = stats.get("analyses_matching", 0) + stats.get("analyses_mismatching", 0)
+        return [
+            ("inputs Yes / No", f"{yes:g} / {no:g}" + (f" ({yes / (yes + no):.0%} Yes)" if yes + no else "")),
+            ("inputs dropped by --balance", f"{stats.get('inputs_dropped_by_balance', 0):g}"),
+            ("analyses (failed)", f"{stats.get('analyses', 0):g} ({stats.get('analyses_failed', 0):g})"),
+            ("verdicts parsed / forced", f"{stats.get('verdicts_ok', 0) - stats.get('verdicts_forced', 0):g} / {stats.get('verdicts_forced', 0):g}"),
+            ("malformed: " + " / ".join(MALFORMED), " / ".join(f"{stats.get(f'verdicts_{s}', 0):g}" for s in MALFORMED)),
+            ("verdicts matching the label", f"{stats.get('analyses_matching', 0):g} of {valid:g}" + (f" ({stats.get('analyses_matching', 0) / valid:.0%})" if valid else "")),
+            ("rows (label Yes / No)", f"{stats.get('rows', 0):g} ({stats.get('rows_yes', 0):g} / {stats.get('rows_no', 0):g})"),
+        ]
+
+
+class RprmSftBuilder(_RprmBuilder[RprmSftConfig]):
+    name = "rprm-sft"
+    version = "0.1.0"
+    summary = "R-PRM SFT data: sampled step analyses whose Yes/No verdict matches the step label"
+    row_model = RprmSftRow
+    Config = RprmSftConfig
+
+    def rows(self, case: Case) -> list[BaseRow]:
+        kept = case.matching()[: self.config.keep_per_input]
+        if not kept:
+            self.stats["inputs_without_match"] += 1
+        return [
+            RprmSftRow(
+                id=f"{case.item.id}/analysis-{a.index}", analysis=a.text, verdict=a.verdict or "", forced_verdict=a.forced, analysis_index=a.index,
+                **self.case_fields(case),
+            )
+            for a in kept
+        ]
+
+
+class RprmPrefsBuilder(_RprmBuilder[RprmPrefsConfig]):
+    name = "rprm-prefs"
+    version = "0.1.0"
+    summary = "R-PRM preference pairs: a label-matching step analysis (chosen) against a non-matching one (rejected)"
+    row_model = RprmPrefsRow
+    Config = RprmPrefsConfig
+    unpaired_reasons: ClassVar[tuple[str, ...]] = ("all_matching", "all_mismatching", "no_valid_analysis")
+
+    def rows(self, case: Case) -> list[BaseRow]:
+        chosen, rejected = case.matching(), case.mismatching()
+        if not chosen or not rejected:
+            reason = "no_valid_analysis" if not chosen and not rejected else "all_matching" if chosen else "all_mismatching"
+            self.stats[f"inputs_{reason}"] += 1
+            return []
+        rng = random.Random(derive_seed(self.ctx.seed, case.item.id, "pairs"))
+        rng.shuffle(chosen)
+        rng.shuffle(rejected)
+        return [
+            RprmPrefsRow(
+                id=f"{case.item.id}/pair-{c.index}-{r.index}", chosen=c.text, rejected=r.text, chosen_verdict=c.verdict or "",
+                rejected_verdict=r.verdict or "", chosen_forced_verdict=c.forced, rejected_forced_verdict=r.forced, chosen_index=c.index,
+                rejected_index=r.index, **self.case_fields(case),
+            )
+            for c, r in _pairs(chosen, rejected, self.config.max_pairs_per_input)
+        ]
+
+    @classmethod
+    def report(cls, stats: dict[str, float]) -> list[tuple[str, str]]:
+        unpaired = ", ".join(f"{r.replace('_', ' ')} {stats.get(f'inputs_{r}', 0):g}" for r in cls.unpaired_reasons)
+        return [*super().report(stats), ("inputs without a pair", unpaired)]
+
+
+def _pairs(chosen: list[Analysis], rejected: list[Analysis], limit: int) -> list[tuple[Analysis, Analysis]]:
+    """Up to ``limit`` (chosen, rejected) pairs, first those that reuse no analysis already paired."""
+    used: set[int] = set()
+    fresh, rest = [], []
+    for c, r in product(chosen, rejected):
+        if c.index in used or r.index in used:
+            rest.append((c, r))
+        else:
+            fresh.append((c, r))
+            used.update((c.index, r.index))
+    return (fresh + rest)[:limit]

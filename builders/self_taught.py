@@ -1,0 +1,315 @@
+"""Self-Taught Evaluator data: a judge M_t labels synthetic response pairs; its correct judgments train M_{t+1}.
+
+Wang et al., "Self-Taught Evaluators", 2024, arXiv 2408.02666 (repo facebookresearch/RAM,
+projects/self_taught_evaluator). No human preference labels: the pair's label is known by construction.
+Per chunk of instructions x, each stage is one batched engine call:
+
+1. The model writes a "similar but different" instruction x' (close in topic, asking something else)
+between markers, so it parses; outputs without the end marker, empty ones and copies of x are counted
+as parse failures and dropped.
+
+2. y^w = a response to x, y^l = a response to x' (plausibly a worse answer to x). Where x has a gold
+answer both are checked against it; ``--require-verified`` keeps only pairs where y^w verifies and
+y^l does not.
+
+3. The judge (``--judge-model``, default the model itself) samples N judgments of (x, y^w, y^l) (paper:
+T = 0.7, top_p = 0.9), each with its own seeded coin deciding whether y^w is shown as A or B. A
+judgment is reasoning + ``[[A]]``/``[[B]]`` (the shared judge format); with ``--force-verdict`` a
+verdict-less one is continued with ``Verdict: [[`` and the likelier of A/B taken (counted apart). A
+verdict is correct when it picks y^w.
+
+4. Keep ``--keep-per-pair`` correct judgments per pair at random (optionally only for pairs where at
+least ``--min-correct-fraction`` of the N are correct), then balance: drop a seeded random surplus so
+"A is better" and "B is better" rows are equal in number, as the paper does. Balancing happens per
+chunk, the unit of resume, so the whole dataset is balanced too.
+
+The correct-verdict rate (correct judgments over all sampled) is the judge's accuracy on its own
+synthetic pairs, the number the method's iterations should raise (paper: RewardBench 75.4 → 88.3 over
+five iterations of Llama-3-70B-Instruct).
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from pydantic import BaseModel, Field
+
+from judgeforge.builders.base import Builder
+from judgeforge.builders.judging import Verdict, force_verdicts, format_judgment, parse_verdict, response_judge_message
+from judgeforge.engines.base import Completion, Request, SamplingParams, derive_seed
+from judgeforge.schemas.base import BaseRow
+from judgeforge.schemas.self_taught import SampledJudgment, SelfTaughtRow
+from judgeforge.sources import Problem
+from judgeforge.verify import check_answer
+
+T = TypeVar("T")
+
+NEW_INSTRUCTION_START = "[NEW INSTRUCTION]"
+NEW_INSTRUCTION_END = "[END]"
+SIMILAR_INSTRUCTION_PROMPT = (
+    "Write a new instruction that is close in topic to the instruction below and looks similar to it, but asks "
+    "for something different, so that a good response to the new instruction would be a poor response to the "
+    f"original one. Write only the new instruction, between the lines {NEW_INSTRUCTION_START} and {NEW_INSTRUCTION_END}."
+    f"\n\n[INSTRUCTION]\n{{instruction}}\n{NEW_INSTRUCTION_END}"
+)
+ANSWER_HINT = 'If this asks for an answer, end your response with "The answer is X".'
+
+
+class SelfTaughtConfig(BaseModel):
+    iteration: int = Field(0, ge=0, description="t of the judge M_t writing the judgments (recorded in every row, so loop can chain M_t -> data -> M_t+1)")
+    num_judgments: int = Field(4, ge=1, description="judgments sampled per pair (N), each with its own seeded presentation order")
+    keep_per_pair: int = Field(1, ge=1, description="correct judgments kept per pair (paper: 1)")
+    min_correct_fraction: float | None = Field(
+        None, ge=0.0, le=1.0, description="keep a pair only if at least this fraction of its N judgments is correct (e.g. 0.5: a majority)"
+    )
+    require_verified: bool = Field(
+        False, description="keep a pair only if y^w verifies against the gold answer and y^l does not (pairs without gold are dropped)"
+    )
+    answer_hint: bool = Field(True, description='ask both responses to end with "The answer is X", so y^w can be checked against gold answers')
+    temperature: float = Field(0.7, ge=0.0, description="sampling temperature for x' and the responses")
+    top_p: float = Field(0.9, gt=0.0, le=1.0, description="nucleus sampling for x' and the responses")
+    instruction_max_tokens: int = Field(128, ge=1, description="token budget of the similar instruction x'")
+    response_max_tokens: int = Field(256, ge=1, description="token budget of each response y^w, y^l")
+    judge_temperature: float = Field(0.7, ge=0.0, description="judge sampling temperature (paper: 0.7)")
+    judge_top_p: float = Field(0.9, gt=0.0, le=1.0, description="judge nucleus sampling (paper: 0.9)")
+    judge_max_tokens: int = Field(256, ge=1, description="token budget of one judgment")
+    force_verdict: bool = Field(True, description="when a judgment has no verdict, continue it with 'Verdict: [[' and take the likelier of A/B")
+
+
+@dataclass
+class _Pair:
+    problem: Problem
+    similar: str
+    better: str
+    worse: str
+    better_verified: bool | None
+    worse_verified: bool | None
+    judgments: list[SampledJudgment] = field(default_factory=list)
+
+
+def similar_instruction_request(instruction: str, seed: int) -> Request:
+    """Ask for x' with the assistant turn already opened by the start marker."""
+    return Request.chat(SIMILAR_INSTRUCTION_PROMPT.format(instruction=instruction.strip()), prefix=NEW_INSTRUCTION_START + "\n", seed=seed)
+
+
+def parse_similar_instruction(completion: Completion, original: str) -> tuple[str | None, str]:
+    """x' from a completion of :func:`similar_instruction_request`, or None and why not (unfinished/empty/copy)."""
+    if not completion.ok or completion.finish_reason == "length":
+        return None, "unfinished"
+    text = completion.text.strip()
+    if not text:
+        return None, "empty"
+    if " ".join(text.lower().split()) == " ".join(original.lower().split()):
+        return None, "copy"
+    return text, "ok"
+
+
+def response_message(instruction: str, answer_hint: bool) -> str:
+    return f"{instruction.strip()}\n\n{ANSWER_HINT}" if answer_hint else instruction.strip()
+
+
+def presentation_order(seed: int, item_id: str, sample: int) -> Verdict:
+    """Where y^w is shown in judgment ``sample`` of pair ``item_id``: a fair coin seeded by all three."""
+    return "A" if derive_seed(seed, item_id, "ste-order", sample) % 2 == 0 else "B"
+
+
+def choose_judgments(options: Sequence[Sequence[tuple[int, Verdict]]], keep: int, seeds: Sequence[int]) -> list[list[int]]:
+    """Up to ``keep`` of each pair's correct judgments (index, verdict), in a seeded random order per pair.
+
+    Where a pair offers both verdicts, the one kept so far less often is taken, so that balancing later
+    has less to drop; otherwise the choice is random.
+    """
+    tally: Counter[str] = Counter()
+    chosen: list[list[int]] = []
+    for opts, seed in zip(options, seeds, strict=True):
+        pool = list(opts)
+        random.Random(seed).shuffle(pool)
+        picked: list[int] = []
+        while pool and len(picked) < keep:
+            scarce = None if tally["A"] == tally["B"] else min("AB", key=lambda v: tally[v])
+            pick = next((o for o in pool if o[1] == scarce), pool[0])
+            pool.remove(pick)
+            picked.append(pick[0])
+            tally[pick[1]] += 1
+        chosen.append(picked)
+    return chosen
+
+
+def balance_verdicts(items: Sequence[T], verdict: Callable[[T], str], seed: int) -> list[T]:
+    """``items`` minus a seeded random surplus of the commoner verdict, so "A" and "B" are equally many; order kept."""
+    by_verdict = {v: [i for i, item in enumerate(items) if verdict(item) == v] for v in ("A", "B")}
+    n = min(map(len, by_verdict.values()))
+    rng = random.Random(seed)
+    keep = {i for indices in by_verdict.values() for i in rng.sample(indices, n)}
+    return [item for i, item in enumerate(items) if i in keep]
+
+
+class SelfTaughtBuilder(Builder[SelfTaughtConfig]):
+    name = "self-taught"
+    version = "0.1.0"
+    summary = "synthetic pairwise judge data: responses to x vs. to a similar x', judged by M_t, correct verdicts kept and A/B-balanced"
+    row_model = SelfTaughtRow
+    Config = SelfTaughtConfig
+    roles = ("policy", "judge")
+
+    def build(self, problems: list[Problem]) -> list[BaseRow]:
+        self.stats["instructions"] += len(problems)
+        similar = self._similar_instructions(problems)
+        pairs = self._pairs([(p, s) for p, s in zip(problems, similar, strict=True) if s is not None])
+        self._judge(pairs)
+        rows = self._rows(pairs, derive_seed(self.ctx.seed, "ste-balance", *(p.id for p in problems)))
+        self.ctx.on_inputs_done(len(problems))
+        return rows
+
+    def _params(self, max_tokens: int, stop: tuple[str, ...] = ()) -> SamplingParams:
+        cfg = self.config
+        return SamplingParams(temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=max_tokens, stop=stop, seed=self.ctx.seed)
+
+    def _similar_instructions(self, problems: list[Problem]) -> list[str | None]:
+        requests = [similar_instruction_request(p.question, derive_seed(self.ctx.seed, p.id, "ste-similar")) for p in problems]
+        outputs = self.ctx.engines["policy"].generate(requests, self._params(self.config.instruction_max_tokens, (NEW_INSTRUCTION_END,)))
+        similar = []
+        for problem, [completion] in zip(problems, outputs, strict=True):
+            text, why = parse_similar_instruction(completion, problem.question)
+            if text is None:
+                self.stats["similar_parse_failures"] += 1
+                self.stats[f"similar_{why}"] += 1
+            similar.append(text)
+        return similar
+
+    def _pairs(self, items: list[tuple[Problem, str]]) -> list[_Pair]:
+        cfg, seed = self.config, self.ctx.seed
+        requests = [
+            Request.chat(response_message(text, cfg.answer_hint), seed=derive_seed(seed, p.id, role))
+            for p, similar in items
+            for text, role in ((p.question, "ste-response-w"), (similar, "ste-response-l"))
+        ]
+        outputs = self.ctx.engines["policy"].generate(requests, self._params(cfg.response_max_tokens))
+        pairs = []
+        for k, (problem, similar) in enumerate(items):
+            [good], [bad] = outputs[2 * k], outputs[2 * k + 1]
+            if not (good.ok and bad.ok):
+                self.stats["pairs_failed"] += 1
+                continue
+            better, worse = good.text.strip(), bad.text.strip()
+            if not better or not worse or better == worse:
+                self.stats["pairs_empty_or_identical"] += 1
+                continue
+            pair = _Pair(problem, similar, better, worse, check_answer(problem, better), check_answer(problem, worse))
+            if pair.better_verified is not None:
+                self.stats["pairs_checked"] += 1
+                self.stats["better_verified"] += int(pair.better_verified)
+                self.stats["worse_verified"] += int(bool(pair.worse_verified))
+            if cfg.require_verified and not (pair.better_verified and pair.worse_verified is False):
+                self.stats["dropped_unverified"] += 1
+                continue
+            pairs.append(pair)
+        self.stats["pairs_built"] += len(pairs)
+        return pairs
+
+    def _judge(self, pairs: list[_Pair]) -> None:
+        """Sample N judgments per pair in seeded random orders (one call), force missing verdicts (one call)."""
+        cfg, seed = self.config, self.ctx.seed
+        slots: list[tuple[_Pair, int, Verdict]] = []
+        requests: list[Request] = []
+        for pair in pairs:
+            for k in range(cfg.num_judgments):
+                shown = presentation_order(seed, pair.problem.id, k)
+                a, b = (pair.better, pair.worse) if shown == "A" else (pair.worse, pair.better)
+                requests.append(Request.chat(response_judge_message(pair.problem.question, a, b), seed=derive_seed(seed, pair.problem.id, "ste-judge", k)))
+                slots.append((pair, k, shown))
+        judge = self.ctx.engines["judge"]
+        params = SamplingParams(temperature=cfg.judge_temperature, top_p=cfg.judge_top_p, max_tokens=cfg.judge_max_tokens, seed=seed)
+        outputs = [c[0] for c in judge.generate(requests, params)]
+        raws = [c.text if c.ok else "" for c in outputs]
+        verdicts: list[Verdict | None] = [parse_verdict(r) for r in raws]
+        p_a: list[float | None] = [None] * len(raws)
+        missing = [i for i, (v, c) in enumerate(zip(verdicts, outputs, strict=True)) if v is None and c.ok]
+        if cfg.force_verdict and missing:
+            for i, weight in zip(missing, force_verdicts(judge, [requests[i] for i in missing], [raws[i] for i in missing], seed), strict=True):
+                if weight is not None:
+                    p_a[i], verdicts[i] = weight, ("A" if weight >= 0.5 else "B")
+                    raws[i] = format_judgment(raws[i], verdicts[i])  # type: ignore[arg-type]
+        for (pair, k, shown), raw, verdict, p in zip(slots, raws, verdicts, p_a, strict=True):
+            forced = p is not None
+            self.stats["judgments"] += 1
+            self.stats["judge_unparsable" if verdict is None else "judge_forced" if forced else "judge_parsed"] += 1
+            self.stats["judgments_correct"] += int(verdict == shown)
+            pair.judgments.append(SampledJudgment(index=k, better_shown_as=shown, text=raw, verdict=verdict, forced=forced, p_a=p, correct=verdict == shown))
+
+    def _rows(self, pairs: list[_Pair], balance_seed: int) -> list[BaseRow]:
+        cfg, seed = self.config, self.ctx.seed
+        eligible = []
+        for pair in pairs:
+            correct = sum(j.correct for j in pair.judgments)
+            if not correct:
+                self.stats["pairs_no_correct"] += 1
+            elif cfg.min_correct_fraction is not None and correct / len(pair.judgments) < cfg.min_correct_fraction:
+                self.stats["dropped_min_correct"] += 1
+            else:
+                eligible.append(pair)
+        options = [[(j.index, j.better_shown_as) for j in pair.judgments if j.correct] for pair in eligible]
+        seeds = [derive_seed(seed, pair.problem.id, "ste-keep") for pair in eligible]
+        kept = [(pair, pair.judgments[k]) for pair, chosen in zip(eligible, choose_judgments(options, cfg.keep_per_pair, seeds), strict=True) for k in chosen]
+        balanced = balance_verdicts(kept, lambda item: item[1].better_shown_as, balance_seed)
+        self.stats["kept_before_balance"] += len(kept)
+        self.stats["dropped_balance"] += len(kept) - len(balanced)
+        rows: list[BaseRow] = [self._row(pair, judgment) for pair, judgment in balanced]
+        self.stats["rows"] += len(rows)
+        for _, judgment in balanced:
+            self.stats[f"rows_{judgment.better_shown_as}"] += 1
+        return rows
+
+    def _row(self, pair: _Pair, kept: SampledJudgment) -> SelfTaughtRow:
+        counts = Counter("unparsable" if j.verdict is None else "forced" if j.forced else "parsed" for j in pair.judgments)
+        return SelfTaughtRow(
+            id=f"{pair.problem.id}/ste-{kept.index}",
+            source_id=pair.problem.id,
+            meta=self.row_meta(),
+            instruction=pair.problem.question,
+            similar_instruction=pair.similar,
+            better_response=pair.better,
+            worse_response=pair.worse,
+            gold_answer=pair.problem.answer,
+            better_verified=pair.better_verified,
+            worse_verified=pair.worse_verified,
+            label=kept.better_shown_as,
+            judgment=kept.text,
+            judgment_index=kept.index,
+            judgment_forced=kept.forced,
+            judgments=pair.judgments,
+            num_judgments=len(pair.judgments),
+            num_correct=sum(j.correct for j in pair.judgments),
+            num_parsed=counts["parsed"],
+            num_forced=counts["forced"],
+            num_unparsable=counts["unparsable"],
+            iteration=self.config.iteration,
+            judge_model=self.ctx.engines["judge"].model_id,
+        )
+
+    @classmethod
+    def report(cls, stats: dict[str, float]) -> list[tuple[str, str]]:
+        def g(key: str) -> float:
+            return stats.get(key, 0)
+
+        def rate(part: float, whole: float) -> str:
+            return f"{part:g} / {whole:g} ({part / whole:.0%})" if whole else f"{part:g} / 0"
+
+        judged = g("judgments")
+        return [
+            ("instructions in", f"{g('instructions'):g}"),
+            ("x' parse failures (unfinished / empty / copy)", f"{g('similar_parse_failures'):g} ({g('similar_unfinished'):g} / {g('similar_empty'):g} / {g('similar_copy'):g})"),
+            ("pairs dropped (failed / empty or identical / unverified)", f"{g('pairs_failed'):g} / {g('pairs_empty_or_identical'):g} / {g('dropped_unverified'):g}"),
+            ("pairs built", f"{g('pairs_built'):g}"),
+            ("gold checks: y^w verified / y^l verified", f"{g('better_verified'):g} / {g('worse_verified'):g} of {g('pairs_checked'):g}"),
+            ("judgments sampled", f"{judged:g}"),
+            ("  parsed / forced / unparsable", f"{g('judge_parsed'):g} / {g('judge_forced'):g} / {g('judge_unparsable'):g}"),
+            ("correct-verdict rate", rate(g("judgments_correct"), judged)),
+            ("pairs with no correct verdict / below min fraction", f"{g('pairs_no_correct'):g} / {g('dropped_min_correct'):g}"),
+            ("kept rows (A / B)", f"{g('rows'):g} ({g('rows_A'):g} / {g('rows_B'):g})"),
+            ("dropped to balance A/B", f"{g('dropped_balance'):g} of {g('kept_before_balance'):g}"),
+        ]

@@ -1,0 +1,262 @@
+"""Step-labelled solutions built offline: Monte-Carlo labels on sampled solutions, exact labels on corrupted gold.
+
+R-PRM (She et al., EMNLP 2025, arXiv 2503.21295) learns from PRM800K's human step labels; offline we
+make step labels two ways, for problems with gold answers.
+
+Sampled (Math-Shepherd, Wang et al., ACL 2024, arXiv 2312.08935): the policy (--model) writes
+--samples solutions per problem in the Step n: format (one batched call); a solution cut by its token
+budget loses its unfinished last step. Every step is then completed --rollouts times from the steps up
+to it with the shared rollout estimator (builders/rollouts.py; one batched call for all steps of all
+solutions); a step that already states a final answer is graded by that answer. With --rule any (the
+paper's hard estimate) a step is correct when at least one rollout reaches the gold answer, with
+--rule most when more than half do.
+
+Corrupted (exact): the gold step-by-step solution (reasoning-gym gsm_symbolic has one, one step per
+line) with one step changed on purpose — a changed number (a result after "=" when there is one) or a
+wrong operation (+ - * / swapped; in "a op b = c" the result is recomputed, so the arithmetic is right
+and the operation wrong). The steps before it are correct, it is the first wrong step, the steps after
+it are left unlabelled. With --include-gold the gold solution itself is emitted too, every step correct.
+
+Rows carry ProcessBench's first-wrong index, so a run is at once R-PRM evaluation inputs (read back by
+judgeforge.step_inputs: build rprm-sft / rprm-prefs --source OUT/step_labels) and a ProcessBench-style
+test set for score rprm. The summary reports the Yes/No balance of the evaluation inputs.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Sequence
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from judgeforge.builders.base import Builder
+from judgeforge.builders.rollouts import rollout_values
+from judgeforge.builders.steps import gold_steps, next_step_request, normalise_steps, solution_text, split_steps
+from judgeforge.engines.base import Completion, SamplingParams, derive_seed
+from judgeforge.schemas.base import BaseRow
+from judgeforge.schemas.step_labels import Origin, StepLabelRow
+from judgeforge.sources import Problem
+from judgeforge.step_inputs import LabelledSolution, first_wrong
+from judgeforge.verify import check_answer, extract_answer, has_final_answer
+
+CorruptionKind = Literal["number", "operation"]
+_HEADER = re.compile(r"Step \d+:")
+_NUMBER = re.compile(r"(?<![\d.,])(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?![\d.,]*\d)")
+_OPERATION = re.compile(r"(\d+(?:\.\d+)?)(\s*)([+\-*/×÷])(\s*)(\d+(?:\.\d+)?)(?:(\s*=\s*)(\d+(?:\.\d+)?)(?![\d.]*\d))?")
+_WRONG_OPERATION = {"+": "-", "-": "+", "*": "+", "/": "*", "×": "+", "÷": "×"}
+
+
+class StepLabelsConfig(BaseModel):
+    samples: int = Field(4, ge=0, description="solutions sampled from --model per problem and labelled by rollouts (0: none)")
+    rollouts: int = Field(8, ge=1, description="Monte-Carlo completions per step of a sampled solution (Math-Shepherd: 8)")
+    rule: Literal["any", "most"] = Field(
+        "any", description="a sampled step is correct when any (Math-Shepherd's hard estimate) / more than half of its rollouts reach the gold answer"
+    )
+    corruptions: int = Field(2, ge=0, description="corrupted copies of the gold solution per problem, each with one wrong step")
+    corruption_kinds: Literal["both", "number", "operation"] = Field(
+        "both", description="how a gold step is corrupted: a changed number, a wrong operation, or either (seeded choice)"
+    )
+    include_gold: bool = Field(True, description="also emit the gold solution itself, every step labelled correct")
+    temperature: float = Field(0.7, ge=0.0, description="sampling temperature for solutions and rollouts")
+    top_p: float = Field(0.95, gt=0.0, le=1.0, description="nucleus sampling for solutions and rollouts")
+    max_solution_tokens: int = Field(384, ge=1, description="token budget of one sampled solution")
+    rollout_max_tokens: int = Field(256, ge=1, description="token budget of one rollout (the rest of a solution)")
+
+
+def corrupt_step(step: str, kind: CorruptionKind, rng: random.Random) -> tuple[str, str] | None:
+    """``step`` (``Step n: ...``) with one controlled error, and a note of what changed; None if it has
+    no number (or no operation) to change."""
+    match_header = _HEADER.match(step)
+    header = match_header.group(0) if match_header else ""
+    body = step[len(header) :]
+    if kind == "number":
+        numbers = list(_NUMBER.finditer(body))
+        equals = body.rfind("=")
+        results = [m for m in numbers if m.start() > equals >= 0]
+        if not numbers:
+            return None
+        match = (results or [rng.choice(numbers)])[0]
+        old = match.group(0)
+        new = _shifted(old, rng)
+        changed = body[: match.start()] + new + body[match.end() :]
+        return header + changed, f"number {old} -> {new}"
+    matches = list(_OPERATION.finditer(body))
+    if not matches:
+        return None
+    match = rng.choice(matches)
+    a, space1, op, space2, b, equals_sign, result = match.groups()
+    wrong = _WRONG_OPERATION[op]
+    text = f"{a}{space1}{wrong}{space2}{b}"
+    if equals_sign is not None:
+        value = _apply(float(a), wrong, float(b))
+        text += equals_sign + (_format(value, result) if value is not None else result)
+    return header + body[: match.start()] + text + body[match.end() :], f"operation {match.group(0).strip()} -> {text.strip()}"
+
+
+def _shifted(number: str, rng: random.Random) -> str:
+    value = float(number.replace(",", ""))
+    delta = rng.choice((1, 2, 3, 5, 10))
+    new = value - delta if value - delta > 0 and rng.random() < 0.5 else value + delta
+    return _format(new, number)
+
+
+def _apply(a: float, op: str, b: float) -> float | None:
+    if op == "+":
+        return a + b
+    if op == "-":
+        return a - b
+    if op in ("*", "×"):
+        return a * b
+    return a / b if b else None
+
+
+def _format(value: float, like: str) -> str:
+    """``value`` written like ``like``: an integer when ``like`` is one and the value is whole, with
+    thousands separators when ``like`` has them."""
+    if value == int(value) and ("." not in like or like.endswith(".0")):
+        return f"{int(value):,}" if "," in like else str(int(value))
+    return f"{value:.2f}".rstrip("0").rstrip(".")
+
+
+class StepLabelsBuilder(Builder[StepLabelsConfig]):
+    name = "step-labels"
+    version = "0.1.0"
+    summary = "step-labelled solutions: rollout labels on sampled solutions, exact labels on corrupted gold (R-PRM inputs)"
+    row_model = StepLabelRow
+    Config = StepLabelsConfig
+
+    def build(self, items: list[Problem]) -> list[BaseRow]:
+        problems = [p for p in items if p.answer is not None]
+        self.stats["problems"] += len(items)
+        self.stats["no_gold_answer"] += len(items) - len(problems)
+        rows: list[StepLabelRow] = []
+        rows += self._sampled(problems)
+        for problem in problems:
+            gold = gold_steps(problem)
+            if not gold:
+                self.stats["no_gold_solution"] += 1
+                continue
+            rows += self._corrupted(problem, gold)
+            if self.config.include_gold:
+                rows.append(self._row(problem, "gold", "gold", gold, [True] * len(gold)))
+        for row in rows:
+            solution = LabelledSolution(id=row.id, question=row.question, steps=row.steps, labels=row.labels, layout="step-labels")
+            for step in solution.inputs():
+                self.stats[f"inputs_{step.label.lower()}"] += 1
+        self.ctx.on_inputs_done(len(items))
+        return rows
+
+    def _sampled(self, problems: list[Problem]) -> list[StepLabelRow]:
+        """Sample solutions, then label every step by rollouts (two batched engine calls)."""
+        cfg, seed = self.config, self.ctx.seed
+        if not cfg.samples or not problems:
+            return []
+        policy = self.ctx.engines["policy"]
+        params = SamplingParams(n=cfg.samples, temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_solution_tokens, seed=seed)
+        requests = [next_step_request(p.question, [], derive_seed(seed, p.id, "solution")) for p in problems]
+        solutions: list[tuple[Problem, int, list[str]]] = []
+        for problem, request, completions in zip(problems, requests, policy.generate(requests, params), strict=True):
+            for index, completion in enumerate(completions):
+                steps = self._steps(request.prefix, completion)
+                if steps:
+                    solutions.append((problem, index, steps))
+        jobs = [(p, steps[: i + 1]) for p, _, steps in solutions for i in range(len(steps)) if not has_final_answer(steps[i])]
+        rollout_params = SamplingParams(temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.rollout_max_tokens, seed=seed)
+        results = iter(rollout_values(policy, jobs, cfg.rollouts, rollout_params, seed))
+        rows = []
+        for problem, index, steps in solutions:
+            values: list[float | None] = []
+            for i, step in enumerate(steps):
+                if has_final_answer(step):
+                    values.append(1.0 if check_answer(problem, solution_text(steps[: i + 1])) else 0.0)
+                    continue
+                result = next(results)
+                self.stats["rollouts"] += result.rollouts
+                self.stats["rollouts_unfinished"] += result.unfinished
+                self.stats["rollouts_failed"] += result.failed
+                values.append(result.value)
+            labels = [None if v is None else (v > 0 if cfg.rule == "any" else v > 0.5) for v in values]
+            rows.append(self._row(problem, f"sample-{index}", "sampled", steps, labels, values=values))
+        return rows
+
+    def _steps(self, prefix: str, completion: Completion) -> list[str]:
+        """A sampled solution's steps; an unfinished last step (cut by the token budget) is dropped."""
+        self.stats["samples_drawn"] += 1
+        if not completion.ok:
+            self.stats["solutions_failed"] += 1
+            return []
+        bodies = split_steps(prefix + completion.text)
+        if bodies and completion.finish_reason == "length" and not has_final_answer(bodies[-1]):
+            bodies.pop()
+            self.stats["unfinished_last_steps_dropped"] += 1
+        if not bodies:
+            self.stats["solutions_empty"] += 1
+        return normalise_steps(bodies, None)
+
+    def _corrupted(self, problem: Problem, gold: list[str]) -> list[StepLabelRow]:
+        """Up to ``corruptions`` distinct copies of the gold solution, each with one wrong step."""
+        cfg = self.config
+        kinds: Sequence[CorruptionKind] = ("number", "operation") if cfg.corruption_kinds == "both" else (cfg.corruption_kinds,)
+        rows: list[StepLabelRow] = []
+        seen: set[tuple[str, ...]] = set()
+        for attempt in range(cfg.corruptions * 4):
+            if len(rows) == cfg.corruptions:
+                break
+            rng = random.Random(derive_seed(self.ctx.seed, problem.id, "corrupt", attempt))
+            index, kind = rng.randrange(len(gold)), rng.choice(kinds)
+            changed = corrupt_step(gold[index], kind, rng)
+            if changed is None or changed[0] == gold[index]:
+                continue
+            steps = [*gold[:index], changed[0], *gold[index + 1 :]]
+            if tuple(steps) in seen:
+                continue
+            seen.add(tuple(steps))
+            labels: list[bool | None] = [True] * index + [False] + [None] * (len(gold) - index - 1)
+            rows.append(self._row(problem, f"corrupt-{len(rows)}", "corrupted", steps, labels, corruption=(f"step {index + 1}: {changed[1]}", kind)))
+            self.stats[f"corrupted_{kind}"] += 1
+        self.stats["corruptions_missing"] += cfg.corruptions - len(rows)
+        return rows
+
+    def _row(
+        self,
+        problem: Problem,
+        suffix: str,
+        origin: Origin,
+        steps: list[str],
+        labels: list[bool | None],
+        values: list[float | None] | None = None,
+        corruption: tuple[str, str] | None = None,
+    ) -> StepLabelRow:
+        text = solution_text(steps)
+        self.stats[f"solutions_{origin}"] += 1
+        return StepLabelRow(
+            id=f"{problem.id}/{suffix}",
+            source_id=problem.id,
+            meta=self.row_meta(),
+            question=problem.question,
+            steps=steps,
+            labels=labels,
+            first_wrong=first_wrong(labels),
+            origin=origin,
+            gold_answer=problem.answer,
+            final_answer=extract_answer(text),
+            final_answer_correct=check_answer(problem, text),
+            step_values=values or [],
+            rollouts=self.config.rollouts if values is not None else 0,
+            corruption=corruption[0] if corruption else None,
+            corruption_kind=corruption[1] if corruption else None,
+        )
+
+    @classmethod
+    def report(cls, stats: dict[str, float]) -> list[tuple[str, str]]:
+        yes, no = stats.get("inputs_yes", 0), stats.get("inputs_no", 0)
+        return [
+            ("solutions sampled / corrupted / gold", f"{stats.get('solutions_sampled', 0):g} / {stats.get('solutions_corrupted', 0):g} / {stats.get('solutions_gold', 0):g}"),
+            ("evaluation inputs Yes / No", f"{yes:g} / {no:g} ({yes / (yes + no):.0%} Yes)" if yes + no else "0 / 0"),
+            ("rollouts (unfinished)", f"{stats.get('rollouts', 0):g} ({stats.get('rollouts_unfinished', 0):g})"),
+            ("unfinished last steps dropped", f"{stats.get('unfinished_last_steps_dropped', 0):g}"),
+            ("corruptions number / operation / missing", f"{stats.get('corrupted_number', 0):g} / {stats.get('corrupted_operation', 0):g} / {stats.get('corruptions_missing', 0):g}"),
+            ("problems without gold answer / solution", f"{stats.get('no_gold_answer', 0):g} / {stats.get('no_gold_solution', 0):g}"),
+        ]

@@ -1,0 +1,97 @@
+"""R-PRM rows — kept analyses (SFT), analysis preference pairs (DPO), per-step rewards — and TRL views.
+
+Every row is about one evaluation input: a problem, the previous steps, the now step and its label
+(Yes/No), with how many of the K sampled analyses matched the label, did not, or were malformed.
+``rprm_sft``: one kept analysis whose verdict matches the label. ``rprm_prefs``: a label-matching
+analysis (chosen) against a non-matching one (rejected). ``rprm_scores``: the scorer's reward for one
+step — the mean P(Yes) over K sampled evaluations, or their Yes-vote fraction where the engine gave no
+log-probabilities (``method`` says which) — with the ProcessBench judgement of its solution.
+
+TRL views use the very analysis prompt the builders sampled with (builders/rprm_format.py): SFT
+``messages`` (the user turn, then the analysis as the assistant turn) and conversational DPO
+``prompt`` / ``chosen`` / ``rejected``. An analysis is a whole assistant turn ending in its verdict, so
+the EOS TRL appends is right here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, ClassVar
+
+from judgeforge.builders.rprm_format import analysis_user_message
+from judgeforge.schemas.base import BaseRow
+
+
+class RprmCaseRow(BaseRow):
+    """The evaluation input and the outcome of its K analyses (shared by the SFT and preference rows)."""
+
+    question: str
+    previous_steps: list[str]
+    now_step: str
+    step_index: int
+    label: str
+    gold_answer: str | None
+    num_analyses: int
+    num_matching: int
+    num_mismatching: int
+    num_malformed: int
+
+
+class RprmSftRow(RprmCaseRow):
+    kind: ClassVar[str] = "rprm_sft"
+
+    analysis: str
+    verdict: str
+    forced_verdict: bool
+    analysis_index: int
+
+
+class RprmPrefsRow(RprmCaseRow):
+    kind: ClassVar[str] = "rprm_prefs"
+
+    chosen: str
+    rejected: str
+    chosen_verdict: str
+    rejected_verdict: str
+    chosen_forced_verdict: bool
+    rejected_forced_verdict: bool
+    chosen_index: int
+    rejected_index: int
+
+
+class RprmScoreRow(BaseRow):
+    kind: ClassVar[str] = "rprm_scores"
+
+    question: str
+    now_step: str
+    step_index: int
+    label: str
+    reward: float | None
+    method: str
+    p_yes: list[float | None]
+    votes: list[str | None]
+    analyses: list[str]
+    solution_first_wrong: int
+    predicted_first_wrong: int
+    solution_judged_right: bool
+
+
+def _user(row: dict[str, Any]) -> dict[str, str]:
+    return {"role": "user", "content": analysis_user_message(row["question"], row["previous_steps"], row["now_step"])}
+
+
+def sft_view(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``messages`` for TRL's SFTTrainer: the analysis prompt, then the kept analysis."""
+    return [{"messages": [_user(row), {"role": "assistant", "content": row["analysis"]}]} for row in rows]
+
+
+def dpo_view(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Conversational ``prompt`` / ``chosen`` / ``rejected`` for TRL's DPOTrainer."""
+    return [
+        {
+            "prompt": [_user(row)],
+            "chosen": [{"role": "assistant", "content": row["chosen"]}],
+            "rejected": [{"role": "assistant", "content": row["rejected"]}],
+        }
+        for row in rows
+    ]

@@ -1,0 +1,81 @@
+"""Self-Taught Evaluator rows: synthetic pairwise judgments a judge M_t got right, the data for M_{t+1}.
+
+Wang et al., "Self-Taught Evaluators", 2024, arXiv 2408.02666. A row is one kept judgment of one
+synthetic pair: the instruction x, the "similar but different" instruction x' the model wrote, y^w (a
+response to x) and y^l (a response to x', so plausibly a worse answer to x), which position y^w was
+shown in (``label``: "A" or "B", also the kept verdict, since only correct verdicts are kept), the kept
+judgment (reasoning + ``[[A]]``/``[[B]]``), every judgment sampled for the pair with its verdict, and the
+counts. ``iteration`` and ``judge_model`` say which M_t wrote the judgments, so ``loop`` can chain
+M_t → data → M_{t+1}.
+
+TRL view: SFT ``messages``: the user turn is the pairwise response-judge prompt laid out exactly as the
+judge saw it (y^w in the ``label`` position), the assistant turn the kept judgment, in the format
+:func:`judgeforge.builders.judging.parse_verdict` reads — so a model trained on it judges in the format
+the builder parses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel
+
+from judgeforge.builders.judging import response_judge_message
+from judgeforge.schemas.base import BaseRow
+
+
+class SampledJudgment(BaseModel):
+    """One of the N judgments sampled for a pair, in its own presentation order."""
+
+    index: int
+    better_shown_as: Literal["A", "B"]
+    text: str
+    verdict: Literal["A", "B"] | None
+    forced: bool
+    p_a: float | None
+    correct: bool
+
+
+class SelfTaughtRow(BaseRow):
+    kind: ClassVar[str] = "ste_judgments"
+
+    instruction: str
+    similar_instruction: str
+    better_response: str
+    worse_response: str
+    gold_answer: str | None
+    better_verified: bool | None
+    worse_verified: bool | None
+    label: Literal["A", "B"]
+    judgment: str
+    judgment_index: int
+    judgment_forced: bool
+    judgments: list[SampledJudgment]
+    num_judgments: int
+    num_correct: int
+    num_parsed: int
+    num_forced: int
+    num_unparsable: int
+    iteration: int
+    judge_model: str
+
+
+def presented(row: dict[str, Any]) -> tuple[str, str]:
+    """(Response A, Response B) of a row's kept judgment."""
+    if row["label"] == "A":
+        return row["better_response"], row["worse_response"]
+    return row["worse_response"], row["better_response"]
+
+
+def sft_view(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``messages`` for TRL's SFTTrainer: the judge prompt as presented, then the kept judgment."""
+    return [
+        {
+            "messages": [
+                {"role": "user", "content": response_judge_message(row["instruction"], *presented(row))},
+                {"role": "assistant", "content": row["judgment"]},
+            ]
+        }
+        for row in rows
+    ]

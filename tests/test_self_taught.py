@@ -1,0 +1,222 @@
+"""`judgeforge build self-taught`: selection and balancing logic, then end to end on the embedded model.
+
+The logic tests use hand-made judgments and a scripted engine; the slow tests build one real run with
+SmolLM2-135M (tiny limits) and reuse it for the rows, the manifest, resume, the order randomisation and
+a 2-step TRL SFT run on the SFT view.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from judgeforge.builders.base import BuildContext
+from judgeforge.builders.judging import VERDICT_LEAD, format_judgment, parse_verdict, response_judge_message
+from judgeforge.builders.self_taught import (
+    NEW_INSTRUCTION_END,
+    NEW_INSTRUCTION_START,
+    SelfTaughtBuilder,
+    SelfTaughtConfig,
+    balance_verdicts,
+    choose_judgments,
+    parse_similar_instruction,
+    presentation_order,
+)
+from judgeforge.cli import main
+from judgeforge.engines.base import Completion, Engine, ProgressFn, Request, SamplingParams
+from judgeforge.schemas.self_taught import sft_view
+from judgeforge.sources import Problem
+from tests.helpers import read_rows, sft_two_steps
+
+EASY = [("What is 3 + 4?", "7"), ("What is 2 + 2?", "4"), ("What is 5 + 1?", "6"), ("What is 10 - 3?", "7")]
+TINY = ["--num-judgments", "4", "--keep-per-pair", "4", "--instruction-max-tokens", "40", "--response-max-tokens", "24", "--judge-max-tokens", "16", "--seed", "0"]
+
+
+# --- logic on hand-made inputs ------------------------------------------------------------------------
+
+
+def test_presentation_order_is_seeded_and_uses_both_positions() -> None:
+    orders = [presentation_order(7, f"item-{i}", k) for i in range(20) for k in range(4)]
+    assert orders == [presentation_order(7, f"item-{i}", k) for i in range(20) for k in range(4)]
+    assert 25 < orders.count("A") < 55  # a fair coin over 80 draws
+    assert orders != [presentation_order(8, f"item-{i}", k) for i in range(20) for k in range(4)]
+
+
+def test_parse_similar_instruction_counts_unfinished_empty_and_copies() -> None:
+    assert parse_similar_instruction(Completion(text=" How many eyes? \n", finish_reason="stop"), "How many legs?") == ("How many eyes?", "ok")
+    assert parse_similar_instruction(Completion(text="How many eyes?", finish_reason="eos"), "How many legs?") == ("How many eyes?", "ok")
+    assert parse_similar_instruction(Completion(text="How many eyes and", finish_reason="length"), "q") == (None, "unfinished")
+    assert parse_similar_instruction(Completion(text="", error="boom"), "q") == (None, "unfinished")
+    assert parse_similar_instruction(Completion(text="  \n"), "q") == (None, "empty")
+    assert parse_similar_instruction(Completion(text="how many  LEGS?"), "How many legs?") == (None, "copy")
+
+
+def test_choose_judgments_prefers_the_scarcer_verdict_and_respects_keep() -> None:
+    options = [[(0, "A"), (1, "A")], [(0, "A"), (2, "B")], [(1, "B"), (3, "A")], [(0, "A")]]
+    chosen = choose_judgments(options, 1, seeds=[1, 2, 3, 4])
+    assert chosen[0] in ([0], [1]) and chosen[1] == [2] and len(chosen[2]) == 1 and chosen[3] == [0]
+    assert chosen == choose_judgments(options, 1, seeds=[1, 2, 3, 4])
+    assert [len(c) for c in choose_judgments(options, 2, seeds=[1, 2, 3, 4])] == [2, 2, 2, 1]
+    assert choose_judgments([[]], 1, seeds=[0]) == [[]]
+
+
+def test_balance_verdicts_drops_a_seeded_surplus_and_keeps_order() -> None:
+    rows = [("r0", "A"), ("r1", "A"), ("r2", "B"), ("r3", "A"), ("r4", "B"), ("r5", "A")]
+    balanced = balance_verdicts(rows, lambda r: r[1], seed=3)
+    assert Counter(v for _, v in balanced) == {"A": 2, "B": 2}
+    assert [r for r in rows if r in balanced] == balanced and ("r2", "B") in balanced and ("r4", "B") in balanced
+    assert balanced == balance_verdicts(rows, lambda r: r[1], seed=3)
+    assert {r for s in range(20) for r in balance_verdicts(rows, lambda r: r[1], seed=s)} == set(rows)  # which ones varies with the seed
+    assert balance_verdicts(rows[:2], lambda r: r[1], seed=0) == []
+
+
+class ScriptedModel(Engine):
+    """x' = the question with "legs" → "eyes"; a response echoes its instruction; the judge prefers the
+    response mentioning "legs" (optionally forgetting the verdict), and forced verdicts say B."""
+
+    name = "scripted"
+
+    def __init__(self, verdictless: bool = False) -> None:
+        super().__init__("scripted", "none")
+        self.verdictless = verdictless
+        self.calls: list[int] = []
+
+    def _generate(self, requests: list[Request], params: SamplingParams, progress: ProgressFn | None) -> list[list[Completion]]:
+        self.calls.append(len(requests))
+        return [[self._answer(r)] for r in requests]
+
+    def _answer(self, r: Request) -> Completion:
+        text = r.messages[-1]["content"]
+        if r.prefix.endswith(VERDICT_LEAD):
+            return Completion(text="B]]")
+        if r.prefix.startswith(NEW_INSTRUCTION_START):
+            question = text.split("[INSTRUCTION]\n")[1].split(f"\n{NEW_INSTRUCTION_END}")[0]
+            return Completion(text=question.replace("legs", "eyes"), finish_reason="eos")
+        if text.startswith("You are an impartial judge"):
+            a = re.search(r"\[Response A\]\n(.*)\n\n\[Response B\]", text, re.S).group(1)  # type: ignore[union-attr]
+            verdict = "A" if "legs" in a else "B"
+            return Completion(text="No verdict here." if self.verdictless else format_judgment("It answers the question.", verdict))
+        return Completion(text=f"About: {text.splitlines()[0]} The answer is {'6' if 'legs' in text else '4'}")
+
+
+def scripted_build(engine: ScriptedModel, **config: Any) -> tuple[SelfTaughtBuilder, list[Any]]:
+    problems = [Problem(id=f"p{i}", question=f"How many legs do {i} ants have?", answer="6") for i in range(8)]
+    builder = SelfTaughtBuilder(SelfTaughtConfig(**config), BuildContext({"policy": engine, "judge": engine}, seed=5, run_id="r"))
+    return builder, builder.build(problems)
+
+
+def test_scripted_build_keeps_correct_balanced_judgments_in_one_call_per_stage() -> None:
+    engine = ScriptedModel()
+    builder, rows = scripted_build(engine, num_judgments=4)
+    assert engine.calls == [8, 16, 32]  # x', responses, judgments: one batched call each
+    stats = builder.stats
+    assert stats["pairs_built"] == 8 and stats["judgments"] == 32 and stats["judgments_correct"] == 32 and stats["judge_parsed"] == 32
+    assert stats["better_verified"] == 8 and stats["worse_verified"] == 0
+    assert len(rows) == stats["rows"] and stats["rows_A"] == stats["rows_B"] == len(rows) // 2 > 0
+    for row in rows:
+        assert "legs" in row.better_response and "eyes" in row.worse_response and "eyes" in row.similar_instruction
+        assert parse_verdict(row.judgment) == row.label and row.num_correct == 4 and row.iteration == 0
+
+
+def test_scripted_build_forces_missing_verdicts_and_filters_by_min_correct_fraction() -> None:
+    engine = ScriptedModel(verdictless=True)
+    builder, rows = scripted_build(engine, num_judgments=4, min_correct_fraction=0.75, iteration=2)
+    assert engine.calls == [8, 16, 32, 32]  # the forced-verdict continuation is one more batched call
+    stats = builder.stats
+    assert stats["judge_forced"] == 32 and stats["judge_parsed"] == stats["judge_unparsable"] == 0
+    # forced verdicts always say B: a judgment is correct exactly when it showed y^w as B
+    correct = [sum(presentation_order(5, f"p{i}", k) == "B" for k in range(4)) for i in range(8)]
+    assert stats["judgments_correct"] == sum(correct)
+    assert stats["pairs_no_correct"] == correct.count(0)
+    assert stats["dropped_min_correct"] == sum(1 for c in correct if 0 < c < 3)
+    # every kept judgment says B, so balancing must drop them all
+    assert stats["kept_before_balance"] == stats["dropped_balance"] == sum(1 for c in correct if c >= 3) and rows == []
+
+
+# --- end to end on the embedded model --------------------------------------------------------------------
+
+slow = pytest.mark.slow
+
+
+def run(*args: str) -> Any:
+    result = CliRunner().invoke(main, ["build", "self-taught", *args])
+    assert result.exit_code == 0, result.output
+    return result
+
+
+@pytest.fixture(scope="module")
+def easy_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("src") / "easy.jsonl"
+    path.write_text("".join(json.dumps({"question": q, "answer": a}) + "\n" for q, a in EASY))
+    return path
+
+
+@pytest.fixture(scope="module")
+def ste_run(tmp_path_factory: pytest.TempPathFactory, easy_source: Path) -> Path:
+    out = tmp_path_factory.mktemp("ste")
+    run("--source", str(easy_source), *TINY, "--chunk-size", "4", "--iteration", "1", "--out", str(out))
+    return out / "ste_judgments"
+
+
+@slow
+def test_build_writes_balanced_correct_judgments_and_a_full_manifest(ste_run: Path) -> None:
+    rows = read_rows(ste_run)
+    manifest = json.loads((ste_run / "manifest.json").read_text())
+    stats = manifest["builder_stats"]
+    assert manifest["status"] == "complete" and manifest["rows_in"] == 4 and manifest["rows_out"] == len(rows)
+    assert manifest["builder"] == {"name": "self-taught", "version": "0.1.0"} and manifest["config"]["iteration"] == 1
+    assert stats["instructions"] == 4 and stats["judgments"] == 4 * stats["pairs_built"]
+    assert stats["judgments"] == stats["judge_parsed"] + stats["judge_forced"] + stats["judge_unparsable"]
+    assert stats["rows"] == len(rows) == stats.get("rows_A", 0) + stats.get("rows_B", 0)
+    assert stats.get("rows_A", 0) == stats.get("rows_B", 0)
+    assert rows, f"no rows survived; stats: {stats}"
+    for row in rows:
+        assert row["iteration"] == 1 and row["judge_model"] == manifest["models"]["judge"]["model"]
+        assert row["similar_instruction"] and row["similar_instruction"] != row["instruction"]
+        assert row["better_response"] != row["worse_response"] and row["gold_answer"] is not None
+        assert row["num_judgments"] == len(row["judgments"]) == 4
+        assert row["num_parsed"] + row["num_forced"] + row["num_unparsable"] == 4
+        assert row["num_correct"] == sum(j["correct"] for j in row["judgments"]) >= 1
+        kept = row["judgments"][row["judgment_index"]]
+        assert kept["correct"] and kept["text"] == row["judgment"] and kept["better_shown_as"] == row["label"]
+        assert parse_verdict(row["judgment"]) == row["label"]  # the SFT target parses to the right verdict
+        for j in row["judgments"]:
+            assert j["correct"] == (j["verdict"] == j["better_shown_as"])
+
+
+@slow
+def test_order_randomisation_is_pinned_by_the_seed(ste_run: Path) -> None:
+    rows = read_rows(ste_run)
+    for row in rows:
+        assert [j["better_shown_as"] for j in row["judgments"]] == [presentation_order(0, row["source_id"], k) for k in range(4)]
+    orders = [presentation_order(0, f"easy:{i}", k) for i in range(len(EASY)) for k in range(4)]
+    assert set(orders) == {"A", "B"}
+    assert {row["label"] for row in rows} == {"A", "B"}  # balanced rows carry both orders
+
+
+@slow
+def test_second_run_resumes_and_recomputes_nothing(ste_run: Path, easy_source: Path) -> None:
+    before = {p: p.stat().st_mtime_ns for p in (ste_run / "data").glob("*.parquet")}
+    result = run("--source", str(easy_source), *TINY, "--chunk-size", "4", "--iteration", "1", "--out", str(ste_run.parent))
+    assert json.loads((ste_run / "manifest.json").read_text())["chunks"]["built_this_run"] == 0
+    assert {p: p.stat().st_mtime_ns for p in (ste_run / "data").glob("*.parquet")} == before
+    assert "correct-verdict rate" in result.output and "(built this run: 0)" in result.output
+
+
+@slow
+def test_sft_view_is_the_judge_prompt_as_presented_and_trains_two_steps(ste_run: Path, smollm2: Any, tmp_path: Path) -> None:
+    rows = read_rows(ste_run)
+    records = sft_view(rows)
+    for row, record in zip(rows, records, strict=True):
+        user, assistant = record["messages"]
+        a, b = (row["better_response"], row["worse_response"]) if row["label"] == "A" else (row["worse_response"], row["better_response"])
+        assert user["content"] == response_judge_message(row["instruction"], a, b)
+        assert parse_verdict(assistant["content"]) == row["label"]
+    losses = sft_two_steps(records, smollm2, tmp_path / "sft")
+    assert len(losses) == 2 and all(loss == loss and loss > 0 for loss in losses)
