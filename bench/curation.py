@@ -11,9 +11,14 @@
    - rows that the quality filters should drop (chosen = rejected, small score gap, a position-biased
      judge, a wrong final answer, an empty or looping chosen step).
 2. Run ``judgeforge curate`` with the shipped step-prefs spec in a child process and time it end to end
-   (process start included); peak RSS is the child's ``ru_maxrss``.
-3. Score the near-duplicate filter on the planted pairs: recall on pairs with Jaccard ≥ 0.8, precision
-   of the pairs it joined (a dropped row and the row it was kept for).
+   (process start included): rows/s of wall time, and of the child's CPU time (user + system, all
+   threads) since wall time on a shared machine depends on the neighbours; peak RSS is the child's
+   ``ru_maxrss``.
+3. Score the near-duplicate filter on the planted pairs. Recall: the share of planted pairs with
+   Jaccard ≥ 0.8 that end in one cluster. Precision: the share of joined pairs (a dropped row and the
+   row it was kept for) that are planted near-duplicate pairs (Jaccard 0.5–1.0 by construction); the
+   share of joined pairs with Jaccard ≥ 0.7 and ≥ 0.8, and detection by Jaccard band, show where the
+   LSH threshold (≈ (1/14)^(1/8) = 0.72) falls.
 
     .venv/bin/python bench/curation.py [--rows 1000000] [--work DIR] [--keep]
 
@@ -260,6 +265,8 @@ def score(out: Path, truth: dict[str, Any]) -> dict[str, Any]:
     strong = [pair for pair, j in planted.items() if j >= 0.8]
     partners = {b: a for a, b in planted} | {a: b for a, b in planted}
     correct = sum(1 for i, kept in near.items() if partners.get(i) == kept or partners.get(kept) == i)
+    similar = {frozenset(pair): j for pair, j in planted.items()}
+    joined_j = [similar.get(frozenset((i, kept)), 0.0) for i, kept in near.items()]
     curve = {}
     for low in (0.5, 0.6, 0.7, 0.8, 0.9):
         band = [p for p, j in planted.items() if low <= j < low + 0.1 or (low == 0.9 and j == 1.0)]
@@ -272,6 +279,8 @@ def score(out: Path, truth: dict[str, Any]) -> dict[str, Any]:
         "near_dup_pairs_jaccard_ge_0.8": len(strong),
         "near_dup_precision": round(correct / len(near), 4) if near else None,
         "near_dup_rows_dropped": len(near),
+        "near_dup_joined_pairs_with_jaccard_ge_0.7": round(sum(j >= 0.7 for j in joined_j) / len(joined_j), 4) if joined_j else None,
+        "near_dup_joined_pairs_with_jaccard_ge_0.8": round(sum(j >= 0.8 for j in joined_j) / len(joined_j), 4) if joined_j else None,
         "near_dup_detection_by_jaccard": curve,
         "exact_dup_recall": round(exact_dropped / truth["dups"], 4),
         "exact_dup_false_drops": len(by_filter.get("exact_dedup", {})) - exact_dropped,

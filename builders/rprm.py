@@ -12,8 +12,9 @@ analysis, calculation analysis, then "Verification: Is the step correct (Yes/No)
 Verdicts are parsed; analyses with none, with both Yes and No, with several (agreeing or contradictory)
 verdict lines, or cut by the token budget are malformed: counted per kind and never kept. With
 --force-verdict an analysis without a verdict (none, truncated) is continued with the verdict lead and
-one sampled token is its verdict (counted as forced; the paper drops such analyses, hence off by
-default). rprm-sft keeps the distinct analyses whose verdict matches the label, at most
+its verdict is drawn from the model's own Yes/No distribution there (P(Yes) from the softmax over the
+two tokens, at --temperature; the greedy token when the engine gives no log-probabilities), counted as
+forced; the paper drops such analyses, hence off by default. rprm-sft keeps the distinct analyses whose verdict matches the label, at most
 --keep-per-input. rprm-prefs pairs a matching analysis (chosen) with a non-matching one (rejected), at
 most --max-pairs-per-input pairs (the paper's filter: 2), preferring pairs that reuse no analysis;
 inputs whose valid analyses all agree with each other yield nothing.
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import random
 from abc import abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import product
 from typing import Any, ClassVar, TypeVar
@@ -40,13 +42,14 @@ from judgeforge.builders.rprm_format import (
     Status,
     analysis_request,
     parse_analysis,
+    sample_verdict,
     slot_verdict,
     verdict_slot_prefix,
 )
 from judgeforge.engines.base import Request, SamplingParams, derive_seed
 from judgeforge.errors import UserError
 from judgeforge.schemas.base import BaseRow
-from judgeforge.schemas.rprm import RprmPrefsRow, RprmSftRow
+from judgeforge.schemas.rprm import RprmCaseRow, RprmPrefsRow, RprmSftRow
 from judgeforge.sources import GYM_PREFIX, SourceConfig
 from judgeforge.step_inputs import Label, StepInput, load_step_inputs
 
@@ -57,7 +60,9 @@ class RprmConfig(BaseModel):
     top_p: float = Field(0.95, gt=0.0, le=1.0, description="nucleus sampling of the analyses")
     max_tokens: int = Field(512, ge=1, description="token budget of one analysis; an analysis cut by it has a truncated verdict")
     force_verdict: bool = Field(
-        False, description="continue an analysis without a verdict with the verdict lead and sample one token as its verdict (counted as forced)"
+        False,
+        description="give an analysis without a verdict one: continue it with the verdict lead and draw Yes/No from the model's "
+        "P(Yes) there at --temperature (counted as forced)",
     )
     balance: bool = Field(False, description="keep only a seeded Yes/No-balanced subset of the inputs")
 
@@ -122,12 +127,12 @@ class _RprmBuilder(Builder[ConfigT]):
     def build(self, items: list[StepInput]) -> list[BaseRow]:
         rows = [row for case in self.analyse(items) for row in self.rows(case)]
         for row in rows:
-            self.stats[f"rows_{row.label.lower()}"] += 1  # type: ignore[attr-defined]
+            self.stats[f"rows_{row.label.lower()}"] += 1
         self.stats["rows"] += len(rows)
-        return rows
+        return list(rows)
 
     @abstractmethod
-    def rows(self, case: Case) -> list[BaseRow]:
+    def rows(self, case: Case) -> Sequence[RprmCaseRow]:
         """The rows one analysed input yields."""
 
     @classmethod
@@ -160,12 +165,14 @@ class _RprmBuilder(Builder[ConfigT]):
                 analysis = Analysis(index, parsed.text, parsed.verdict, parsed.status)
                 case.analyses.append(analysis)
                 if cfg.force_verdict and parsed.status in ("none", "truncated"):
-                    slot = verdict_slot_prefix(request, completion)
-                    unfinished.append((analysis, Request(messages=request.messages, prefix=slot, seed=derive_seed(seed, case.item.id, "verdict", index))))
+                    prefix = verdict_slot_prefix(request, completion)
+                    unfinished.append((analysis, Request(messages=request.messages, prefix=prefix, seed=derive_seed(seed, case.item.id, "verdict", index))))
         if unfinished:
-            force = SamplingParams(n=1, temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=1, seed=seed)
-            for (analysis, request), completions in zip(unfinished, engine.generate([r for _, r in unfinished], force), strict=True):
-                verdict, _ = slot_verdict(completions[0])
+            read = SamplingParams(n=1, temperature=0.0, max_tokens=1, seed=seed, logprobs=True, top_logprobs=20)
+            for (analysis, request), completions in zip(unfinished, engine.generate([r for _, r in unfinished], read), strict=True):
+                verdict, p_yes = slot_verdict(completions[0])
+                if p_yes is not None:
+                    verdict = sample_verdict(p_yes, cfg.temperature, random.Random(request.seed))
                 if verdict is not None:
                     analysis.text = f"{request.prefix} {verdict}"
                     analysis.verdict, analysis.status, analysis.forced = verdict, "ok", True
@@ -208,7 +215,7 @@ class RprmSftBuilder(_RprmBuilder[RprmSftConfig]):
     row_model = RprmSftRow
     Config = RprmSftConfig
 
-    def rows(self, case: Case) -> list[BaseRow]:
+    def rows(self, case: Case) -> list[RprmSftRow]:
         kept = case.matching()[: self.config.keep_per_input]
         if not kept:
             self.stats["inputs_without_match"] += 1
@@ -220,6 +227,10 @@ class RprmSftBuilder(_RprmBuilder[RprmSftConfig]):
             for a in kept
         ]
 
+    @classmethod
+    def report(cls, stats: dict[str, float]) -> list[tuple[str, str]]:
+        return [*super().report(stats), ("inputs without a matching analysis", f"{stats.get('inputs_without_match', 0):g}")]
+
 
 class RprmPrefsBuilder(_RprmBuilder[RprmPrefsConfig]):
     name = "rprm-prefs"
@@ -229,7 +240,7 @@ class RprmPrefsBuilder(_RprmBuilder[RprmPrefsConfig]):
     Config = RprmPrefsConfig
     unpaired_reasons: ClassVar[tuple[str, ...]] = ("all_matching", "all_mismatching", "no_valid_analysis")
 
-    def rows(self, case: Case) -> list[BaseRow]:
+    def rows(self, case: Case) -> list[RprmPrefsRow]:
         chosen, rejected = case.matching(), case.mismatching()
         if not chosen or not rejected:
             reason = "no_valid_analysis" if not chosen and not rejected else "all_matching" if chosen else "all_mismatching"

@@ -16,6 +16,7 @@ chosen analysis must end with its verdict once), or ran out of tokens before giv
 from __future__ import annotations
 
 import math
+import random
 import re
 from collections.abc import Sequence
 from typing import Literal, NamedTuple
@@ -29,15 +30,13 @@ Status = Literal["ok", "none", "both", "contradictory", "several", "truncated"]
 MALFORMED: tuple[Status, ...] = ("none", "both", "contradictory", "several", "truncated")
 
 ANALYSIS_INSTRUCTIONS = (
-    "You review one step of a math solution. You get the problem, the steps written before it, and the step "
-    "under review (the now step). Reason before you judge, in three parts:\n"
-    f"{ANALYSIS_START} what the earlier steps have established, and whether the now step builds on them "
-    "correctly.\n"
-    "Now step analysis: what the now step sets out to do, where each of its facts and numbers comes from (the "
-    "problem or an earlier step), and whether it is consistent with them.\n"
-    "Calculation analysis: redo every calculation of the now step yourself and compare the results.\n"
-    f'Finish with a single line "{VERDICT_LEAD} Yes" if the now step is correct, or "{VERDICT_LEAD} No" if it '
-    "is not."
+    "Check one step of a math solution: the now step, given the problem and the steps before it. Reason in "
+    "three parts before you judge.\n"
+    f"{ANALYSIS_START} what the earlier steps established, and whether the now step builds on them.\n"
+    "Now step analysis: what the now step does, and where each of its numbers comes from (the problem or an "
+    "earlier step).\n"
+    "Calculation analysis: redo the now step's calculations and compare the results.\n"
+    f'End with the line "{VERDICT_LEAD} Yes" if the now step is correct, or "{VERDICT_LEAD} No" if it is not.'
 )
 _LEAD = re.compile(r"Verification\s*:\s*Is\s+the\s+step\s+correct\s*\(\s*Yes\s*/\s*No\s*\)\s*\?", re.IGNORECASE)
 _WORD = re.compile(r"\b(yes|no)\b", re.IGNORECASE)
@@ -106,6 +105,15 @@ def verdict_slot_prefix(request: Request, completion: Completion) -> str:
         return text + VERDICT_LEAD
     lead = _LEAD.search(text)
     return f"{(text[: lead.start()] if lead else text).rstrip()}\n\n{VERDICT_LEAD}"
+
+
+def sample_verdict(p_yes: float, temperature: float, rng: random.Random) -> Label:
+    """Draw a verdict from P(Yes) at the verdict slot, flattened or sharpened by ``temperature`` like a
+    token distribution (each probability to the power 1/T, renormalised); 0 picks the likelier one."""
+    if temperature == 0 or p_yes in (0.0, 1.0):
+        return "Yes" if p_yes >= 0.5 else "No"
+    yes, no = p_yes ** (1 / temperature), (1 - p_yes) ** (1 / temperature)
+    return "Yes" if rng.random() < yes / (yes + no) else "No"
 
 
 def slot_verdict(completion: Completion) -> tuple[Label | None, float | None]:

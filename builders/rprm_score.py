@@ -223,8 +223,8 @@ def _score_rprm(**kwargs: Any) -> None:
     from judgeforge.cli import _run_build
     from judgeforge.runs import RunDir
 
-    run = RunDir(Path(kwargs["out"]) / RprmScoreRow.kind, RprmScoreRow.kind)
     _run_build(RprmScoreBuilder.name, dict(kwargs))
+    run = RunDir(Path(kwargs["out"]) / RprmScoreRow.kind, RprmScoreRow.kind)
     manifest = run.read_manifest()
     console = Console()
     if manifest is None or manifest["status"] != "complete":

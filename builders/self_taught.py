@@ -15,8 +15,9 @@ y^l does not.
 3. The judge (``--judge-model``, default the model itself) samples N judgments of (x, y^w, y^l) (paper:
 T = 0.7, top_p = 0.9), each with its own seeded coin deciding whether y^w is shown as A or B. A
 judgment is reasoning + ``[[A]]``/``[[B]]`` (the shared judge format); with ``--force-verdict`` a
-verdict-less one is continued with ``Verdict: [[`` and the likelier of A/B taken (counted apart). A
-verdict is correct when it picks y^w.
+verdict-less one is continued with ``Verdict: [[`` and its verdict drawn from the judge's probabilities
+of A and B at the judge temperature, as if the judge had sampled that token itself (counted apart from
+parsed verdicts). A verdict is correct when it picks y^w.
 
 4. Keep ``--keep-per-pair`` correct judgments per pair at random (optionally only for pairs where at
 least ``--min-correct-fraction`` of the N are correct), then balance: drop a seeded random surplus so
@@ -30,6 +31,7 @@ five iterations of Llama-3-70B-Instruct).
 
 from __future__ import annotations
 
+import math
 import random
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -77,7 +79,9 @@ class SelfTaughtConfig(BaseModel):
     judge_temperature: float = Field(0.7, ge=0.0, description="judge sampling temperature (paper: 0.7)")
     judge_top_p: float = Field(0.9, gt=0.0, le=1.0, description="judge nucleus sampling (paper: 0.9)")
     judge_max_tokens: int = Field(256, ge=1, description="token budget of one judgment")
-    force_verdict: bool = Field(True, description="when a judgment has no verdict, continue it with 'Verdict: [[' and take the likelier of A/B")
+    force_verdict: bool = Field(
+        True, description="when a judgment has no verdict, continue it with 'Verdict: [[' and draw A or B from the judge's probabilities at --judge-temperature"
+    )
 
 
 @dataclass
@@ -109,12 +113,22 @@ def parse_similar_instruction(completion: Completion, original: str) -> tuple[st
 
 
 def response_message(instruction: str, answer_hint: bool) -> str:
+    """The user turn that asks for a response to an instruction (x for y^w, x' for y^l)."""
     return f"{instruction.strip()}\n\n{ANSWER_HINT}" if answer_hint else instruction.strip()
 
 
 def presentation_order(seed: int, item_id: str, sample: int) -> Verdict:
     """Where y^w is shown in judgment ``sample`` of pair ``item_id``: a fair coin seeded by all three."""
     return "A" if derive_seed(seed, item_id, "ste-order", sample) % 2 == 0 else "B"
+
+
+def sample_forced_verdict(p_a: float, temperature: float, seed: int) -> Verdict:
+    """A forced verdict drawn as a sampled token would be: P(A) vs. P(B) at ``temperature`` (0: the likelier)."""
+    if temperature == 0 or p_a in (0.0, 1.0):
+        return "A" if p_a >= 0.5 else "B"
+    logit = (math.log(p_a) - math.log1p(-p_a)) / temperature
+    p = 1.0 / (1.0 + math.exp(min(-logit, 700.0)))
+    return "A" if random.Random(seed).random() < p else "B"
 
 
 def choose_judgments(options: Sequence[Sequence[tuple[int, Verdict]]], keep: int, seeds: Sequence[int]) -> list[list[int]]:
@@ -232,8 +246,9 @@ class SelfTaughtBuilder(Builder[SelfTaughtConfig]):
         if cfg.force_verdict and missing:
             for i, weight in zip(missing, force_verdicts(judge, [requests[i] for i in missing], [raws[i] for i in missing], seed), strict=True):
                 if weight is not None:
-                    p_a[i], verdicts[i] = weight, ("A" if weight >= 0.5 else "B")
-                    raws[i] = format_judgment(raws[i], verdicts[i])  # type: ignore[arg-type]
+                    forced_pair, forced_k, _ = slots[i]
+                    drawn = sample_forced_verdict(weight, cfg.judge_temperature, derive_seed(seed, forced_pair.problem.id, "ste-forced", forced_k))
+                    p_a[i], verdicts[i], raws[i] = weight, drawn, format_judgment(raws[i], drawn)
         for (pair, k, shown), raw, verdict, p in zip(slots, raws, verdicts, p_a, strict=True):
             forced = p is not None
             self.stats["judgments"] += 1

@@ -131,16 +131,17 @@ class StepLabelsBuilder(Builder[StepLabelsConfig]):
         problems = [p for p in items if p.answer is not None]
         self.stats["problems"] += len(items)
         self.stats["no_gold_answer"] += len(items) - len(problems)
+        sampled = self._sampled(problems)
         rows: list[StepLabelRow] = []
-        rows += self._sampled(problems)
         for problem in problems:
             gold = gold_steps(problem)
-            if not gold:
+            if gold:
+                if self.config.include_gold:
+                    rows.append(self._row(problem, "gold", "gold", gold, [True] * len(gold)))
+                rows += self._corrupted(problem, gold)
+            else:
                 self.stats["no_gold_solution"] += 1
-                continue
-            rows += self._corrupted(problem, gold)
-            if self.config.include_gold:
-                rows.append(self._row(problem, "gold", "gold", gold, [True] * len(gold)))
+            rows += sampled.get(problem.id, [])
         for row in rows:
             solution = LabelledSolution(id=row.id, question=row.question, steps=row.steps, labels=row.labels, layout="step-labels")
             for step in solution.inputs():
@@ -148,11 +149,11 @@ class StepLabelsBuilder(Builder[StepLabelsConfig]):
         self.ctx.on_inputs_done(len(items))
         return rows
 
-    def _sampled(self, problems: list[Problem]) -> list[StepLabelRow]:
-        """Sample solutions, then label every step by rollouts (two batched engine calls)."""
+    def _sampled(self, problems: list[Problem]) -> dict[str, list[StepLabelRow]]:
+        """Sample solutions, then label every step by rollouts (two batched engine calls); rows by problem id."""
         cfg, seed = self.config, self.ctx.seed
         if not cfg.samples or not problems:
-            return []
+            return {}
         policy = self.ctx.engines["policy"]
         params = SamplingParams(n=cfg.samples, temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_solution_tokens, seed=seed)
         requests = [next_step_request(p.question, [], derive_seed(seed, p.id, "solution")) for p in problems]
@@ -165,7 +166,7 @@ class StepLabelsBuilder(Builder[StepLabelsConfig]):
         jobs = [(p, steps[: i + 1]) for p, _, steps in solutions for i in range(len(steps)) if not has_final_answer(steps[i])]
         rollout_params = SamplingParams(temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.rollout_max_tokens, seed=seed)
         results = iter(rollout_values(policy, jobs, cfg.rollouts, rollout_params, seed))
-        rows = []
+        rows: dict[str, list[StepLabelRow]] = {}
         for problem, index, steps in solutions:
             values: list[float | None] = []
             for i, step in enumerate(steps):
@@ -178,7 +179,7 @@ class StepLabelsBuilder(Builder[StepLabelsConfig]):
                 self.stats["rollouts_failed"] += result.failed
                 values.append(result.value)
             labels = [None if v is None else (v > 0 if cfg.rule == "any" else v > 0.5) for v in values]
-            rows.append(self._row(problem, f"sample-{index}", "sampled", steps, labels, values=values))
+            rows.setdefault(problem.id, []).append(self._row(problem, f"sample-{index}", "sampled", steps, labels, values=values))
         return rows
 
     def _steps(self, prefix: str, completion: Completion) -> list[str]:

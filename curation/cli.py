@@ -17,8 +17,12 @@ from judgeforge.curation.filters import FILTERS
 
 
 def _filters_help() -> str:
-    lines = "\n".join(f"  {name:<20} {cls.summary}" for name, cls in FILTERS.items())
-    return f"\b\nFilters (the 'filter:' of a spec entry):\n{lines}"
+    lines = []
+    for name, cls in FILTERS.items():
+        params = ", ".join(f"{k}" if f.is_required() else f"{k}={f.default}" for k, f in cls.Params.model_fields.items())
+        lines += [f"  {name:<20} {cls.summary}", f"  {'':<20} {params}"]
+    body = "\n".join(lines)
+    return f"\b\nFilters (the 'filter:' of a spec entry) and their parameters (with defaults):\n{body}"
 
 
 _CURATE_HELP = f"""Curate a built run with a YAML spec of filters into a new run.
@@ -58,23 +62,32 @@ def curate_command(run_dir: Path, spec: Path | None, out: Path | None, eval_sour
 
     opts = CurateOptions(spec=spec, out=out, eval_source=eval_source, memory_limit=memory_limit, examples=examples, batch_rows=batch_rows, command=argv())
     manifest, where = curate(run_dir, opts)
-    Console().print(funnel_table(manifest["curation"], str(where)))
+    console = Console()
+    console.print(funnel_table(manifest["curation"], str(where), console.width))
     for line in report_lines(manifest["curation"]["funnel"]):
-        Console().print(line)
+        console.print(line)
 
 
-def funnel_table(curation: dict[str, Any], where: str) -> Table:
-    """The funnel: rows in and out per filter, with the first example drop of each."""
-    rows_in = curation["rows_in"]
-    table = Table(title=f"curation funnel · {rows_in:,} → {curation['rows_out']:,} rows · {where}")
-    for name, justify in (("filter", "left"), ("rows in", "right"), ("removed", "right"), ("rows out", "right"), ("kept", "right"), ("s", "right"), ("example", "left")):
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+def funnel_table(curation: dict[str, Any], where: str, width: int) -> Table:
+    """The funnel: rows in and out per filter, time spent, and the first example drop of each."""
+    rows = []
     for step in curation["funnel"]:
         removed = f"{step['dropped']:,}" if "dropped" in step else f"{step['flagged']:,} flagged"
         example = step["examples"][0] if step["examples"] else None
         kept = f"{step['rows_out'] / step['rows_in']:.1%}" if step["rows_in"] else "-"
         note = step["report"].get("skipped") or (f"{example['id']}: {example['reason']}" if example else "")
-        table.add_row(step["name"], f"{step['rows_in']:,}", removed, f"{step['rows_out']:,}", kept, f"{step['seconds']:.1f}", note)
+        rows.append((step["name"], f"{step['rows_in']:,}", removed, f"{step['rows_out']:,}", kept, f"{step['seconds']:.1f}", f"{step['cpu_seconds']:.1f}", note))
+    table = Table(title=f"curation funnel · {curation['rows_in']:,} → {curation['rows_out']:,} rows · {where}")
+    headers = ("filter", "rows in", "removed", "rows out", "kept", "s", "cpu s")
+    used = 0
+    for i, name in enumerate(headers):
+        column = max([len(name), *(len(r[i]) for r in rows)])
+        used += column + 3
+        table.add_column(name, justify="left" if i == 0 else "right", no_wrap=True, min_width=column)
+    # The example takes what is left of the terminal; the numbers never wrap.
+    table.add_column("example", no_wrap=True, overflow="ellipsis", max_width=max(12, width - used - 4))
+    for r in rows:
+        table.add_row(*r)
     return table
 
 
@@ -135,7 +148,7 @@ def inspect_command(run_dir: Path, query: str | None, samples: int, max_rows: in
         head.add_row("curated from", str(manifest["curation"]["input"]["path"]))
     console.print(head)
     if "curation" in manifest:
-        console.print(funnel_table(manifest["curation"], str(run_dir)))
+        console.print(funnel_table(manifest["curation"], str(run_dir), console.width))
     stats = Table(title="columns")
     for name in ("column", "type", "nulls", "summary"):
         stats.add_column(name)

@@ -2,10 +2,10 @@
 
 A filter reads the rows still alive (the DuckDB view ``cur``, every column of the kind plus ``_rid``,
 a stable row number) and returns one SQL query naming the rows it removes, ``(_rid, reason)``. Filters
-that SQL expresses well (dedup keys, length, score gaps, judge consistency, balancing) are pure SQL;
-the ones that need vectorised numpy (MinHash, n-gram overlap, repetition, tokens) stream Arrow batches
-out of DuckDB and hand their verdicts back as a registered Arrow table — never the whole dataset in
-Python lists. The pipeline (:mod:`judgeforge.curation.pipeline`) counts rows in and out, keeps a few
+that SQL expresses well (length, score gaps, answers, judge consistency, length bias, balancing) are
+pure SQL; the ones that need text normalisation or vectorised numpy (exact and MinHash dedup, n-gram
+overlap, repetition, tokens, chosen≠rejected) stream Arrow batches out of DuckDB through polars/numpy
+and hand their verdicts back as a registered Arrow table — never the whole dataset in Python lists. The pipeline (:mod:`judgeforge.curation.pipeline`) counts rows in and out, keeps a few
 example drops, and writes every verdict to the curation log.
 
 Every filter declares the columns it reads and what type they must be; :meth:`Filter.validate` checks
@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from judgeforge.curation.minhash import MinHasher, candidate_pairs, components, similarity
@@ -110,18 +111,14 @@ def lit(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _norm(expr: str) -> str:
-    return rf"lower(regexp_replace(trim({expr}), '\s+', ' ', 'g'))"
-
-
-def text_key(column: str, dtype: pa.DataType, normalize: bool) -> str:
-    """SQL for a column as comparable text: normalised (case, spacing) strings, list items joined."""
+def text_key(column: str, dtype: pa.DataType) -> str:
+    """SQL for a column as one comparable text: strings trimmed, list items trimmed and joined by a
+    separator that is not whitespace, anything else cast to text. :func:`ngrams.normalise` does the rest."""
     col = ident(column)
     if _is_text(dtype):
-        return _norm(col) if normalize else col
+        return f"trim({col})"
     if _is_texts(dtype):
-        items = f"list_transform({col}, lambda s: {_norm('s')})" if normalize else col
-        return f"array_to_string({items}, chr(30))"
+        return f"array_to_string(list_transform({col}, lambda s: trim(s)), chr(30))"
     return f"CAST({col} AS VARCHAR)"
 
 
@@ -221,11 +218,20 @@ class ExactDedup(Filter):
         return [Column("columns", c, ColumnType.ANY) for c in self.params.columns]
 
     def select(self, stage: Stage) -> str:
-        parts = ", ".join(f"coalesce({text_key(c, stage.dtype(c), self.params.normalize)}, chr(2))" for c in self.params.columns)
+        from judgeforge.curation.ngrams import text_hashes
+
+        parts = ", ".join(f"coalesce({text_key(c, stage.dtype(c))}, chr(2))" for c in self.params.columns)
+        keys = []
+        for batch in stage.batches(f"concat_ws(chr(31), {parts}) AS key"):
+            h1, h2 = text_hashes(batch.column("key"), self.params.normalize)
+            keys.append(pa.table({"_rid": batch.column("_rid"), "h1": h1, "h2": h2}))
+        if not keys:
+            return _no_rows()
+        name = stage.register(pa.concat_tables(keys))
         return f"""
-            WITH h AS (SELECT _rid, id, md5_number(concat_ws(chr(31), {parts})) AS h FROM {stage.rows}),
-            k AS (SELECT h, min(_rid) AS keep, arg_min(id, _rid) AS keep_id FROM h GROUP BY h HAVING count(*) > 1)
-            SELECT h._rid, 'exact duplicate of ' || k.keep_id AS reason FROM h JOIN k USING (h) WHERE h._rid <> k.keep
+            WITH k AS (SELECT h1, h2, min(_rid) AS keep FROM {name} GROUP BY h1, h2 HAVING count(*) > 1)
+            SELECT t._rid, 'exact duplicate of ' || c.id AS reason FROM {name} t JOIN k USING (h1, h2) JOIN {stage.rows} c ON c._rid = k.keep
+            WHERE t._rid <> k.keep
         """
 
 
@@ -604,10 +610,20 @@ class ChosenNotRejected(Filter):
         return [Column("chosen", self.params.chosen, ColumnType.TEXT_OR_TEXTS), Column("rejected", self.params.rejected, ColumnType.TEXT_OR_TEXTS)]
 
     def select(self, stage: Stage) -> str:
+        from judgeforge.curation.ngrams import normalise
+
         p = self.params
-        c = text_key(p.chosen, stage.dtype(p.chosen), p.normalize)
-        r = text_key(p.rejected, stage.dtype(p.rejected), p.normalize)
-        return f"SELECT _rid, 'chosen equals rejected' AS reason FROM {stage.rows} WHERE {c} IS NOT DISTINCT FROM {r}"
+        same = []
+        select = f"{text_key(p.chosen, stage.dtype(p.chosen))} AS c, {text_key(p.rejected, stage.dtype(p.rejected))} AS r"
+        for batch in stage.batches(select):
+            c, r = batch.column("c"), batch.column("r")
+            equal = (normalise(c) == normalise(r)).to_arrow() if p.normalize else pc.equal(c, r)
+            mask = pc.or_(pc.fill_null(equal, False), pc.and_(pc.is_null(c), pc.is_null(r)))
+            same.append(pc.filter(batch.column("_rid"), mask))
+        if not same:
+            return _no_rows()
+        name = stage.register(pa.table({"_rid": pa.concat_arrays(same)}))
+        return f"SELECT _rid, 'chosen equals rejected' AS reason FROM {name}"
 
 
 class ScoreGapParams(FilterParams):

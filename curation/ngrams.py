@@ -1,5 +1,5 @@
-"""Word n-gram hashes for a whole batch of texts at once: the text front end of near-dedup,
-decontamination and repetition.
+"""Text normalisation and hashing for a whole batch of texts at once: the text front end of the
+dedup, decontamination, repetition and chosen≠rejected filters.
 
 Per-row Python loops cannot reach the curation throughput target, so a batch of texts goes through
 polars (lower-case, runs of non-word characters to one space, split, hash every word once) and numpy
@@ -12,8 +12,13 @@ Hashes are stable within one process, not across polars versions: they are never
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pyarrow as pa
+
+if TYPE_CHECKING:
+    import polars as pl
 
 # Odd 64-bit multipliers, one per position in an n-gram (a polynomial hash over word hashes).
 _POSITION = np.array(
@@ -26,6 +31,10 @@ _POSITION = np.array(
 )
 MAX_NGRAM = len(_POSITION)
 _WORD_SEED = 0x5EED
+# The same replacements as r"\s+" -> " " and r"\W+" -> " ", written so that a single space between two
+# words is not a match: most texts then need no replacing at all, which makes them ~5x faster.
+_SPACE_RUNS = r"\s{2,}|[^\S ]"
+_NON_WORD_RUNS = r"\W*[^\w ]\W*| {2,}"
 
 
 def _mix(x: np.ndarray) -> np.ndarray:
@@ -37,6 +46,23 @@ def _mix(x: np.ndarray) -> np.ndarray:
     return x ^ (x >> np.uint64(31))
 
 
+def normalise(texts: pa.Array | pa.ChunkedArray) -> pl.Series:
+    """Lower-cased, every run of whitespace one space, stripped: the text equality of exact dedup and
+    chosen≠rejected (DuckDB's regex replace is several times slower than polars' here)."""
+    import polars as pl
+
+    return pl.Series(texts, dtype=pl.String).str.to_lowercase().str.replace_all(_SPACE_RUNS, " ").str.strip_chars(" ")
+
+
+def text_hashes(texts: pa.Array | pa.ChunkedArray, normalize: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Two independent 64-bit hashes of each (optionally normalised) text: a 128-bit key, so distinct
+    texts of a million-row run do not collide."""
+    import polars as pl
+
+    series = normalise(texts) if normalize else pl.Series(texts, dtype=pl.String)
+    return series.hash(seed=1).to_numpy(), series.hash(seed=2).to_numpy()
+
+
 def word_hashes(texts: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
     """Every word of every text, hashed: ``(hashes uint64 flat, words per text int64)``.
 
@@ -46,7 +72,7 @@ def word_hashes(texts: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarr
     import polars as pl  # imported here: the CLI lists the filters without paying for polars
 
     series = pl.Series(texts, dtype=pl.String)
-    clean = series.fill_null("").str.to_lowercase().str.replace_all(r"[^\w]+", " ").str.strip_chars(" ")
+    clean = series.fill_null("").str.to_lowercase().str.replace_all(_NON_WORD_RUNS, " ").str.strip_chars(" ")
     words = clean.str.split(" ")
     counts = words.list.len().to_numpy().astype(np.int64)
     flat = words.explode()

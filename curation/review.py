@@ -633,7 +633,7 @@ def apply(info: RunInfo, out: Path) -> dict[str, Any]:
             "status": "complete",
             "command": command,
             "commands": [*reproduce_commands(parent), command],
-            "parent": {"path": str(info.root), "run_id": parent.get("run_id"), "fingerprint": parent.get("fingerprint")},
+            "parent": {"path": str(info.root.resolve()), "run_id": parent.get("run_id"), "fingerprint": parent.get("fingerprint")},
             "review": {
                 "argilla_dataset": source.dataset,
                 "workspace": source.workspace,

@@ -195,18 +195,26 @@ def usage_snippet(info: RunInfo, kind_card: KindCard, repo_id: str) -> str:
     return _env().get_template("usage.py.j2").render(**context).strip()
 
 
+def funnel_of(manifest: dict[str, Any]) -> Any:
+    """A curated run's funnel: ``curation.funnel`` as ``judgeforge curate`` writes it, or a top-level ``funnel``."""
+    return (manifest.get("curation") or {}).get("funnel") or manifest.get("funnel")
+
+
 def _funnel(funnel: Any) -> list[dict[str, Any]] | None:
-    """The curation funnel as rows of (step, rows in, rows out, note), from a list or a mapping of steps."""
+    """The funnel as table rows (step, filter, action, rows in, rows out, an example drop), or None if unreadable."""
     if not funnel:
         return None
     steps = [{"name": k, **v} for k, v in funnel.items()] if isinstance(funnel, dict) else list(funnel)
+    if not all(isinstance(step, dict) for step in steps):
+        return None
     out = []
     for step in steps:
-        if not isinstance(step, dict):
-            return None
-        name = next((str(step[k]) for k in ("name", "filter", "step", "stage") if k in step), "?")
-        note = next((str(step[k]) for k in ("description", "predicate", "sql", "note") if k in step), "")
-        out.append({"name": name, "rows_in": step.get("rows_in"), "rows_out": step.get("rows_out"), "note": note})
+        examples = step.get("examples") or []
+        example = f"`{examples[0].get('id')}`: {examples[0].get('reason')}" if examples and isinstance(examples[0], dict) else ""
+        out.append({
+            "name": str(step.get("name", step.get("filter", "?"))), "filter": str(step.get("filter", "")), "action": str(step.get("action", "drop")),
+            "rows_in": step.get("rows_in"), "rows_out": step.get("rows_out"), "example": example.replace("|", "\\|").replace("\n", " "),
+        })
     return out
 
 
@@ -270,7 +278,8 @@ def render_card(info: RunInfo, out: Path, repo_id: str | None = None, license_id
     builder = info.builder
     pretty = pretty_name or f"{kind_card.pretty} ({info.kind})"
     figures = [fig for plotter in kind_card.plots for fig in plotter(info, out)]
-    funnel = _funnel(info.manifest.get("funnel"))
+    raw_funnel = funnel_of(info.manifest)
+    funnel = _funnel(raw_funnel)
     if funnel and all(isinstance(s["rows_out"], (int, float)) for s in funnel):
         first_in = funnel[0]["rows_in"]
         labels = (["input"] if isinstance(first_in, (int, float)) else []) + [s["name"] for s in funnel]
@@ -294,7 +303,7 @@ def render_card(info: RunInfo, out: Path, repo_id: str | None = None, license_id
         config_rows=_config_rows(info),
         report_rows=builder.report(info.manifest.get("builder_stats") or {}) if builder else [],
         funnel=funnel,
-        raw_funnel=info.manifest.get("funnel") if info.manifest.get("funnel") and not funnel else None,
+        raw_funnel=raw_funnel if raw_funnel and not funnel else None,
         review=info.manifest.get("review"),
         review_titles=_review_titles(info.kind),
         figures=[(p.name, caption) for p, caption in figures],

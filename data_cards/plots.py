@@ -38,6 +38,7 @@ def histogram(values: Sequence[float], title: str, xlabel: str, path: Path, bins
         low, high = int(min(values)), int(max(values))
         edges = [x - 0.5 for x in range(low, high + 2)]
         ax.hist(values, bins=edges, color=_COLOR, edgecolor="white")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     else:
         ax.hist(values, bins=bins, color=_COLOR, edgecolor="white")
     ax.set_title(title)

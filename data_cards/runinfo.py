@@ -2,8 +2,9 @@
 
 Cards, publishing and review all start from a run dir — built, curated or reviewed — and need the same
 facts about it. A derived run (curated, reviewed) carries its parent's build description in its own
-manifest, adds a ``commands`` list (every ``judgeforge`` command that produced it, in order) and a
-``parent`` link; a freshly built run has only its own ``command``. :func:`reproduce_commands` reads both.
+manifest and links its input run (``parent``, or ``curation.input`` for a curated run); a reviewed run also
+lists every ``judgeforge`` command that produced it in ``commands``. A freshly built run has only its own
+``command``. :func:`reproduce_commands` puts the chain together.
 """
 
 from __future__ import annotations
@@ -96,9 +97,18 @@ def load_run_info(root: Path) -> RunInfo:
     return RunInfo(run, manifest)
 
 
-def reproduce_commands(manifest: dict[str, Any]) -> list[list[str]]:
-    """Every ``judgeforge`` command that produced the run, in order (build first, then curate/review)."""
+def reproduce_commands(manifest: dict[str, Any], depth: int = 0) -> list[list[str]]:
+    """Every ``judgeforge`` command that produced the run, in order (build first, then curate/review).
+
+    A manifest's own ``commands`` list wins; otherwise its ``command``, preceded by the commands of the
+    input run it links to (``curation.input.path`` or ``parent.path``) while that run dir still exists.
+    """
     commands = manifest.get("commands")
     if commands:
         return [list(c) for c in commands]
-    return [list(manifest["command"])] if manifest.get("command") else []
+    own = [list(manifest["command"])] if manifest.get("command") else []
+    link = (manifest.get("curation") or {}).get("input") or manifest.get("parent") or {}
+    parent = Path(str(link.get("path", ""))) / "manifest.json" if link.get("path") else None
+    if parent is not None and parent.is_file() and depth < 16:
+        return reproduce_commands(json.loads(parent.read_text()), depth + 1) + own
+    return own

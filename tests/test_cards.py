@@ -136,14 +136,17 @@ class ToyRow(BaseRow):
 
 def test_generic_card_with_funnel_and_review(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     rows = [ToyRow(id=f"t{i}", source_id=f"s{i}", meta=META, prompt=f"p{i}", answers=["x", "y"], score=i / 10) for i in range(5)]
-    funnel = [{"name": "dedup", "rows_in": 9, "rows_out": 7, "description": "exact duplicate prompts"},
-              {"name": "min_score", "rows_in": 7, "rows_out": 5, "description": "score >= 0.1"}]
+    funnel = [  # as `judgeforge curate` records it
+        {"name": "dedup", "filter": "exact_dedup", "action": "drop", "rows_in": 9, "rows_out": 7, "dropped": 2,
+         "examples": [{"id": "t7", "reason": "duplicate of t1"}], "stats": {}, "report": None},
+        {"name": "min_score", "filter": "range", "action": "drop", "rows_in": 7, "rows_out": 5, "dropped": 2, "examples": [], "stats": {}, "report": None},
+    ]
     review = {"answers": 4, "reviewers": 2, "records_pushed": 3, "records_completed": 3, "pulled_at": "2025-01-01T00:00:00+00:00",
               "rows": {"unreviewed": 2, "keep": 2, "relabel": 0, "drop": 1, "split": 0},
               "questions": {"keep": {"rows_reviewed": 3, "answers": 4, "agreement_with_model": None, "answers_compared_with_model": 0,
                                      "reviewer_unanimity": 1.0, "labels": {"no": 1, "yes": 3}}}}
     commands = [["judgeforge", "build", "toy"], ["judgeforge", "curate", "x"], ["judgeforge", "review", "apply", "x"]]
-    run = synthetic_run(tmp_path / "toy", rows, {"builder": {"name": "toy", "version": "9.9.9"}, "funnel": funnel, "review": review, "commands": commands})
+    run = synthetic_run(tmp_path / "toy", rows, {"builder": {"name": "toy", "version": "9.9.9"}, "curation": {"funnel": funnel}, "review": review, "commands": commands})
     result = CliRunner().invoke(main, ["card", str(run)])
     assert result.exit_code == 0, result.output
     readme = run / "README.md"
@@ -151,7 +154,7 @@ def test_generic_card_with_funnel_and_review(tmp_path: Path, caplog: pytest.LogC
     assert meta["license"] == "other" and meta["task_categories"] == ["text-generation"] and "judgeforge" in meta["tags"]
     _parse_card_without_warnings(readme, caplog)
     text = readme.read_text()
-    assert "| dedup | 9 | 7 | exact duplicate prompts |" in text and "| min_score | 7 | 5 | score >= 0.1 |" in text
+    assert "| dedup | exact_dedup | drop | 9 | 7 | `t7`: duplicate of t1 |" in text and "| min_score | range | drop | 7 | 5 |  |" in text
     assert "4 answers from 2 reviewers" in text and "| keep | 3 | 4 | – | 100.0% | no 1, yes 3 |" in text
     assert "judgeforge build toy\njudgeforge curate x\njudgeforge review apply x" in text
     assert "Not set (`other`)" in text and "| builder | `toy` 9.9.9 |" in text
@@ -174,3 +177,16 @@ def test_card_errors_are_one_line(tmp_path: Path) -> None:
 
 def test_size_categories() -> None:
     assert [size_category(n) for n in (0, 999, 1_000, 54_321, 2_000_000)] == ["n<1K", "n<1K", "1K<n<10K", "10K<n<100K", "1M<n<10M"]
+
+
+def test_reproduce_commands_follow_the_input_runs(tmp_path: Path) -> None:
+    from judgeforge.data_cards.runinfo import reproduce_commands
+
+    build = ["judgeforge", "build", "step-prefs", "--seed", "1"]
+    built = synthetic_run(tmp_path / "built", step_prefs_rows(["final_answer"]))
+    curate = ["judgeforge", "curate", str(built), "--spec", "s.yaml"]
+    curated = {"command": curate, "curation": {"input": {"path": str(built)}}}
+    assert reproduce_commands(curated) == [build, curate]
+    review = ["judgeforge", "review", "apply", "x"]
+    assert reproduce_commands({"command": review, "commands": [build, curate, review]}) == [build, curate, review]
+    assert reproduce_commands({"command": curate, "curation": {"input": {"path": str(tmp_path / "gone")}}}) == [curate]

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import click
 import pyarrow.parquet as pq
 import pytest
 import yaml
@@ -418,3 +419,66 @@ def test_inspect_prints_stats_and_runs_sql_over_the_kind_table(tmp_path: Path) -
     assert [line.split("│")[1:3] for line in lines] == [[" 1          ", " 1 "], [" 2          ", " 2 "]]
     bad = CliRunner().invoke(main, ["inspect", str(src), "--sql", "SELECT nope FROM step_prefs"])
     assert bad.exit_code == 2 and bad.output.startswith("Error: --sql: Binder Error")
+
+
+# --- the vectorised text and MinHash helpers ---------------------------------------------------------
+
+
+def test_word_hashing_matches_a_plain_python_tokenisation() -> None:
+    import re
+
+    import pyarrow as pa
+
+    from judgeforge.curation.ngrams import normalise, word_hashes
+
+    texts = ["Step 1: 3 + 4 = 7.", "a ,b", "  x\t\ty\n", "naïve café—déjà vu", "snake_case and  CAPS", "", None, "...", "é ü!"]
+    words, counts = word_hashes(pa.array(texts, pa.string()))
+    expected = [re.sub(r"\W+", " ", (t or "").lower()).split() for t in texts]
+    assert counts.tolist() == [len(w) for w in expected]
+    vocabulary = {w for ws in expected for w in ws}
+    by_word = {}
+    for w, h in zip([w for ws in expected for w in ws], words.tolist(), strict=True):
+        assert by_word.setdefault(w, h) == h  # one word, one hash
+    assert len(set(by_word.values())) == len(vocabulary)
+    assert normalise(pa.array(["  A\t\tb  c\n", "x y"])).to_list() == ["a b c", "x y"]
+
+
+def test_minhash_estimates_jaccard_without_bias_and_components_follow_chains() -> None:
+    import random
+
+    import numpy as np
+    import pyarrow as pa
+
+    from judgeforge.curation.minhash import MinHasher, components
+    from judgeforge.curation.ngrams import text_ngrams
+
+    rng = random.Random(0)
+    texts, truth = [], []
+    for _ in range(300):
+        base = [f"w{rng.randrange(10**6)}" for _ in range(80)]
+        other = list(base)
+        for pos in rng.sample(range(80), rng.randrange(0, 12)):
+            other[pos] = f"x{rng.randrange(10**6)}"
+        a = {tuple(base[i : i + 5]) for i in range(76)}
+        b = {tuple(other[i : i + 5]) for i in range(76)}
+        truth.append(len(a & b) / len(a | b))
+        texts += [" ".join(base), " ".join(other)]
+    grams, counts = text_ngrams(pa.array(texts), 5, short_texts=True)
+    sig = MinHasher().signatures(grams, counts)
+    estimate = (sig[0::2] == sig[1::2]).mean(axis=1)
+    error = estimate - np.array(truth)
+    assert abs(error.mean()) < 0.01 and np.abs(error).mean() < 0.05
+    assert components(7, np.array([1, 2, 3, 6]), np.array([2, 5, 4, 5])).tolist() == [0, 1, 1, 3, 3, 1, 1]
+
+
+def test_curate_and_inspect_help_document_every_option() -> None:
+    from judgeforge.curation.filters import FILTERS
+
+    for name in ("curate", "inspect"):
+        result = CliRunner().invoke(main, [name, "--help"])
+        assert result.exit_code == 0, result.output
+        for param in main.commands[name].params:  # type: ignore[attr-defined]
+            if isinstance(param, click.Option):
+                assert param.opts[0] in result.output and param.help, param.opts[0]
+    curate_help = CliRunner().invoke(main, ["curate", "--help"]).output
+    assert all(f in curate_help for f in FILTERS)

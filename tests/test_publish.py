@@ -167,3 +167,18 @@ def test_publish_errors_are_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(HfApi, "create_repo", refuse)
     line = _one_line(CliRunner().invoke(main, ["publish", str(run), "--repo-id", "my-org/x"]))
     assert line.startswith("Error: upload to my-org/x failed: 401")
+
+
+def test_help_documents_every_option_of_review_card_and_publish() -> None:
+    import click
+
+    review = main.commands["review"]
+    assert isinstance(review, click.Group)
+    commands = [(["review", name], cmd) for name, cmd in review.commands.items()] + [([name], main.commands[name]) for name in ("card", "publish")]
+    assert sorted(review.commands) == ["apply", "pull", "push"]
+    for path, command in commands:
+        result = CliRunner().invoke(main, [*path, "--help"])
+        assert result.exit_code == 0, result.output
+        for param in command.params:
+            if isinstance(param, click.Option):
+                assert param.opts[0] in result.output and param.help, f"{' '.join(path)} {param.opts[0]}"

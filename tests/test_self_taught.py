@@ -27,6 +27,7 @@ from judgeforge.builders.self_taught import (
     choose_judgments,
     parse_similar_instruction,
     presentation_order,
+    sample_forced_verdict,
 )
 from judgeforge.cli import main
 from judgeforge.engines.base import Completion, Engine, ProgressFn, Request, SamplingParams
@@ -55,6 +56,16 @@ def test_parse_similar_instruction_counts_unfinished_empty_and_copies() -> None:
     assert parse_similar_instruction(Completion(text="", error="boom"), "q") == (None, "unfinished")
     assert parse_similar_instruction(Completion(text="  \n"), "q") == (None, "empty")
     assert parse_similar_instruction(Completion(text="how many  LEGS?"), "How many legs?") == (None, "copy")
+
+
+def test_forced_verdicts_are_drawn_at_the_judge_temperature() -> None:
+    assert {sample_forced_verdict(0.6, 0.0, s) for s in range(50)} == {"A"}  # greedy
+    assert {sample_forced_verdict(p, 0.7, s) for p in (0.0, 1.0) for s in range(50)} == {"B", "A"}
+    assert {sample_forced_verdict(1.0, 0.7, s) for s in range(50)} == {"A"}
+    draws = [sample_forced_verdict(0.75, 0.7, s) for s in range(2000)]
+    assert abs(draws.count("A") / 2000 - 0.827) < 0.03  # 0.75^(1/0.7) / (0.75^(1/0.7) + 0.25^(1/0.7))
+    assert abs([sample_forced_verdict(0.75, 1.0, s) for s in range(2000)].count("A") / 2000 - 0.75) < 0.03
+    assert draws == [sample_forced_verdict(0.75, 0.7, s) for s in range(2000)]
 
 
 def test_choose_judgments_prefers_the_scarcer_verdict_and_respects_keep() -> None:
@@ -168,13 +179,12 @@ def ste_run(tmp_path_factory: pytest.TempPathFactory, easy_source: Path) -> Path
 def test_build_writes_balanced_correct_judgments_and_a_full_manifest(ste_run: Path) -> None:
     rows = read_rows(ste_run)
     manifest = json.loads((ste_run / "manifest.json").read_text())
-    stats = manifest["builder_stats"]
+    stats = Counter(manifest["builder_stats"])  # counters never incremented are absent
     assert manifest["status"] == "complete" and manifest["rows_in"] == 4 and manifest["rows_out"] == len(rows)
     assert manifest["builder"] == {"name": "self-taught", "version": "0.1.0"} and manifest["config"]["iteration"] == 1
     assert stats["instructions"] == 4 and stats["judgments"] == 4 * stats["pairs_built"]
     assert stats["judgments"] == stats["judge_parsed"] + stats["judge_forced"] + stats["judge_unparsable"]
-    assert stats["rows"] == len(rows) == stats.get("rows_A", 0) + stats.get("rows_B", 0)
-    assert stats.get("rows_A", 0) == stats.get("rows_B", 0)
+    assert stats["rows"] == len(rows) == stats["rows_A"] + stats["rows_B"] and stats["rows_A"] == stats["rows_B"]
     assert rows, f"no rows survived; stats: {stats}"
     for row in rows:
         assert row["iteration"] == 1 and row["judge_model"] == manifest["models"]["judge"]["model"]
