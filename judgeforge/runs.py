@@ -39,7 +39,7 @@ from judgeforge.schemas.base import check_kind, rows_to_table
 from judgeforge.sources import SourceConfig
 
 STATS_KEY = b"judgeforge.chunk_stats"
-_SECRET_OPTION = re.compile(r"(?i)(key|token|secret|password)")
+_SECRET_OPTION = re.compile(r"(?i)^--([\w-]*-)?(api-key|key|token|hf-token|secret|password)(=|$)")
 _URL_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
 
 

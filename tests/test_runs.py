@@ -23,8 +23,8 @@ def test_shard_spec() -> None:
 
 
 def test_redact_hides_secrets_and_url_credentials() -> None:
-    argv = ["judgeforge", "--api-key", "sk-123", "--hf-token=hf_abc", "--base-url", "http://user:pw@host:8000/v1", "--model", "m"]
-    assert redact(argv) == ["judgeforge", "--api-key", "***", "--hf-token=***", "--base-url", "http://***@host:8000/v1", "--model", "m"]
+    argv = ["judgeforge", "--api-key", "sk-123", "--hf-token=hf_abc", "--base-url", "http://user:pw@host:8000/v1", "--max-step-tokens", "24"]
+    assert redact(argv) == ["judgeforge", "--api-key", "***", "--hf-token=***", "--base-url", "http://***@host:8000/v1", "--max-step-tokens", "24"]
 
 
 def _row(i: int) -> StepPrefsRow:
