@@ -50,7 +50,7 @@ A spec lists filters in order, each with its parameters:
 
 @click.command("curate", help=_CURATE_HELP)
 @click.argument("run_dir", type=click.Path(path_type=Path, file_okay=False))
-@click.option("--spec", type=click.Path(path_type=Path, dir_okay=False), default=None, help="YAML spec of filters (default: the spec shipped for the run's kind).")
+@click.option("--spec", type=click.Path(path_type=Path, dir_okay=False), default=None, help="YAML spec of filters, or the name of a shipped one (e.g. step_prefs_weak_judge; default: the spec shipped for the run's kind).")
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=None, help="Directory of the curated run (default: RUN_DIR-curated beside RUN_DIR); must not overlap RUN_DIR.")
 @click.option("--eval", "eval_source", default=None, help="Eval set for the spec's decontaminate filters: gym:<task>, a local .jsonl/.json/.parquet/.csv file or a datasets id (question column 'question').")
 @click.option("--memory-limit", default="2GB", show_default=True, help="DuckDB memory limit; larger intermediate results spill to disk.")

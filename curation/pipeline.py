@@ -137,11 +137,26 @@ class Spec(BaseModel):
     filters: list[FilterEntry] = Field(min_length=1)
 
 
+def shipped_specs() -> Path:
+    return Path(str(resources.files("judgeforge.curation") / "specs"))
+
+
 def default_spec_path(kind: str) -> Path:
-    path = Path(str(resources.files("judgeforge.curation") / "specs" / f"{kind}.yaml"))
+    path = shipped_specs() / f"{kind}.yaml"
     if not path.is_file():
         raise UserError(f"no default curation spec for kind '{kind}'; give one with --spec")
     return path
+
+
+def resolve_spec(spec: Path) -> Path:
+    """``--spec``: a YAML file, or the name of a spec shipped with judgeforge (``step_prefs_weak_judge``)."""
+    if spec.is_file():
+        return spec
+    shipped = shipped_specs() / f"{spec.name.removesuffix('.yaml')}.yaml"
+    if spec.parent == Path(".") and shipped.is_file():
+        return shipped
+    names = ", ".join(sorted(p.stem for p in shipped_specs().glob("*.yaml")))
+    raise UserError(f"spec '{spec}' is neither a file nor a shipped spec (shipped: {names})")
 
 
 @dataclass
@@ -258,7 +273,7 @@ def curate(run_dir: Path, opts: CurateOptions, console: Console | None = None) -
     run = RunInput.open(run_dir)
     if run.manifest is None:
         raise UserError(f"run dir '{run_dir}' has no manifest.json to link the curated run to")
-    spec_path = opts.spec or default_spec_path(run.kind)
+    spec_path = resolve_spec(opts.spec) if opts.spec else default_spec_path(run.kind)
     spec, steps = load_spec(spec_path, run.kind)
     if opts.eval_source is not None:
         decon = [s for s in steps if isinstance(s.filter, Decontaminate)]

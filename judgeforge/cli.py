@@ -11,8 +11,6 @@ from __future__ import annotations
 import importlib
 import sys
 import time
-import types
-import typing
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,7 +22,7 @@ from rich.console import Console
 from judgeforge import __version__
 from judgeforge.builders import REGISTRY, load_builder
 from judgeforge.engines import ENGINE_KINDS, Engine, make_engine
-from judgeforge.errors import UserError
+from judgeforge.options import field_option
 
 _SHARED_HELP = """
 Problems come from --source: gym:<task> (reasoning-gym, offline, with gold answers), a local
@@ -34,31 +32,12 @@ are kept and engine calls already made are answered from the cache.
 """
 
 
-def _option_type(annotation: Any) -> tuple[Any, bool]:
-    """A click type for a config field, and whether it is a boolean flag."""
-    origin = typing.get_origin(annotation)
-    if origin is typing.Literal:
-        return click.Choice([str(a) for a in typing.get_args(annotation)]), False
-    if origin in (typing.Union, types.UnionType):
-        inner = [a for a in typing.get_args(annotation) if a is not type(None)]
-        return _option_type(inner[0])
-    if annotation is bool:
-        return bool, True
-    return {int: int, float: float, str: str}.get(annotation, str), False
-
-
 def config_options(config_model: type[BaseModel]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Click options for every field of a builder's config (``num_candidates`` → ``--num-candidates``)."""
 
     def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
         for name, field in reversed(list(config_model.model_fields.items())):
-            flag = (field.alias or name).replace("_", "-")
-            kind, is_flag = _option_type(field.annotation)
-            help_text = f"{field.description or ''} [default: {field.default}]".strip()
-            if is_flag:
-                func = click.option(f"--{flag}/--no-{flag}", name, default=field.default, help=help_text)(func)
-            else:
-                func = click.option(f"--{flag}", name, type=kind, default=field.default, help=help_text, show_default=False)(func)
+            func = field_option(name, field.annotation, field.default, field.description or "", flag=field.alias)(func)
         return func
 
     return decorate
@@ -107,7 +86,12 @@ def main() -> None:
 def _quiet_libraries() -> None:
     """Our own progress bar and errors are what users read; silence the libraries' bars and retries."""
     import logging
+    import warnings
 
+    # transformers 5.2x deprecates the past_key_values keyword our decode loop passes; the warning is noise to users.
+    warnings.filterwarnings("ignore", message=".*past_key_values.*deprecated", category=FutureWarning)
+    # TRL 1.16's configs default to gradient_checkpointing, which transformers 5.24 renamed; not the user's doing.
+    warnings.filterwarnings("ignore", message=".*gradient_checkpointing.*deprecated", category=FutureWarning)
     for name in ("transformers", "datasets", "huggingface_hub", "httpx", "math_verify"):
         logging.getLogger(name).setLevel(logging.ERROR)
     from transformers.utils import logging as hf_logging
@@ -189,6 +173,9 @@ COMMANDS: dict[str, str] = {
     "curate": "judgeforge.curation.cli:curate_command",
     "inspect": "judgeforge.curation.cli:inspect_command",
     "score": "judgeforge.builders.rprm_score:score",
+    "train": "judgeforge.train.cli:train",
+    "eval": "judgeforge.train.cli:eval_command",
+    "loop": "judgeforge.train.cli:loop_command",
 }
 
 for _name, _target in COMMANDS.items():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,9 @@ import pyarrow.parquet as pq
 from judgeforge.models import ModelRef, load_tokenizer
 
 STEP_PREFS_TINY = ["--source", "gym:gsm_symbolic", "--num-candidates", "3", "--max-steps", "2", "--max-step-tokens", "24", "--judge-max-tokens", "16", "--seed", "3"]
+
+# Two optimiser steps of two examples: what every recipe test trains (the real model, CPU).
+TINY_TRAIN = ["--max-steps", "2", "--batch-size", "2", "--micro-batch-size", "2", "--logging-steps", "1"]
 
 CPU_ARGS: dict[str, Any] = dict(
     max_steps=2, per_device_train_batch_size=2, use_cpu=True, bf16=False, report_to="none", logging_steps=1, save_strategy="no"
@@ -26,21 +30,19 @@ def _losses(trainer: Any) -> list[float]:
     return [h["loss"] for h in trainer.state.log_history if "loss" in h]
 
 
-def sft_two_steps(records: list[dict[str, Any]], model: ModelRef, out: Path, max_length: int = 384) -> list[float]:
-    """Train ``SFTTrainer`` for 2 steps on ``records`` (any TRL SFT format); return the logged losses."""
-    from datasets import Dataset
-    from transformers import AutoModelForCausalLM
-    from trl import SFTConfig, SFTTrainer
+def train_tiny(method: str, data: list[Path], out: Path, *options: str) -> dict[str, Any]:
+    """``judgeforge train METHOD`` for 2 optimiser steps on real runs, on CPU; returns the training manifest."""
+    from click.testing import CliRunner
 
-    trainer = SFTTrainer(
-        model=AutoModelForCausalLM.from_pretrained(model.path),
-        args=SFTConfig(output_dir=str(out), max_length=max_length, **CPU_ARGS),
-        train_dataset=Dataset.from_list(records),
-        processing_class=load_tokenizer(model),
-    )
-    result = trainer.train()
-    assert result.global_step == 2
-    return _losses(trainer)
+    from judgeforge.cli import main
+
+    args = ["train", method, *(a for run in data for a in ("--data", str(run))), "--out", str(out), *TINY_TRAIN, *options]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "training_manifest.json").read_text())
+    assert manifest["steps"] == 2 and [r["kind"] for r in manifest["data"]] == [json.loads((r / "manifest.json").read_text())["kind"] for r in data]
+    assert (out / "model.safetensors").is_file()
+    return manifest
 
 
 def dpo_two_steps(records: list[dict[str, Any]], model: ModelRef, out: Path, trainer_cls: Any = None, max_length: int = 384) -> tuple[Any, list[float]]:

@@ -19,7 +19,7 @@ from judgeforge.engines.transformers import TransformersEngine
 from judgeforge.schemas import eft as eft_schema
 from judgeforge.schemas import ift as ift_schema
 from judgeforge.sources import SourceConfig, load_problems
-from tests.helpers import read_rows, sft_two_steps
+from tests.helpers import read_rows, train_tiny
 
 pytestmark = pytest.mark.slow
 
@@ -146,5 +146,7 @@ def test_m0_to_m1_sft_trains_on_ift_and_eft_together(ift_run: Path, eft_evidence
     eft = eft_schema.sft_view(eft_rows)
     first = eft_rows[0]
     assert eft[0]["messages"][0]["content"] == judge_user_message(first["question"], first["previous_steps"], first["step_a"], first["step_b"])
-    losses = sft_two_steps(ift + eft, smollm2, tmp_path / "m1")
-    assert len(losses) == 2 and all(loss > 0 for loss in losses)
+    manifest = train_tiny("sft", [ift_run, eft_evidence_run], tmp_path / "m1")
+    assert manifest["examples"] == len(ift) + len(eft) and manifest["trainer"] == "SFTTrainer"
+    assert manifest["hyperparameters"]["learning_rate"] == 1e-6  # the paper's M0 -> M1 value
+    assert len(manifest["losses"]) == 2 and all(r["loss"] > 0 for r in manifest["losses"])

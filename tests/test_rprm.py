@@ -23,9 +23,8 @@ from click.testing import CliRunner, Result
 from judgeforge.builders.rprm_format import parse_analysis, verdict_line
 from judgeforge.builders.rprm_score import predicted_first_wrong, processbench_score
 from judgeforge.cli import main
-from judgeforge.models import ModelRef
 from judgeforge.step_inputs import load_step_inputs, read_step_solutions
-from tests.helpers import dpo_two_steps, read_rows, sft_two_steps
+from tests.helpers import read_rows, train_tiny
 
 pytestmark = pytest.mark.slow
 
@@ -177,18 +176,13 @@ def test_score_reports_the_processbench_f1_of_its_rewards(runs: dict[str, Any]) 
     assert f"ProcessBench F1 = {expected.f1:.4f}" in runs["score_output"]
 
 
-def test_sft_trains_two_steps_on_the_rprm_sft_view(runs: dict[str, Any], smollm2: ModelRef, tmp_path: Path) -> None:
-    from judgeforge.schemas.rprm import sft_view
-
-    records = sorted(sft_view(read_rows(runs["sft"])), key=lambda r: len(json.dumps(r)))[:1]  # the shortest: CI time
-    losses = sft_two_steps(records, smollm2, tmp_path / "sft", max_length=768)
-    assert len(losses) == 2 and all(loss == loss and loss > 0 for loss in losses)
+def test_sft_recipe_trains_two_steps_on_the_rprm_sft_run(runs: dict[str, Any], tmp_path: Path) -> None:
+    manifest = train_tiny("sft", [runs["sft"]], tmp_path / "sft", "--batch-size", "1", "--micro-batch-size", "1", "--max-length", "768")
+    assert manifest["examples"] == len(read_rows(runs["sft"])) and manifest["hyperparameters"]["learning_rate"] == 5e-6
+    assert all(r["loss"] == r["loss"] and r["loss"] > 0 for r in manifest["losses"])
 
 
-def test_dpo_trains_two_steps_on_the_rprm_prefs_view(runs: dict[str, Any], smollm2: ModelRef, tmp_path: Path) -> None:
-    from judgeforge.schemas.rprm import dpo_view
-
-    records = sorted(dpo_view(read_rows(runs["prefs"])), key=lambda r: len(json.dumps(r)))[:1]  # the shortest: CI time
-    trainer, losses = dpo_two_steps(records, smollm2, tmp_path / "dpo", max_length=768)
-    assert len(trainer.train_dataset) == len(records)
-    assert len(losses) == 2 and all(loss == loss for loss in losses)
+def test_dpo_recipe_trains_two_steps_on_the_rprm_prefs_run(runs: dict[str, Any], tmp_path: Path) -> None:
+    manifest = train_tiny("dpo", [runs["prefs"]], tmp_path / "dpo", "--batch-size", "1", "--micro-batch-size", "1", "--max-length", "768")
+    assert manifest["trainer"] == "DPOTrainer" and manifest["hyperparameters"]["learning_rate"] == 5e-7
+    assert all(r["loss"] == r["loss"] for r in manifest["losses"])

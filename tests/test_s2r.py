@@ -21,9 +21,9 @@ from judgeforge.cli import main
 from judgeforge.models import ModelRef, load_tokenizer
 from judgeforge.schemas.s2r import IGNORE_INDEX, grpo_view, sft_view
 from judgeforge.sources import SourceConfig, load_problems
-from judgeforge.train.rewards import outcome_reward, process_reward, reward_setup
+from judgeforge.train.rewards import outcome_reward, process_reward
 from judgeforge.verify import check_answer
-from tests.helpers import CPU_ARGS, read_rows, sft_two_steps
+from tests.helpers import CPU_ARGS, read_rows, train_tiny
 
 pytestmark = pytest.mark.slow
 
@@ -204,9 +204,10 @@ def test_masked_segments_carry_no_loss_under_trls_own_loss(rows: list[dict[str, 
     assert base == pytest.approx(float(nll[targets].mean()), rel=1e-4)
 
 
-def test_sft_trainer_trains_two_steps_on_the_masked_view(rows: list[dict[str, Any]], smollm2: ModelRef, tmp_path: Path) -> None:
-    losses = sft_two_steps(sft_view(rows, load_tokenizer(smollm2)), smollm2, tmp_path / "sft", max_length=512)
-    assert len(losses) == 2 and all(loss == loss and loss > 0 for loss in losses)
+def test_sft_recipe_trains_two_steps_on_the_masked_trajectories(run: Path, rows: list[dict[str, Any]], tmp_path: Path) -> None:
+    manifest = train_tiny("sft", [run], tmp_path / "sft", "--max-length", "512")
+    assert manifest["examples"] == len(rows) and manifest["hyperparameters"]["learning_rate"] == 5e-6
+    assert all(r["loss"] == r["loss"] and r["loss"] > 0 for r in manifest["losses"])
 
 
 def test_rl_prompts_carry_the_policy_prompt_and_gold(prompts_run: Path) -> None:
@@ -234,23 +235,11 @@ def test_rewards_score_the_models_real_completions(rows: list[dict[str, Any]], p
             assert process_reward([None], [checked], None, **columns) == [float(v["valid"])]
 
 
-def test_grpo_trains_with_the_outcome_and_process_rewards(prompts_run: Path, smollm2: ModelRef, tmp_path: Path) -> None:
-    from datasets import Dataset
-    from transformers import AutoModelForCausalLM
-    from trl import GRPOConfig, GRPOTrainer
-
-    funcs, weights = reward_setup(outcome_weight=1.0, process_weight=0.5)
-    tokenizer = load_tokenizer(smollm2)
-    tokenizer.padding_side = "left"
-    trainer = GRPOTrainer(
-        model=AutoModelForCausalLM.from_pretrained(smollm2.path),
-        reward_funcs=funcs,
-        args=GRPOConfig(output_dir=str(tmp_path), num_generations=2, max_completion_length=8, reward_weights=weights, **{**CPU_ARGS, "max_steps": 1}),
-        train_dataset=Dataset.from_list(grpo_view(read_rows(prompts_run))),
-        processing_class=tokenizer,
-    )
-    assert trainer.train().global_step == 1
-    logged = {k for h in trainer.state.log_history for k in h}
+def test_grpo_recipe_trains_with_the_outcome_and_process_rewards(prompts_run: Path, tmp_path: Path) -> None:
+    options = ["--num-generations", "2", "--max-completion-length", "8", "--process-weight", "0.5"]
+    manifest = train_tiny("grpo", [prompts_run], tmp_path / "rl", *options)
+    assert manifest["trainer"] == "GRPOTrainer" and manifest["hyperparameters"]["beta"] == 0.01
+    logged = {k for h in manifest["log_history"] for k in h}
     assert {"rewards/outcome_reward/mean", "rewards/process_reward/mean"} <= logged
 
 

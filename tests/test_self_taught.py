@@ -33,7 +33,7 @@ from judgeforge.cli import main
 from judgeforge.engines.base import Completion, Engine, ProgressFn, Request, SamplingParams
 from judgeforge.schemas.self_taught import sft_view
 from judgeforge.sources import Problem
-from tests.helpers import read_rows, sft_two_steps
+from tests.helpers import read_rows, train_tiny
 
 EASY = [("What is 3 + 4?", "7"), ("What is 2 + 2?", "4"), ("What is 5 + 1?", "6"), ("What is 10 - 3?", "7")]
 TINY = ["--num-judgments", "4", "--keep-per-pair", "4", "--instruction-max-tokens", "40", "--response-max-tokens", "24", "--judge-max-tokens", "16", "--seed", "0"]
@@ -228,5 +228,5 @@ def test_sft_view_is_the_judge_prompt_as_presented_and_trains_two_steps(ste_run:
         a, b = (row["better_response"], row["worse_response"]) if row["label"] == "A" else (row["worse_response"], row["better_response"])
         assert user["content"] == response_judge_message(row["instruction"], a, b)
         assert parse_verdict(assistant["content"]) == row["label"]
-    losses = sft_two_steps(records, smollm2, tmp_path / "sft")
-    assert len(losses) == 2 and all(loss == loss and loss > 0 for loss in losses)
+    manifest = train_tiny("sft", [ste_run], tmp_path / "sft")
+    assert manifest["examples"] == len(records) and all(r["loss"] == r["loss"] and r["loss"] > 0 for r in manifest["losses"])

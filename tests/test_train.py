@@ -1,0 +1,179 @@
+"""Recipes, eval and the loop against the real embedded model, TRL trainers and built runs (CPU).
+
+The recipe tests per dataset family live beside their builders (test_ift_eft, test_rprm, test_self_taught,
+test_s2r); here: step-wise DPO through the CLI and a YAML recipe, the refusals, ``judgeforge eval``, and
+``judgeforge loop --iterations 2`` end to end, killed mid-way and resumed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from judgeforge.cli import main
+from judgeforge.models import resolve_model
+from tests.helpers import TINY_TRAIN, read_rows
+
+slow = pytest.mark.slow
+
+
+def invoke(*args: str) -> Any:
+    return CliRunner().invoke(main, list(args))
+
+
+def test_dpo_recipe_from_yaml_and_from_options_are_the_same_training(step_prefs_run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "m2"
+    result = invoke("train", "step-dpo.yaml", "--data", str(step_prefs_run), "--model", "smollm2", "--out", str(out), *TINY_TRAIN, "--max-length", "384")
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "training_manifest.json").read_text())
+    run_manifest = step_prefs_run / "manifest.json"
+    assert manifest["trainer"] == "StepwiseDPOTrainer" and manifest["method"] == "dpo"
+    assert manifest["data"] == [{"path": str(step_prefs_run), "kind": "step_prefs", "run_id": json.loads(run_manifest.read_text())["run_id"], "rows": len(read_rows(step_prefs_run)),
+                                 "manifest_sha256": hashlib.sha256(run_manifest.read_bytes()).hexdigest()}]
+    assert manifest["base_model"]["weights_hash"] == resolve_model("smollm2").weights_hash
+    assert manifest["hyperparameters"]["learning_rate"] == 5e-7 and manifest["hyperparameters"]["beta"] == 0.1
+    assert manifest["versions"]["trl"].startswith("1.") and manifest["device"] == "cpu"
+    assert manifest["steps"] == 2 and manifest["final_loss"] == manifest["losses"][-1]["loss"]
+    trained = resolve_model(str(out)).weights_hash
+    assert trained != manifest["base_model"]["weights_hash"]
+    # The same training given as options (the paper defaults filled in) is recognised as done.
+    before = (out / "model.safetensors").stat().st_mtime_ns
+    again = train_or_result("dpo", step_prefs_run, out)
+    assert again.exit_code == 0 and "already trained" in again.output
+    assert (out / "model.safetensors").stat().st_mtime_ns == before
+    # Other settings into the same --out are refused, nothing is overwritten.
+    other = invoke("train", "dpo", "--data", str(step_prefs_run), "--out", str(out), *TINY_TRAIN, "--max-length", "384", "--beta", "0.2")
+    assert other.exit_code == 2 and "trained with other data or settings" in other.output
+    assert (out / "model.safetensors").stat().st_mtime_ns == before
+
+
+def train_or_result(method: str, run: Path, out: Path) -> Any:
+    return invoke("train", method, "--data", str(run), "--out", str(out), *TINY_TRAIN, "--max-length", "384")
+
+
+def test_recipes_refuse_kinds_they_cannot_train_on(step_prefs_run: Path, tmp_path: Path) -> None:
+    for method in ("sft", "grpo"):
+        result = invoke("train", method, "--data", str(step_prefs_run), "--out", str(tmp_path / method))
+        assert result.exit_code == 2
+        assert f"holds 'step_prefs' rows: 'judgeforge train {method}' trains on" in result.output
+        assert "train it with 'judgeforge train dpo'" in result.output
+        assert not (tmp_path / method).exists()
+
+
+def test_unfinished_and_empty_runs_are_refused(step_prefs_run: Path, tmp_path: Path) -> None:
+    partial = tmp_path / "partial"
+    shutil.copytree(step_prefs_run, partial)
+    manifest = json.loads((partial / "manifest.json").read_text())
+    (partial / "manifest.json").write_text(json.dumps({**manifest, "status": "partial"}))
+    result = invoke("train", "dpo", "--data", str(partial), "--out", str(tmp_path / "m"))
+    assert result.exit_code == 2 and "is unfinished" in result.output
+    result = invoke("train", "dpo", "--out", str(tmp_path / "m"))
+    assert result.exit_code == 2 and "give at least one --data" in result.output
+
+
+def test_yaml_recipes_are_checked_before_anything_runs(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("recipe: dpo\nlr: 1.0e-6\n")
+    result = invoke("train", str(bad))
+    assert result.exit_code == 2 and f"{bad}: unknown field(s) lr" in result.output
+    bad.write_text("recipe: ppo\n")
+    assert "needs a 'recipe:' key, one of sft, dpo, grpo" in invoke("train", str(bad)).output
+    bad.write_text("recipe: sft\nepochs: many\n")
+    assert "field 'epochs'" in invoke("train", str(bad)).output
+    assert "shipped recipes: m1-sft.yaml" in invoke("train", "missing.yaml").output
+
+
+@slow
+def test_eval_scores_every_problem_with_its_own_checker(tmp_path: Path) -> None:
+    from judgeforge.sources import SourceConfig, load_problems
+    from judgeforge.verify import check_answer
+
+    out, plot = tmp_path / "eval.json", tmp_path / "eval.png"
+    result = invoke("eval", "--limit", "3", "--max-tokens", "48", "--seed", "7", "--out", str(out), "--plot", str(plot))
+    assert result.exit_code == 0, result.output
+    (report,) = json.loads(out.read_text())
+    problems = load_problems(SourceConfig(source="gym:gsm_symbolic", limit=3, seed=7))
+    assert [r["id"] for r in report["results"]] == [p.id for p in problems]
+    assert report["graded"] == 3 and report["correct"] == sum(r["correct"] for r in report["results"])
+    assert report["accuracy"] == report["correct"] / 3 and plot.stat().st_size > 0
+    # The answer check is the problem's own: a gold-answer solution is correct, another answer is not.
+    assert check_answer(problems[0], f"Step 1: The answer is {problems[0].answer}") is True
+    assert "smollm2" in result.output and f"{report['accuracy']:.1%}" in result.output
+
+
+LOOP_ARGS = [
+    "--method", "self-rewarding", "--iterations", "2", "--limit", "2", "--eval-limit", "2", "--eval-max-tokens", "32",
+    "--spec", "step_prefs_weak_judge",
+    "--build-args", "--num-candidates 3 --max-steps 2 --max-step-tokens 24 --judge-max-tokens 16",
+    "--train-args", "--max-steps 2 --batch-size 2 --micro-batch-size 2 --logging-steps 1 --max-length 384",
+]
+
+
+def _loop(out: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "judgeforge.cli", "loop", *LOOP_ARGS, "--out", str(out)], start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+@slow
+def test_loop_runs_two_iterations_and_resumes_after_a_kill(tmp_path: Path) -> None:
+    out = tmp_path / "loop"
+    state = out / "loop.json"
+    # Kill the whole loop (and its stage) once iteration 1 is trained, while iteration 1's eval runs.
+    proc = _loop(out)
+    deadline = time.monotonic() + 900
+    while time.monotonic() < deadline and proc.poll() is None:
+        if state.exists() and "train" in (json.loads(state.read_text())["iterations"] or [{}])[0]:
+            break
+        time.sleep(0.5)
+    assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed = json.loads(state.read_text())
+    assert killed["status"] == "running" and set(killed["iterations"][0]) >= {"build", "curate", "train"}
+    assert "eval" not in killed["iterations"][0]
+    build_manifest = out / "iter-1/build/step_prefs/manifest.json"
+    checkpoint = out / "iter-1/model/model.safetensors"
+    stamps = {p: p.stat().st_mtime_ns for p in (build_manifest, checkpoint, out / "eval-m1.json")}
+
+    result = subprocess.run([sys.executable, "-m", "judgeforge.cli", "loop", *LOOP_ARGS, "--out", str(out)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    # Resumed at iteration 1's eval: nothing finished before the kill ran again.
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    assert "iteration 1/2 · build" not in result.stdout and "iteration 1/2 · eval" in result.stdout
+
+    final = json.loads(state.read_text())
+    assert final["status"] == "complete" and [r["iteration"] for r in final["iterations"]] == [1, 2]
+    assert final["iterations"][0]["build"] == killed["iterations"][0]["build"]
+    for i, record in enumerate(final["iterations"], start=1):
+        assert set(record) >= {"build", "curate", "train", "eval"}
+        build = json.loads((out / f"iter-{i}/build/step_prefs/manifest.json").read_text())
+        # M_i is both policy and judge of iteration i's build: iteration 2 builds with iteration 1's checkpoint.
+        assert build["models"]["policy"]["model"] == record["model_in"] == build["models"]["judge"]["model"]
+        assert record["build"]["rows"] == build["rows_out"] and record["build"]["run_id"] == build["run_id"]
+        assert record["curate"]["rows"] == len(read_rows(out / f"iter-{i}/curated")) > 0
+        training = json.loads((out / f"iter-{i}/model/training_manifest.json").read_text())
+        assert training["base_model"]["name"] == record["model_in"] and training["train_loss"] == record["train"]["train_loss"]
+        assert training["data"][0]["path"] == str(out / f"iter-{i}/curated")
+        assert 0.0 <= record["build"]["judge_parse_failure_rate"] <= 1.0 and record["build"]["quality"] is not None
+        assert record["eval"]["graded"] == 2
+    assert final["iterations"][1]["model_in"] == str(out / "iter-1/model")
+    hashes = {resolve_model(str(out / f"iter-{i}/model")).weights_hash for i in (1, 2)} | {resolve_model("smollm2").weights_hash}
+    assert len(hashes) == 3  # M1 → M2 → M3 are three different models
+    assert (out / "loop.png").stat().st_size > 0
+    assert "held-out acc" in result.stdout and "M3" in result.stdout
+    # A finished loop re-run does nothing; other settings are refused.
+    again = subprocess.run([sys.executable, "-m", "judgeforge.cli", "loop", *LOOP_ARGS, "--out", str(out)], capture_output=True, text=True)
+    assert again.returncode == 0 and "$ judgeforge" not in again.stdout
+    other = subprocess.run([sys.executable, "-m", "judgeforge.cli", "loop", *LOOP_ARGS, "--limit", "3", "--out", str(out)], capture_output=True, text=True)
+    assert other.returncode == 2 and "limit differ" in other.stderr

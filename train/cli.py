@@ -1,0 +1,208 @@
+"""The ``judgeforge train``, ``judgeforge eval`` and ``judgeforge loop`` commands (see :data:`judgeforge.cli.COMMANDS`).
+
+``train``'s subcommands are generated from the recipes' config dataclasses, so ``--help`` lists exactly
+the fields a recipe takes. ``judgeforge train RECIPE.yaml`` runs a YAML recipe: its ``recipe:`` key
+names sft, dpo or grpo and its other keys are that recipe's fields, which options on the command line
+override. Heavy libraries are imported when a command runs, so the CLI starts fast.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import typing
+from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import click
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from judgeforge.errors import UserError
+from judgeforge.options import field_option
+from judgeforge.train.common import RecipeConfig, validate_config
+from judgeforge.train.dpo import DPORecipe, train_dpo
+from judgeforge.train.grpo import GRPORecipe, train_grpo
+from judgeforge.train.sft import SFTRecipe, train_sft
+
+RECIPES: dict[str, tuple[type[RecipeConfig], Callable[..., dict[str, Any]]]] = {
+    "sft": (SFTRecipe, train_sft),
+    "dpo": (DPORecipe, train_dpo),
+    "grpo": (GRPORecipe, train_grpo),
+}
+
+
+def shipped_recipes() -> Path:
+    return Path(str(resources.files("judgeforge.train") / "recipes"))
+
+
+def _recipe_file(name: str) -> Path | None:
+    """A YAML recipe given as a path, or by the name of one shipped in judgeforge/train/recipes/."""
+    if not name.endswith((".yaml", ".yml")):
+        return None
+    path = Path(name)
+    if path.is_file():
+        return path
+    shipped = shipped_recipes() / path.name
+    if shipped.is_file():
+        return shipped
+    raise UserError(f"recipe file '{name}' not found (shipped recipes: {', '.join(sorted(p.name for p in shipped_recipes().glob('*.yaml')))})")
+
+
+def load_recipe(path: Path) -> tuple[str, dict[str, Any]]:
+    """The method and field values of a YAML recipe, checked against the recipe's fields."""
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise UserError(f"{path}: invalid YAML ({exc})") from exc
+    if not isinstance(data, dict) or data.get("recipe") not in RECIPES:
+        raise UserError(f"{path}: needs a 'recipe:' key, one of {', '.join(RECIPES)}")
+    method = data.pop("recipe")
+    validate_config(RECIPES[method][0], {"data": [], **data}, str(path))
+    if isinstance(data.get("data"), str):
+        data["data"] = [data["data"]]
+    return method, data
+
+
+class TrainGroup(click.Group):
+    """``train sft|dpo|grpo`` plus ``train RECIPE.yaml``: the file's values become the recipe's option defaults."""
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        path = _recipe_file(cmd_name)
+        if path is None:
+            return super().get_command(ctx, cmd_name)
+        method, values = load_recipe(path)
+        ctx.default_map = {**(ctx.default_map or {}), cmd_name: values}
+        return super().get_command(ctx, method)
+
+
+def _recipe_command(method: str) -> click.Command:
+    cls, train = RECIPES[method]
+
+    def command(**kwargs: Any) -> None:
+        kwargs["data"] = list(kwargs["data"])
+        cfg = validate_config(cls, kwargs, f"judgeforge train {method}")
+        manifest = train(cfg)
+        table = Table(title=f"judgeforge train {method} · {cfg.out}")
+        for name in ("examples", "steps", "train loss", "final loss", "seconds", "device"):
+            table.add_column(name, justify="right")
+        final = manifest["final_loss"]
+        table.add_row(f"{manifest['examples']:,}", str(manifest["steps"]), f"{manifest['train_loss']:.4f}",
+                      "-" if final is None else f"{final:.4f}", f"{manifest['seconds']:.1f}", manifest["device"])
+        Console().print(table)
+
+    func: Callable[..., Any] = command
+    hints = typing.get_type_hints(cls)
+    for f in reversed(dataclasses.fields(cls)):
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        func = field_option(f.name, hints[f.name], default, f.metadata["help"])(func)
+    doc = (sys.modules[train.__module__].__doc__ or "").strip()
+    return click.command(method, help=doc.replace("``", ""))(func)
+
+
+@click.group("train", cls=TrainGroup)
+def train() -> None:
+    """Train the next model on built runs with a thin TRL recipe.
+
+    \b
+      judgeforge train sft  --data RUN_DIR [--data RUN_DIR ...] --model M --out DIR [options]
+      judgeforge train dpo  --data RUN_DIR --model M --out DIR [options]
+      judgeforge train grpo --data RUN_DIR --model M --out DIR [options]
+      judgeforge train RECIPE.yaml [options that override the file]
+
+    Each recipe maps the runs' kind to its TRL view, refuses a kind it cannot train on, and writes the
+    checkpoint plus training_manifest.json (data runs and manifest hashes, base model, versions,
+    hyper-parameters, losses) to --out; re-running a finished recipe trains nothing. Unset learning
+    rate, epochs and batch come from the paper behind the data's kind. Shipped YAML recipes (by file
+    name): see judgeforge/train/recipes/. The same command runs on CPU or GPU; for several GPUs or
+    nodes use accelerate with TRL's configs:
+
+    \b
+      accelerate launch --config_file zero3.yaml -m judgeforge.cli train dpo --data ... --out ...
+    """
+
+
+for _method in RECIPES:
+    train.add_command(_recipe_command(_method))
+
+
+@click.command("eval")
+@click.option("--model", "models", multiple=True, default=["smollm2"], show_default=True, help="Model to evaluate; repeat to compare several (M1, M2, ...).")
+@click.option("--source", default="gym:gsm_symbolic", show_default=True, help="Held-out problems: gym:<task>, a local file, or a datasets id/path.")
+@click.option("--question-col", default="question", show_default=True, help="Column holding the question (files and datasets).")
+@click.option("--answer-col", default="answer", show_default=True, help="Column holding the gold final answer.")
+@click.option("--id-col", default=None, help="Column holding a stable problem id.")
+@click.option("--split", default="test", show_default=True, help="Split to read from a datasets id.")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True, help="Evaluate on the first N problems.")
+@click.option("--seed", type=int, default=10_000, show_default=True, help="reasoning-gym seed of the held-out problems (keep it apart from build seeds).")
+@click.option("--max-tokens", type=click.IntRange(min=1), default=256, show_default=True, help="Longest solution generated, in tokens.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True, help="Sequences decoded together.")
+@click.option("--device", default=None, help="Device (default: cuda if available, else cpu).")
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), default=None, help="Write the results (per model and per problem) to this JSON file.")
+@click.option("--plot", type=click.Path(path_type=Path, dir_okay=False), default=None, help="Write a PNG line plot of accuracy across the models, in the order given.")
+def eval_command(models: tuple[str, ...], source: str, question_col: str, answer_col: str, id_col: str | None, split: str, limit: int,
+                 seed: int, max_tokens: int, batch_size: int, device: str | None, out: Path | None, plot: Path | None) -> None:
+    """Final-answer accuracy of one or more models on held-out problems (greedy, batched).
+
+    Each model solves the problems step by step in the builders' format; answers are checked with the
+    task's own scorer (reasoning-gym) or math-verify. Prints one row per model.
+    """
+    from judgeforge.sources import SourceConfig
+    from judgeforge.train.eval import evaluate, plot_accuracy
+
+    cfg = SourceConfig(source=source, question_col=question_col, answer_col=answer_col, id_col=id_col, split=split, limit=limit, seed=seed)
+    options = {"device": device, "batch_size": batch_size}
+    results = [evaluate(model, cfg, max_tokens=max_tokens, engine_options=options) for model in models]
+    table = Table(title=f"judgeforge eval · {source} · {results[0].problems} problems · greedy, ≤{max_tokens} tokens")
+    for name in ("model", "correct", "graded", "no answer", "accuracy", "seconds"):
+        table.add_column(name, justify="left" if name == "model" else "right")
+    for r in results:
+        table.add_row(r.model, str(r.correct), str(r.graded), str(r.unanswered), "-" if r.accuracy is None else f"{r.accuracy:.1%}", f"{r.seconds:.1f}")
+    Console().print(table)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(f".{out.name}.tmp")
+        tmp.write_text(json.dumps([r.model_dump(mode="json") for r in results], indent=2) + "\n")
+        tmp.replace(out)
+    if plot is not None:
+        plot_accuracy([r.model for r in results], {"accuracy": [r.accuracy for r in results]}, plot, f"held-out accuracy · {source}")
+
+
+@click.command("loop")
+@click.option("--method", type=click.Choice(["self-rewarding", "self-taught"]), required=True, help="self-rewarding: step-prefs + step-wise DPO; self-taught: judge data + SFT.")
+@click.option("--iterations", type=click.IntRange(min=1), default=3, show_default=True, help="How many models to train (M1 → M2 → ... → M{T+1}).")
+@click.option("--model", default="smollm2", show_default=True, help="M1, the model the loop starts from (for self-taught also the seed model each iteration fine-tunes).")
+@click.option("--source", default="gym:gsm_symbolic", show_default=True, help="Training problems: gym:<task> (new problems each iteration), a local file, or a datasets id.")
+@click.option("--limit", type=click.IntRange(min=1), default=16, show_default=True, help="Problems built per iteration.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of iteration 1's build; iteration i uses seed + i - 1.")
+@click.option("--eval-source", default=None, help="Held-out problems (default: the --source gym task under --eval-seed).")
+@click.option("--eval-limit", type=click.IntRange(min=1), default=50, show_default=True, help="Held-out problems evaluated per model.")
+@click.option("--eval-seed", type=int, default=10_000, show_default=True, help="reasoning-gym seed of the held-out problems.")
+@click.option("--eval-max-tokens", type=click.IntRange(min=1), default=256, show_default=True, help="Longest held-out solution, in tokens.")
+@click.option("--spec", default=None, help="Curation spec (a YAML path or a shipped spec's name; default: the kind's default spec).")
+@click.option("--build-args", default="", help="Extra options for every build, e.g. \"--num-candidates 4 --max-steps 8\".")
+@click.option("--train-args", default="", help="Extra options for every training run, e.g. \"--max-steps 50 --batch-size 8\".")
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), required=True, help="Loop directory: iter-<i>/ per iteration, loop.json, loop.png.")
+def loop_command(method: str, iterations: int, model: str, source: str, limit: int, seed: int, eval_source: str | None, eval_limit: int,
+                 eval_seed: int, eval_max_tokens: int, spec: str | None, build_args: str, train_args: str, out: Path) -> None:
+    """Close the self-improvement loop: build with M_i → curate → train M_{i+1} → evaluate, T times.
+
+    Every stage is a judgeforge command run in a child process and shown before it runs; each
+    iteration's runs and checkpoint live under OUT/iter-<i>/. OUT/loop.json records per iteration rows
+    built and kept, the judge's parse-failure rate, the builder's quality signal (step-search accuracy;
+    correct-verdict rate), training loss and held-out accuracy, and is updated after every stage: re-run
+    the same command after a crash or kill and the loop resumes at the first unfinished stage.
+    """
+    from judgeforge.train.loop import Loop, build_settings
+
+    settings = build_settings(method, iterations, model, source, limit, seed, eval_source, eval_limit, eval_seed, eval_max_tokens, spec, build_args, train_args)
+    console = Console()
+    loop = Loop(settings, out, console)
+    loop.run()
+    console.print(loop.table())
+    console.print(f"loop.json and loop.png in {out}")
+

@@ -1,0 +1,272 @@
+"""What every recipe shares: the config fields, the papers' defaults, hardware settings, and the checkpoint.
+
+A recipe (``sft.py``, ``dpo.py``, ``grpo.py``) is a config dataclass that extends :class:`RecipeConfig`
+and a function that hands :func:`run_recipe` a factory for its TRL trainer. Everything else lives here,
+once: opening the ``--data`` runs, filling unset hyper-parameters from the paper behind the data's kind,
+CPU/GPU settings (the same recipe runs on either unchanged), the effective batch as the papers state
+it, the atomic checkpoint write (work dir + rename, so a killed run leaves no half checkpoint), and
+``training_manifest.json``: data runs and their manifests' hashes, base model, library versions,
+hyper-parameters and losses. Re-running a finished recipe with the same settings trains nothing.
+
+Multi-GPU and multi-node training go through ``accelerate launch`` with TRL's standard configs, e.g.
+``accelerate launch --config_file zero3.yaml -m judgeforge.cli train dpo ...``: the effective batch is
+split over ``WORLD_SIZE`` processes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from pydantic import TypeAdapter, ValidationError
+
+from judgeforge import __version__
+from judgeforge.errors import UserError
+from judgeforge.train.data import DataRun, Method, open_data, records
+
+MANIFEST = "training_manifest.json"
+
+
+@dataclass(frozen=True)
+class PaperDefaults:
+    """Hyper-parameters a paper reports for training on one kind, and where they come from."""
+
+    learning_rate: float
+    epochs: float
+    batch_size: int
+    cite: str
+
+
+_PROCESS_SFT = PaperDefaults(1e-6, 3, 32, "Zhang et al. 2025, M0 -> M1 on IFT + EFT: 3 epochs, lr 1e-6, batch 32")
+_RPRM = "She et al. 2025, R-PRM: 1 epoch, batch 128"
+PAPER_DEFAULTS: dict[str, PaperDefaults] = {
+    "ift": _PROCESS_SFT,
+    "eft": _PROCESS_SFT,
+    "step_prefs": PaperDefaults(5e-7, 1, 32, "Zhang et al. 2025, step-wise DPO: 1 epoch, lr 5e-7, batch 32 (beta not found)"),
+    "rprm_sft": PaperDefaults(5e-6, 1, 128, f"{_RPRM}, SFT lr 5e-6"),
+    "rprm_prefs": PaperDefaults(5e-7, 1, 128, f"{_RPRM}, DPO lr 5e-7 (beta not found)"),
+    "ste_judgments": PaperDefaults(1e-6, 1, 32, "Wang et al. 2024, released judge SFT lr 1e-6; epochs and batch not found (ours: 1, 32)"),
+    "s2r_trajectories": PaperDefaults(5e-6, 5, 32, "Ma et al. 2025, S2R initialisation: 5 epochs, lr 5e-6, batch 32"),
+    "s2r_rl_prompts": PaperDefaults(5e-7, 1, 32, "Ma et al. 2025, S2R RL lr 5e-7, KL 0.01; epochs and batch not found (ours: 1, 32)"),
+}
+
+
+def opt(default: Any, help: str) -> Any:  # noqa: A002 - mirrors click's keyword
+    """A config field with its ``--help`` text (the dataclass is the single source of both)."""
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class RecipeConfig:
+    """Fields every recipe takes. ``None`` means: the paper's value for the data's kind."""
+
+    data: list[Path] = opt([], "A finished run dir (OUT/<kind>, built or curated) to train on; repeat for several.")
+    out: Path = opt(Path("checkpoints/model"), "Directory of the trained checkpoint and its training_manifest.json.")
+    model: str = opt("smollm2", "Model to train: 'smollm2' (embedded SmolLM2-135M-Instruct), a local checkpoint or a Hub id.")
+    learning_rate: float | None = opt(None, "Peak learning rate (default: the paper's value for the data's kind).")
+    epochs: float | None = opt(None, "Passes over the data (default: the paper's value for the data's kind).")
+    batch_size: int | None = opt(None, "Effective batch in examples, as the papers state it (default: the paper's value).")
+    micro_batch_size: int = opt(4, "Examples per device per forward pass; gradients accumulate up to --batch-size.")
+    max_steps: int = opt(-1, "Stop after this many optimiser steps (-1: run the epochs).")
+    seed: int = opt(0, "Training seed (data order, dropout).")
+    device: Literal["auto", "cpu", "cuda"] = opt("auto", "Where to train: cuda if available (bf16 autocast), else cpu (fp32).")
+    logging_steps: int = opt(10, "Log the loss every N optimiser steps (the first step is always logged).")
+    gradient_checkpointing: bool = opt(True, "Recompute activations in the backward pass: less memory, ~30% more compute (TRL's default).")
+    trust_remote_code: bool = opt(False, "Allow custom model code from the checkpoint (off by default).")
+
+
+ConfigT = TypeVar("ConfigT", bound=RecipeConfig)
+
+
+def validate_config(cls: type[ConfigT], values: dict[str, Any], where: str) -> ConfigT:
+    """Build a recipe config from untrusted values (a YAML file, the CLI); one-line errors naming the field."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise UserError(f"{where}: unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    try:
+        return TypeAdapter(cls).validate_python(values)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise UserError(f"{where}: field '{'.'.join(str(p) for p in first['loc'])}': {first['msg']}") from exc
+
+
+@dataclass
+class TrainContext:
+    """What a recipe's trainer factory gets: the data and model loaded, TRL arguments filled in."""
+
+    config: RecipeConfig
+    runs: list[DataRun]
+    model: Any
+    tokenizer: Any
+    dataset: Any
+    args: dict[str, Any]
+    load_model: Callable[[], Any]
+
+
+def resolve_defaults(cfg: RecipeConfig, runs: list[DataRun]) -> tuple[dict[str, Any], list[str]]:
+    """learning_rate / epochs / batch_size: the user's value, else the one paper value all data kinds agree on."""
+    defaults = {PAPER_DEFAULTS[r.kind] for r in runs}
+    resolved = {}
+    for name in ("learning_rate", "epochs", "batch_size"):
+        given = getattr(cfg, name)
+        if given is not None:
+            resolved[name] = given
+            continue
+        values = {getattr(d, name) for d in defaults}
+        if len(values) > 1:
+            kinds = ", ".join(sorted({r.kind for r in runs}))
+            raise UserError(f"the papers behind {kinds} give different {name} values ({sorted(values)}); give --{name.replace('_', '-')}")
+        resolved[name] = values.pop()
+    resolved = {"learning_rate": float(resolved["learning_rate"]), "epochs": float(resolved["epochs"]), "batch_size": int(resolved["batch_size"])}
+    cites = sorted({d.cite for d in defaults})
+    return resolved, cites
+
+
+def hardware_args(cfg: RecipeConfig, batch_size: int) -> dict[str, Any]:
+    """TRL/transformers arguments for the device and the effective batch (split over WORLD_SIZE processes)."""
+    import torch
+
+    cuda = torch.cuda.is_available() and cfg.device != "cpu"
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA device is available")
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    micro = max(1, min(cfg.micro_batch_size, batch_size // world or 1))
+    accumulation = max(1, batch_size // (micro * world))
+    return {
+        "use_cpu": not cuda,
+        "bf16": cuda and torch.cuda.is_bf16_supported(),
+        "per_device_train_batch_size": micro,
+        "gradient_accumulation_steps": accumulation,
+    }
+
+
+def _fingerprint(method: Method, cfg: RecipeConfig, resolved: dict[str, Any], runs: list[DataRun], weights_hash: str) -> str:
+    settings = {k: str(v) for k, v in {**dataclasses.asdict(cfg), **resolved}.items() if k not in ("data", "out")}
+    payload = {"method": method, "settings": settings, "data": [r.manifest_sha256 for r in runs], "model": weights_hash}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def finished_checkpoint(out: Path) -> dict[str, Any] | None:
+    """The training manifest of a finished checkpoint at ``out``, or None."""
+    path = out / MANIFEST
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def run_recipe(cfg: RecipeConfig, method: Method, make_trainer: Callable[[TrainContext], Any], console: Any = None) -> dict[str, Any]:
+    """Train ``cfg.model`` on ``cfg.data`` with the trainer ``make_trainer`` builds; returns the training manifest."""
+    from rich.console import Console
+
+    from judgeforge.models import load_tokenizer, resolve_model
+    from judgeforge.runs import argv, redact
+
+    console = console or Console(stderr=True)
+    runs = open_data(cfg.data, method)
+    base = resolve_model(cfg.model)
+    resolved, cites = resolve_defaults(cfg, runs)
+    fingerprint = _fingerprint(method, cfg, resolved, runs, base.weights_hash)
+    out = Path(cfg.out)
+    done = finished_checkpoint(out)
+    if done is not None:
+        if done.get("fingerprint") == fingerprint:
+            console.print(f"[green]already trained:[/] {out} (same data, model and settings); delete it to train again")
+            return done
+        raise UserError(f"--out '{out}' holds a checkpoint trained with other data or settings; choose another --out or delete it")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UserError(f"--out '{out}' exists and is not a judgeforge checkpoint; choose another --out")
+    work = out.with_name(f".{out.name}.partial")
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    started, clock = _now(), time.perf_counter()
+
+    tokenizer = load_tokenizer(base, trust_remote_code=cfg.trust_remote_code)
+
+    def load_model() -> Any:
+        from transformers import AutoModelForCausalLM
+
+        # fp32 master weights everywhere: lr 5e-7 updates vanish in pure bf16; on GPU TRL autocasts to bf16.
+        return AutoModelForCausalLM.from_pretrained(base.path, trust_remote_code=cfg.trust_remote_code)
+
+    from datasets import Dataset
+
+    dataset = Dataset.from_list(records(runs, method, tokenizer))
+    batch = int(resolved["batch_size"])
+    args = {
+        "output_dir": str(work / "trainer"),
+        "learning_rate": resolved["learning_rate"],
+        "num_train_epochs": resolved["epochs"],
+        "max_steps": cfg.max_steps,
+        "seed": cfg.seed,
+        "logging_steps": cfg.logging_steps,
+        "logging_first_step": True,
+        "save_strategy": "no",
+        "report_to": "none",
+        "gradient_checkpointing": cfg.gradient_checkpointing,
+        **hardware_args(cfg, batch),
+    }
+    trainer = make_trainer(TrainContext(cfg, runs, load_model(), tokenizer, dataset, args, load_model))
+    console.print(f"[bold]train {method}[/] {base.name} on {len(dataset):,} examples ({', '.join(r.kind for r in runs)}) → {out}")
+    result = trainer.train()
+    trainer.save_model(str(work))
+    tokenizer.save_pretrained(str(work))
+    shutil.rmtree(work / "trainer", ignore_errors=True)
+    losses = [{"step": h["step"], "loss": h["loss"]} for h in trainer.state.log_history if "loss" in h]
+    manifest = _manifest(method, cfg, runs, base, resolved, cites, args, trainer, result, losses)
+    manifest.update(fingerprint=fingerprint, command=redact(argv()), started_at=started, finished_at=_now(),
+                    seconds=round(time.perf_counter() - clock, 3), examples=len(dataset))
+    (work / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+    if out.exists():
+        out.rmdir()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(work, out)
+    console.print(f"[green]trained[/] {result.global_step} step(s), mean loss {result.training_loss:.4f} → {out}")
+    return manifest
+
+
+def _manifest(method: Method, cfg: RecipeConfig, runs: list[DataRun], base: Any, resolved: dict[str, Any], cites: list[str],
+              args: dict[str, Any], trainer: Any, result: Any, losses: list[dict[str, float]]) -> dict[str, Any]:
+    import torch
+    import transformers
+    import trl
+
+    hyper = {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(cfg).items() if k not in ("data", "out")}
+    hyper.update(resolved)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    return {
+        "judgeforge_version": __version__,
+        "method": method,
+        "trainer": type(trainer).__name__,
+        "base_model": base.describe(),
+        "data": [r.describe() for r in runs],
+        "versions": {"trl": trl.__version__, "transformers": transformers.__version__, "torch": torch.__version__},
+        "device": "cpu" if args["use_cpu"] else torch.cuda.get_device_name(0),
+        "hyperparameters": {
+            **hyper,
+            "per_device_train_batch_size": args["per_device_train_batch_size"],
+            "gradient_accumulation_steps": args["gradient_accumulation_steps"],
+            "world_size": world,
+            "effective_batch_size": args["per_device_train_batch_size"] * args["gradient_accumulation_steps"] * world,
+            "bf16": args["bf16"],
+        },
+        "defaults_from": cites,
+        "steps": result.global_step,
+        "train_loss": result.training_loss,
+        "final_loss": losses[-1]["loss"] if losses else None,
+        "losses": losses,
+        "log_history": trainer.state.log_history,
+    }
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -1,0 +1,289 @@
+"""``judgeforge loop``: M_i → data → M_{i+1}, T times, resumable stage by stage.
+
+Each iteration runs four stages, each one a ``judgeforge`` command in a child process (so the recorded
+command of every run is the real one, and memory goes back to the system between stages):
+
+1. **build** with M_i — ``step-prefs`` with M_i as policy and judge (self-rewarding, Zhang et al. 2025),
+   or ``self-taught`` with the seed model writing the pairs and M_i judging (Wang et al. 2024);
+2. **curate** with the kind's default spec (or ``--spec``);
+3. **train** — step-wise DPO from M_i (self-rewarding), or SFT of the *seed* model on this iteration's
+   judgments (self-taught: "the seed model is fine-tuned on the correct judgments" each iteration);
+4. **eval** — greedy final-answer accuracy of M_{i+1} on held-out problems (M1 is evaluated once first).
+
+Everything of iteration i lives under ``OUT/iter-<i>/`` (``build/``, ``curated/``, ``model/``,
+``eval.json``). ``OUT/loop.json`` records the settings and, per iteration, rows built, rows kept, the
+judge's parse-failure rate, the builder's own quality signal (final-answer accuracy of the step search;
+correct-verdict rate of the judge), the training loss and the held-out accuracy; it is rewritten
+atomically after every stage, so a killed loop re-run with the same command resumes at the first
+unfinished stage (a build resumes at its first unfinished shard). ``OUT/loop.png`` plots the metrics.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import json
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel
+from rich.console import Console
+from rich.table import Table
+
+from judgeforge.errors import UserError
+from judgeforge.sources import GYM_PREFIX
+
+STAGES = ("build", "curate", "train", "eval")
+
+
+def _rate(stats: dict[str, float], numerator: tuple[str, ...], denominator: str) -> float | None:
+    total = stats.get(denominator, 0)
+    return round(sum(stats.get(k, 0) for k in numerator) / total, 4) if total else None
+
+
+@dataclass(frozen=True)
+class LoopMethod:
+    """How one self-improvement method maps onto builders, kinds and recipes."""
+
+    builder: str
+    builder_options: Callable[[int], list[str]]
+    kind: str
+    recipe: Literal["sft", "dpo"]
+    train_from_seed: bool
+    quality_name: str
+    quality: Callable[[dict[str, float]], float | None]
+    parse_failures: Callable[[dict[str, float]], float | None]
+
+
+METHODS: dict[str, LoopMethod] = {
+    "self-rewarding": LoopMethod(
+        builder="step-prefs", builder_options=lambda i: [], kind="step_prefs", recipe="dpo", train_from_seed=False, quality_name="search accuracy",
+        quality=lambda s: _rate(s, ("solutions_correct",), "solutions_checked"),
+        parse_failures=lambda s: _rate(s, ("judge_forced", "judge_unparsable"), "judge_judgments"),
+    ),
+    "self-taught": LoopMethod(
+        builder="self-taught", builder_options=lambda i: ["--iteration", str(i)], kind="ste_judgments", recipe="sft", train_from_seed=True, quality_name="correct-verdict rate",
+        quality=lambda s: _rate(s, ("judgments_correct",), "judgments"),
+        parse_failures=lambda s: _rate(s, ("judge_forced", "judge_unparsable"), "judgments"),
+    ),
+}
+
+
+class LoopSettings(BaseModel):
+    """Everything that decides a loop's results; a re-run must match it to resume."""
+
+    method: Literal["self-rewarding", "self-taught"]
+    iterations: int
+    model: str
+    source: str
+    limit: int
+    seed: int
+    eval_source: str
+    eval_limit: int
+    eval_seed: int
+    eval_max_tokens: int
+    spec: str | None
+    build_args: list[str]
+    train_args: list[str]
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]
+
+
+class Loop:
+    """One loop directory: its state file, its stages, and the child commands that run them."""
+
+    def __init__(self, settings: LoopSettings, out: Path, console: Console) -> None:
+        self.settings = settings
+        self.method = METHODS[settings.method]
+        self.out = out
+        self.console = console
+        self.state_path = out / "loop.json"
+        self.state = self._open()
+
+    def _open(self) -> dict[str, Any]:
+        settings = self.settings.model_dump(mode="json")
+        if self.state_path.exists():
+            state = json.loads(self.state_path.read_text())
+            if state.get("fingerprint") != self.settings.fingerprint():
+                changed = sorted(k for k, v in settings.items() if state.get("settings", {}).get(k) != v)
+                raise UserError(f"{self.state_path} was started with other settings ({', '.join(changed)} differ); re-run the same command to resume, or use another --out")
+            return state
+        self.out.mkdir(parents=True, exist_ok=True)
+        return {"settings": settings, "fingerprint": self.settings.fingerprint(), "status": "running", "started_at": _now(), "baseline": None,
+                "iterations": []}
+
+    def save(self) -> None:
+        tmp = self.state_path.with_name(f".{self.state_path.name}.tmp")
+        tmp.write_text(json.dumps(self.state, indent=2) + "\n")
+        os.replace(tmp, self.state_path)
+
+    # --- paths and models -------------------------------------------------------------------------
+
+    def iter_dir(self, i: int) -> Path:
+        return self.out / f"iter-{i}"
+
+    def model_in(self, i: int) -> str:
+        """M_i: the starting model for i = 1, else the checkpoint iteration i - 1 trained."""
+        return self.settings.model if i == 1 else str(self.iter_dir(i - 1) / "model")
+
+    # --- stages -----------------------------------------------------------------------------------
+
+    def run(self) -> dict[str, Any]:
+        if self.state["baseline"] is None:
+            self.console.rule(f"[bold]eval M1[/] {self.settings.model}")
+            self.state["baseline"] = {"model": self.settings.model, "eval": self.evaluate(self.settings.model, self.out / "eval-m1.json")}
+            self.save()
+        for i in range(1, self.settings.iterations + 1):
+            record = self._iteration(i)
+            for stage in STAGES:
+                if stage in record:
+                    continue
+                self.console.rule(f"[bold]iteration {i}/{self.settings.iterations} · {stage}[/] ({self.settings.method})")
+                record[stage] = getattr(self, f"_{stage}")(i)
+                self.save()
+        self.state["status"] = "complete"
+        self.state["finished_at"] = _now()
+        self.save()
+        self.plot()
+        return self.state
+
+    def _iteration(self, i: int) -> dict[str, Any]:
+        for record in self.state["iterations"]:
+            if record["iteration"] == i:
+                return record
+        record = {"iteration": i, "model_in": self.model_in(i), "model_out": str(self.iter_dir(i) / "model")}
+        self.state["iterations"].append(record)
+        return record
+
+    def _build(self, i: int) -> dict[str, Any]:
+        s, m = self.settings, self.method
+        models = ["--model", s.model, "--judge-model", self.model_in(i)] if m.train_from_seed else ["--model", self.model_in(i)]
+        out = self.iter_dir(i) / "build"
+        # Iteration i draws new problems where the source allows it (reasoning-gym: one dataset per seed).
+        self.command(["build", m.builder, *models, "--source", s.source, "--limit", str(s.limit), "--seed", str(s.seed + i - 1),
+                      "--out", str(out), *m.builder_options(i), *s.build_args])
+        manifest = json.loads((out / m.kind / "manifest.json").read_text())
+        stats = manifest.get("builder_stats", {})
+        return {"run": str(out / m.kind), "run_id": manifest["run_id"], "rows": manifest["rows_out"],
+                "judge_parse_failure_rate": m.parse_failures(stats), "quality_name": m.quality_name, "quality": m.quality(stats)}
+
+    def _curate(self, i: int) -> dict[str, Any]:
+        out = self.iter_dir(i) / "curated"
+        shutil.rmtree(out, ignore_errors=True)  # the loop owns it: a curate killed mid-way starts over
+        spec = ["--spec", self.settings.spec] if self.settings.spec else []
+        self.command(["curate", str(self.iter_dir(i) / "build" / self.method.kind), "--out", str(out), *spec])
+        manifest = json.loads((out / "manifest.json").read_text())
+        funnel = manifest["curation"]["funnel"]
+        dropped = {step["name"]: step["dropped"] for step in funnel if step.get("dropped")}
+        if manifest["rows_out"] == 0:
+            worst = ", ".join(f"{k} dropped {v}" for k, v in sorted(dropped.items(), key=lambda kv: -kv[1]))
+            raise UserError(
+                f"iteration {i}: curation kept 0 of {manifest['curation']['rows_in']} rows ({worst or 'no rows built'}); nothing to train on. "
+                "Build more (--limit, --build-args) or loosen curation (--spec; a weak judge fails position_swap: try --spec step_prefs_weak_judge)"
+            )
+        return {"run": str(out), "rows": manifest["rows_out"], "dropped": dropped}
+
+    def _train(self, i: int) -> dict[str, Any]:
+        s, m = self.settings, self.method
+        base = s.model if m.train_from_seed else self.model_in(i)
+        out = self.iter_dir(i) / "model"
+        self.command(["train", m.recipe, "--data", str(self.iter_dir(i) / "curated"), "--model", base, "--out", str(out), *s.train_args])
+        manifest = json.loads((out / "training_manifest.json").read_text())
+        return {"checkpoint": str(out), "base_model": base, "steps": manifest["steps"], "examples": manifest["examples"],
+                "train_loss": manifest["train_loss"], "final_loss": manifest["final_loss"]}
+
+    def _eval(self, i: int) -> dict[str, Any]:
+        return self.evaluate(str(self.iter_dir(i) / "model"), self.iter_dir(i) / "eval.json")
+
+    def evaluate(self, model: str, out: Path) -> dict[str, Any]:
+        s = self.settings
+        self.command(["eval", "--model", model, "--source", s.eval_source, "--limit", str(s.eval_limit), "--seed", str(s.eval_seed),
+                      "--max-tokens", str(s.eval_max_tokens), "--out", str(out)])
+        result = json.loads(out.read_text())[0]
+        return {k: result[k] for k in ("accuracy", "correct", "graded", "unanswered", "seconds")}
+
+    def command(self, args: list[str]) -> None:
+        """Run one ``judgeforge`` command as a child that dies with the loop; fail the loop if it fails."""
+        shown = shlex.join(["judgeforge", *args])
+        self.console.print(f"[dim]$ {shown}[/]")
+        code = subprocess.call([sys.executable, "-m", "judgeforge.cli", *args], preexec_fn=_die_with_parent)
+        if code != 0:
+            raise UserError(f"stage command failed (exit {code}): {shown}; fix it and re-run the loop to resume here")
+
+    # --- report -----------------------------------------------------------------------------------
+
+    def table(self) -> Table:
+        """One row per iteration: the data M_i built, what curation kept, and the M_{i+1} trained on it."""
+        table = Table(title=f"judgeforge loop · {self.settings.method} · {self.out}")
+        headers = ("iter", "built by", "rows built", "rows kept", "judge parse fail", self.method.quality_name, "train loss", "trained", "held-out acc")
+        for name in headers:
+            table.add_column(name, justify="left" if name in ("built by", "trained") else "right")
+        baseline = self.state.get("baseline") or {}
+        table.add_row("0", "", "", "", "", "", "", "M1", _pct(baseline.get("eval", {}).get("accuracy")))
+        for r in self.state["iterations"]:
+            build, curate, train, ev = (r.get(k, {}) for k in STAGES)
+            i = r["iteration"]
+            table.add_row(
+                str(i), f"M{i}", str(build.get("rows", "")), str(curate.get("rows", "")), _pct(build.get("judge_parse_failure_rate")),
+                _pct(build.get("quality")), f"{train['train_loss']:.4f}" if train else "", f"M{i + 1}", _pct(ev.get("accuracy")),
+            )
+        return table
+
+    def plot(self) -> Path:
+        from judgeforge.train.eval import plot_accuracy
+
+        records = self.state["iterations"]
+        labels = [f"M{k}" for k in range(1, len(records) + 2)]
+        accuracy = [(self.state.get("baseline") or {}).get("eval", {}).get("accuracy")] + [r.get("eval", {}).get("accuracy") for r in records]
+        # The builder's quality signal is measured with M_i (the model the iteration starts from).
+        quality = [r.get("build", {}).get("quality") for r in records] + [None]
+        path = self.out / "loop.png"
+        plot_accuracy(labels, {"held-out accuracy": accuracy, self.method.quality_name: quality}, path, f"{self.settings.method} loop")
+        return path
+
+
+def build_settings(method: str, iterations: int, model: str, source: str, limit: int, seed: int, eval_source: str | None,
+                   eval_limit: int, eval_seed: int, eval_max_tokens: int, spec: str | None, build_args: str, train_args: str) -> LoopSettings:
+    """Check the options and fill the held-out set: the same gym task under another seed, or --eval-source."""
+    if eval_source is None:
+        if not source.startswith(GYM_PREFIX):
+            raise UserError("--eval-source is required when --source is not a gym: task (held-out problems must differ from the training problems)")
+        eval_source = source
+    if eval_source == source and source.startswith(GYM_PREFIX) and seed <= eval_seed < seed + iterations:
+        raise UserError(f"--eval-seed {eval_seed} is one of the build seeds ({seed}..{seed + iterations - 1}): the held-out problems would be training problems")
+    try:
+        build, train = shlex.split(build_args), shlex.split(train_args)
+    except ValueError as exc:
+        raise UserError(f"--build-args/--train-args: {exc}") from exc
+    owned = {"--model", "--judge-model", "--source", "--limit", "--seed", "--out"} & {a.split("=")[0] for a in build}
+    if owned:
+        raise UserError(f"--build-args may not set {', '.join(sorted(owned))}: the loop sets them")
+    owned = {"--data", "--model", "--out"} & {a.split("=")[0] for a in train}
+    if owned:
+        raise UserError(f"--train-args may not set {', '.join(sorted(owned))}: the loop sets them")
+    return LoopSettings(method=method, iterations=iterations, model=model, source=source, limit=limit, seed=seed, eval_source=eval_source,
+                        eval_limit=eval_limit, eval_seed=eval_seed, eval_max_tokens=eval_max_tokens, spec=spec, build_args=build, train_args=train)
+
+
+def _die_with_parent() -> None:
+    """Linux: the stage dies when the loop dies (a killed loop must not leave a stage writing into OUT)."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
