@@ -220,10 +220,10 @@ def summary(manifest: dict[str, Any]) -> dict[str, Any]:
 def _score_rprm(**kwargs: Any) -> None:
     from rich.console import Console
 
-    from judgeforge.cli import _run_build
+    from judgeforge.cli import run_build
     from judgeforge.runs import RunDir
 
-    _run_build(RprmScoreBuilder.name, dict(kwargs))
+    run_build(RprmScoreBuilder.name, dict(kwargs))
     run = RunDir(Path(kwargs["out"]) / RprmScoreRow.kind, RprmScoreRow.kind)
     manifest = run.read_manifest()
     console = Console()

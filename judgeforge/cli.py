@@ -109,7 +109,7 @@ def _make_build_command(name: str) -> click.Command:
     builder_cls = load_builder(name)
 
     def command(**kwargs: Any) -> None:
-        _run_build(name, kwargs)
+        run_build(name, kwargs)
 
     module_doc = (sys.modules[builder_cls.__module__].__doc__ or "").strip().replace("``", "")
     help_text = f"{builder_cls.summary[:1].upper()}{builder_cls.summary[1:]}.\n\n{module_doc}\n{_SHARED_HELP}"
@@ -117,7 +117,7 @@ def _make_build_command(name: str) -> click.Command:
     return click.command(name, help=help_text)(func)
 
 
-def _run_build(name: str, kwargs: dict[str, Any]) -> None:
+def run_build(name: str, kwargs: dict[str, Any]) -> None:
     from judgeforge.runs import RunOptions, ShardSpec, argv, execute, prepare_out, summary_table
     from judgeforge.sources import SourceConfig
 

@@ -83,7 +83,7 @@ def load_problems(cfg: SourceConfig) -> list[Problem]:
     if cfg.source.startswith(GYM_PREFIX):
         return _load_gym(cfg)
     path = Path(cfg.source).expanduser()
-    reader = _FILE_READERS.get(path.suffix.lower())
+    reader = FILE_READERS.get(path.suffix.lower())
     if reader is not None:
         if not path.is_file():
             raise UserError(f"source file '{cfg.source}' not found")
@@ -240,7 +240,7 @@ def _read_csv(path: Path, source: str) -> tuple[list[Row], list[str]]:
     return frame.to_dicts(), list(frame.columns)
 
 
-_FILE_READERS: dict[str, Callable[[Path, str], tuple[list[Row], list[str]]]] = {
+FILE_READERS: dict[str, Callable[[Path, str], tuple[list[Row], list[str]]]] = {
     ".jsonl": _read_jsonl,
     ".json": _read_json,
     ".parquet": _read_parquet,

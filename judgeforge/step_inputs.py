@@ -37,7 +37,7 @@ from pydantic import BaseModel
 
 from judgeforge.builders.steps import format_step
 from judgeforge.errors import UserError
-from judgeforge.sources import _FILE_READERS
+from judgeforge.sources import FILE_READERS
 
 Label = Literal["Yes", "No"]
 Layout = Literal["prm800k", "math-shepherd", "processbench", "trl-stepwise", "step-labels"]
@@ -140,7 +140,7 @@ def read_step_solutions(source: str | Path, limit: int | None = None) -> list[La
         )
     if not path.is_file():
         raise UserError(f"step-label file '{source}' not found")
-    rows, columns = _FILE_READERS[path.suffix.lower()](path, str(source))
+    rows, columns = FILE_READERS[path.suffix.lower()](path, str(source))
     if not rows:
         raise UserError(f"step-label file '{source}' has no rows")
     layout = detect_layout(rows[0], str(source))
