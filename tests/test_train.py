@@ -180,3 +180,18 @@ def test_loop_runs_two_iterations_and_resumes_after_a_kill(tmp_path: Path) -> No
     assert again.returncode == 0 and "$ judgeforge" not in again.stdout
     other = subprocess.run([sys.executable, "-m", "judgeforge.cli", "loop", *LOOP_ARGS, "--limit", "3", "--out", str(out)], capture_output=True, text=True)
     assert other.returncode == 2 and "limit differ" in other.stderr
+
+
+def test_loop_options_are_checked_before_anything_runs(tmp_path: Path) -> None:
+    out = tmp_path / "loop"
+    cases = {
+        ("--source", "problems.jsonl"): "--eval-source is required when --source is not a gym: task",
+        ("--eval-seed", "1", "--iterations", "3"): "--eval-seed 1 is one of the build seeds (0..2)",
+        ("--build-args", "--limit 3"): "--build-args may not set --limit: the loop sets them",
+        ("--train-args", "--model x --out y"): "--train-args may not set --model, --out: the loop sets them",
+        ("--build-args", "--judge-max-tokens '16"): "--build-args/--train-args: No closing quotation",
+    }
+    for args, message in cases.items():
+        result = invoke("loop", "--method", "self-rewarding", *args, "--out", str(out))
+        assert result.exit_code == 2 and message in result.output, result.output
+        assert not out.exists()

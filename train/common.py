@@ -218,6 +218,7 @@ def run_recipe(cfg: RecipeConfig, method: Method, make_trainer: Callable[[TrainC
     trainer = make_trainer(TrainContext(cfg, runs, load_model(), tokenizer, dataset, args, load_model))
     console.print(f"[bold]train {method}[/] {base.name} on {len(dataset):,} examples ({', '.join(r.kind for r in runs)}) → {out}")
     result = trainer.train()
+    trainer.model.config.use_cache = True  # training turns the KV cache off; the checkpoint is for generation
     trainer.save_model(str(work))
     tokenizer.save_pretrained(str(work))
     shutil.rmtree(work / "trainer", ignore_errors=True)

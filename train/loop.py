@@ -62,6 +62,8 @@ class LoopMethod:
     quality_name: str
     quality: Callable[[dict[str, float]], float | None]
     parse_failures: Callable[[dict[str, float]], float | None]
+    empty_build_hint: str
+    empty_curation_hint: str
 
 
 METHODS: dict[str, LoopMethod] = {
@@ -69,11 +71,16 @@ METHODS: dict[str, LoopMethod] = {
         builder="step-prefs", builder_options=lambda i: [], kind="step_prefs", recipe="dpo", train_from_seed=False, quality_name="search accuracy",
         quality=lambda s: _rate(s, ("solutions_correct",), "solutions_checked"),
         parse_failures=lambda s: _rate(s, ("judge_forced", "judge_unparsable"), "judge_judgments"),
+        empty_build_hint="pairs need candidates the judge tells apart: raise --limit or --num-candidates/--max-steps in --build-args",
+        empty_curation_hint="a small self-judge names the same position in both orders and fails position_swap: try --spec step_prefs_weak_judge",
     ),
     "self-taught": LoopMethod(
         builder="self-taught", builder_options=lambda i: ["--iteration", str(i)], kind="ste_judgments", recipe="sft", train_from_seed=True, quality_name="correct-verdict rate",
         quality=lambda s: _rate(s, ("judgments_correct",), "judgments"),
         parse_failures=lambda s: _rate(s, ("judge_forced", "judge_unparsable"), "judgments"),
+        empty_build_hint=("a position-biased judge's correct verdicts are mostly one label and balancing A/B drops the rest: "
+                          "raise --limit or --num-judgments in --build-args"),
+        empty_curation_hint="loosen the spec with --spec (label_balance needs both A and B rows)",
     ),
 }
 
@@ -174,6 +181,8 @@ class Loop:
                       "--out", str(out), *m.builder_options(i), *s.build_args])
         manifest = json.loads((out / m.kind / "manifest.json").read_text())
         stats = manifest.get("builder_stats", {})
+        if manifest["rows_out"] == 0:
+            raise UserError(f"iteration {i}: the build produced no rows (its counters are above); nothing to train on: {m.empty_build_hint}")
         return {"run": str(out / m.kind), "run_id": manifest["run_id"], "rows": manifest["rows_out"],
                 "judge_parse_failure_rate": m.parse_failures(stats), "quality_name": m.quality_name, "quality": m.quality(stats)}
 
@@ -187,10 +196,8 @@ class Loop:
         dropped = {step["name"]: step["dropped"] for step in funnel if step.get("dropped")}
         if manifest["rows_out"] == 0:
             worst = ", ".join(f"{k} dropped {v}" for k, v in sorted(dropped.items(), key=lambda kv: -kv[1]))
-            raise UserError(
-                f"iteration {i}: curation kept 0 of {manifest['curation']['rows_in']} rows ({worst or 'no rows built'}); nothing to train on. "
-                "Build more (--limit, --build-args) or loosen curation (--spec; a weak judge fails position_swap: try --spec step_prefs_weak_judge)"
-            )
+            raise UserError(f"iteration {i}: curation kept 0 of {manifest['curation']['rows_in']} rows ({worst}); nothing to train on: "
+                            f"{self.method.empty_curation_hint}")
         return {"run": str(out), "rows": manifest["rows_out"], "dropped": dropped}
 
     def _train(self, i: int) -> dict[str, Any]:
