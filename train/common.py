@@ -152,6 +152,20 @@ def hardware_args(cfg: RecipeConfig, batch_size: int) -> dict[str, Any]:
     }
 
 
+def _log_last_step_callback() -> Any:
+    from transformers import TrainerCallback
+
+    class LogLastStep(TrainerCallback):
+        """Log the loss at the final optimiser step too, so the manifest's final_loss is the last step's."""
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+            if state.global_step >= state.max_steps:
+                control.should_log = True
+            return control
+
+    return LogLastStep()
+
+
 def _fingerprint(method: Method, cfg: RecipeConfig, resolved: dict[str, Any], runs: list[DataRun], weights_hash: str) -> str:
     settings = {k: str(v) for k, v in {**dataclasses.asdict(cfg), **resolved}.items() if k not in ("data", "out")}
     payload = {"method": method, "settings": settings, "data": [r.manifest_sha256 for r in runs], "model": weights_hash}
@@ -216,6 +230,7 @@ def run_recipe(cfg: RecipeConfig, method: Method, make_trainer: Callable[[TrainC
         **hardware_args(cfg, batch),
     }
     trainer = make_trainer(TrainContext(cfg, runs, load_model(), tokenizer, dataset, args, load_model))
+    trainer.add_callback(_log_last_step_callback())
     console.print(f"[bold]train {method}[/] {base.name} on {len(dataset):,} examples ({', '.join(r.kind for r in runs)}) → {out}")
     result = trainer.train()
     trainer.model.config.use_cache = True  # training turns the KV cache off; the checkpoint is for generation
