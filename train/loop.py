@@ -72,7 +72,8 @@ METHODS: dict[str, LoopMethod] = {
         quality=lambda s: _rate(s, ("solutions_correct",), "solutions_checked"),
         parse_failures=lambda s: _rate(s, ("judge_forced", "judge_unparsable"), "judge_judgments"),
         empty_build_hint="pairs need candidates the judge tells apart: raise --limit or --num-candidates/--max-steps in --build-args",
-        empty_curation_hint="a small self-judge names the same position in both orders and fails position_swap: try --spec step_prefs_weak_judge",
+        empty_curation_hint=("a small self-judge's soft verdicts sit close together (score_gap) and name the same position in both orders "
+                             "(position_swap): try --spec step_prefs_weak_judge"),
     ),
     "self-taught": LoopMethod(
         builder="self-taught", builder_options=lambda i: ["--iteration", str(i)], kind="ste_judgments", recipe="sft", train_from_seed=True, quality_name="correct-verdict rate",
