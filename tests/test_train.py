@@ -62,6 +62,32 @@ def train_or_result(method: str, run: Path, out: Path) -> Any:
     return invoke("train", method, "--data", str(run), "--out", str(out), *TINY_TRAIN, "--max-length", "384")
 
 
+@slow
+def test_a_killed_training_resumes_from_its_last_checkpoint(step_prefs_run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "m2"
+    args = ["train", "dpo", "--data", str(step_prefs_run), "--out", str(out), "--max-steps", "4", "--batch-size", "2",
+            "--micro-batch-size", "2", "--logging-steps", "1", "--max-length", "384", "--save-steps", "1"]
+    log = tmp_path / "killed.log"
+    with log.open("wb") as sink:
+        proc = subprocess.Popen([sys.executable, "-m", "judgeforge.cli", *args], start_new_session=True, stdout=sink, stderr=subprocess.STDOUT)
+    state = tmp_path / ".m2.partial/trainer/checkpoint-2/trainer_state.json"
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and proc.poll() is None and not state.exists():
+        time.sleep(0.2)
+    assert proc.poll() is None, log.read_text()
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not out.exists()
+    result = invoke(*args)
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "training_manifest.json").read_text())
+    assert manifest["steps"] == 4 and int(manifest["resumed_from"].removeprefix("checkpoint-")) >= 2
+    assert "resuming from checkpoint-" in result.output
+    # Steps before the checkpoint come from its saved state, the rest from this run: every step logged once.
+    assert [r["step"] for r in manifest["losses"]] == [1, 2, 3, 4]
+    assert not (tmp_path / ".m2.partial").exists() and not (out / "trainer").exists()
+
+
 def test_recipes_refuse_kinds_they_cannot_train_on(step_prefs_run: Path, tmp_path: Path) -> None:
     for method in ("sft", "grpo"):
         result = invoke("train", method, "--data", str(step_prefs_run), "--out", str(tmp_path / method))

@@ -4,7 +4,8 @@ A recipe (``sft.py``, ``dpo.py``, ``grpo.py``) is a config dataclass that extend
 and a function that hands :func:`run_recipe` a factory for its TRL trainer. Everything else lives here,
 once: opening the ``--data`` runs, filling unset hyper-parameters from the paper behind the data's kind,
 CPU/GPU settings (the same recipe runs on either unchanged), the effective batch as the papers state
-it, the atomic checkpoint write (work dir + rename, so a killed run leaves no half checkpoint), and
+it, the atomic checkpoint write (work dir + rename, so a killed run leaves no half checkpoint; with
+``--save-steps`` a re-run resumes from the last intermediate checkpoint), and
 ``training_manifest.json``: data runs and their manifests' hashes, base model, library versions,
 hyper-parameters and losses. Re-running a finished recipe with the same settings trains nothing.
 
@@ -81,7 +82,8 @@ class RecipeConfig:
     max_steps: int = opt(-1, "Stop after this many optimiser steps (-1: run the epochs).")
     seed: int = opt(0, "Training seed (data order, dropout).")
     device: Literal["auto", "cpu", "cuda"] = opt("auto", "Where to train: cuda if available (bf16 autocast), else cpu (fp32).")
-    logging_steps: int = opt(10, "Log the loss every N optimiser steps (the first step is always logged).")
+    logging_steps: int = opt(10, "Log the loss every N optimiser steps (the first and last steps are always logged).")
+    save_steps: int = opt(0, "Keep a resumable checkpoint every N optimiser steps (0: none); a killed run re-run with the same command resumes from the last.")
     gradient_checkpointing: bool = opt(True, "Recompute activations in the backward pass: less memory, ~30% more compute (TRL's default).")
     trust_remote_code: bool = opt(False, "Allow custom model code from the checkpoint (off by default).")
 
@@ -172,6 +174,16 @@ def _fingerprint(method: Method, cfg: RecipeConfig, resolved: dict[str, Any], ru
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
+def _resumable(work: Path, fingerprint: str) -> list[Path]:
+    """Checkpoints an interrupted run with the same fingerprint left in its work dir, oldest first."""
+    marker = work / "fingerprint"
+    if not marker.is_file() or marker.read_text() != fingerprint:
+        return []
+    # trainer_state.json is the last file a checkpoint gets: without it the checkpoint was cut short.
+    found = [p for p in (work / "trainer").glob("checkpoint-*") if p.name.removeprefix("checkpoint-").isdigit() and (p / "trainer_state.json").is_file()]
+    return sorted(found, key=lambda p: int(p.name.removeprefix("checkpoint-")))
+
+
 def finished_checkpoint(out: Path) -> dict[str, Any] | None:
     """The training manifest of a finished checkpoint at ``out``, or None."""
     path = out / MANIFEST
@@ -200,8 +212,11 @@ def run_recipe(cfg: RecipeConfig, method: Method, make_trainer: Callable[[TrainC
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UserError(f"--out '{out}' exists and is not a judgeforge checkpoint; choose another --out")
     work = out.with_name(f".{out.name}.partial")
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
+    checkpoints = _resumable(work, fingerprint)
+    if not checkpoints:
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        (work / "fingerprint").write_text(fingerprint)
     started, clock = _now(), time.perf_counter()
 
     tokenizer = load_tokenizer(base, trust_remote_code=cfg.trust_remote_code)
@@ -224,7 +239,8 @@ def run_recipe(cfg: RecipeConfig, method: Method, make_trainer: Callable[[TrainC
         "seed": cfg.seed,
         "logging_steps": cfg.logging_steps,
         "logging_first_step": True,
-        "save_strategy": "no",
+        "save_strategy": "steps" if cfg.save_steps else "no",
+        **({"save_steps": cfg.save_steps, "save_total_limit": 2} if cfg.save_steps else {}),
         "report_to": "none",
         "gradient_checkpointing": cfg.gradient_checkpointing,
         **hardware_args(cfg, batch),
@@ -232,15 +248,19 @@ def run_recipe(cfg: RecipeConfig, method: Method, make_trainer: Callable[[TrainC
     trainer = make_trainer(TrainContext(cfg, runs, load_model(), tokenizer, dataset, args, load_model))
     trainer.add_callback(_log_last_step_callback())
     console.print(f"[bold]train {method}[/] {base.name} on {len(dataset):,} examples ({', '.join(r.kind for r in runs)}) → {out}")
-    result = trainer.train()
+    if checkpoints:
+        console.print(f"[yellow]resuming[/] from {checkpoints[-1].name} of an interrupted run with the same settings")
+    result = trainer.train(resume_from_checkpoint=str(checkpoints[-1]) if checkpoints else None)
     trainer.model.config.use_cache = True  # training turns the KV cache off; the checkpoint is for generation
     trainer.save_model(str(work))
     tokenizer.save_pretrained(str(work))
     shutil.rmtree(work / "trainer", ignore_errors=True)
+    (work / "fingerprint").unlink()
     losses = [{"step": h["step"], "loss": h["loss"]} for h in trainer.state.log_history if "loss" in h]
     manifest = _manifest(method, cfg, runs, base, resolved, cites, args, trainer, result, losses)
     manifest.update(fingerprint=fingerprint, command=redact(argv()), started_at=started, finished_at=_now(),
-                    seconds=round(time.perf_counter() - clock, 3), examples=len(dataset))
+                    seconds=round(time.perf_counter() - clock, 3), examples=len(dataset),
+                    resumed_from=checkpoints[-1].name if checkpoints else None)
     (work / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str) + "\n")
     if out.exists():
         out.rmdir()
