@@ -221,3 +221,29 @@ def test_loop_options_are_checked_before_anything_runs(tmp_path: Path) -> None:
         result = invoke("loop", "--method", "self-rewarding", *args, "--out", str(out))
         assert result.exit_code == 2 and message in result.output, result.output
         assert not out.exists()
+
+
+@slow
+def test_self_taught_loop_judges_with_m_i_and_fine_tunes_the_seed_model(tmp_path: Path) -> None:
+    out = tmp_path / "ste-loop"
+    args = ["loop", "--method", "self-taught", "--iterations", "2", "--source", "gym:basic_arithmetic", "--limit", "8", "--eval-limit", "1",
+            "--eval-max-tokens", "16", "--build-args",
+            "--num-judgments 6 --keep-per-pair 6 --instruction-max-tokens 40 --response-max-tokens 24 --judge-max-tokens 16",
+            "--train-args", "--max-steps 2 --batch-size 2 --micro-batch-size 2", "--out", str(out)]
+    result = subprocess.run([sys.executable, "-m", "judgeforge.cli", *args], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    state = json.loads((out / "loop.json").read_text())
+    seed = resolve_model("smollm2").weights_hash
+    for i, record in enumerate(state["iterations"], start=1):
+        build = json.loads((out / f"iter-{i}/build/ste_judgments/manifest.json").read_text())
+        # The seed model writes the pairs; M_i judges them; the rows say which iteration's judge wrote them.
+        assert build["models"]["policy"]["weights_hash"] == seed
+        assert build["models"]["judge"]["weights_hash"] == resolve_model(record["model_in"]).weights_hash
+        assert {r["iteration"] for r in read_rows(out / f"iter-{i}/curated")} == {i}
+        assert record["build"]["quality_name"] == "correct-verdict rate"
+        stats = build["builder_stats"]
+        assert record["build"]["quality"] == round(stats["judgments_correct"] / stats["judgments"], 4)
+        # Each iteration fine-tunes the seed model on its own judgments (Wang et al.), not M_i.
+        training = json.loads((out / f"iter-{i}/model/training_manifest.json").read_text())
+        assert training["base_model"]["weights_hash"] == seed and training["method"] == "sft"
+    assert state["iterations"][1]["model_in"] == str(out / "iter-1/model")
