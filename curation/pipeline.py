@@ -40,6 +40,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from judgeforge import __version__
 from judgeforge.curation.filters import FILTERS, Decontaminate, Filter, Stage, lit, one_row
 from judgeforge.errors import UserError
+from judgeforge.data_cards.runinfo import reproduce_commands
 from judgeforge.runs import RunDir, open_run, redact
 from judgeforge.schemas.base import KIND_KEY, SCHEMA_VERSION_KEY, BaseRow, arrow_schema
 
@@ -412,6 +413,8 @@ def _manifest(
             "log": LOG_NAME,
         },
         "command": redact(opts.command),
+        # The whole chain, so the card and the Hub manifest can rebuild it after the input run is gone.
+        "commands": [*reproduce_commands(source), redact(opts.command)],
         "status": "complete",
         "started_at": started,
         "finished_at": _now(),

@@ -57,6 +57,8 @@ def test_default_spec_curates_a_real_built_run(step_prefs_run: Path, tmp_path: P
         assert later["rows_in"] == earlier["rows_out"]
     source = json.loads((step_prefs_run / "manifest.json").read_text())
     assert manifest["curation"]["input"]["run_id"] == source["run_id"] and manifest["builder"] == source["builder"]
+    # The chain that rebuilds it travels with the curated run: the build's command, then this curate command.
+    assert manifest["commands"] == [source["command"], manifest["command"]]
 
     log = {r["id"]: r["filter"] for r in pq.read_table(out / "curation_log.parquet").to_pylist()}
     alive = rows
