@@ -51,7 +51,7 @@ def shared_build_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--solution-col", default=None, help="Column holding a gold step-by-step solution, if any."),
         click.option("--id-col", default=None, help="Column holding a stable problem id (default: file name + row number)."),
         click.option("--split", default="train", show_default=True, help="Split to read from a datasets id."),
-        click.option("--limit", type=click.IntRange(min=1), default=None, help="Use only the first N problems."),
+        click.option("--limit", type=click.IntRange(min=1), default=None, help="Use only the first N inputs (problems; step-labelled solutions for rprm-* and score)."),
         click.option("--model", default="smollm2", show_default=True, help="Policy model: 'smollm2' (embedded SmolLM2-135M-Instruct), a local checkpoint, a Hub id, or (openai engine) the served model name."),
         click.option("--judge-model", default=None, help="Judge model for builders that judge (default: the policy model itself, i.e. self-rewarding)."),
         click.option("--engine", type=click.Choice(ENGINE_KINDS), default="transformers", show_default=True, help="Generation backend."),
