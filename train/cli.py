@@ -176,7 +176,7 @@ def eval_command(models: tuple[str, ...], source: str, question_col: str, answer
 @click.option("--method", type=click.Choice(["self-rewarding", "self-taught"]), required=True, help="self-rewarding: step-prefs + step-wise DPO; self-taught: judge data + SFT.")
 @click.option("--iterations", type=click.IntRange(min=1), default=3, show_default=True, help="How many models to train (M1 → M2 → ... → M{T+1}).")
 @click.option("--model", default="smollm2", show_default=True, help="M1, the model the loop starts from (for self-taught also the seed model each iteration fine-tunes).")
-@click.option("--source", default="gym:gsm_symbolic", show_default=True, help="Training problems: gym:<task> (new problems each iteration), a local file, or a datasets id.")
+@click.option("--source", default="gym:gsm_symbolic", show_default=True, help="Training problems: gym:<task> (new problems each iteration, one seed each), or a local file / datasets id (the same first --limit problems every iteration).")
 @click.option("--limit", type=click.IntRange(min=1), default=16, show_default=True, help="Problems built per iteration.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of iteration 1's build; iteration i uses seed + i - 1.")
 @click.option("--eval-source", default=None, help="Held-out problems (default: the --source gym task under --eval-seed).")
