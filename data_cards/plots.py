@@ -1,4 +1,4 @@
-"""The PNG plots a card shows beside its text: histograms and bar charts drawn with matplotlib (Agg).
+"""The PNG plots judgeforge draws with matplotlib (Agg): a card's histograms and bar charts, the loop's lines.
 
 A number table says how many rows passed a filter; a picture says at once whether the judge's margins
 are all tiny or the search mostly ran out of steps. Each function draws one small figure and writes it
@@ -60,4 +60,20 @@ def bars(labels: Sequence[str], counts: Sequence[float], title: str, path: Path,
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_title(title)
     ax.set_xlabel(xlabel)
+    return _save(fig, path)
+
+
+def lines(labels: Sequence[str], series: dict[str, Sequence[float | None]], title: str, path: Path) -> Path:
+    """One line per series of rates (0..1) across ``labels`` (models, iterations); a None is a gap."""
+    fig, ax = plt.subplots(figsize=_SIZE)
+    xs = list(range(len(labels)))
+    for name, values in series.items():
+        points = [(x, v) for x, v in zip(xs, values, strict=True) if v is not None]
+        ax.plot([x for x, _ in points], [v for _, v in points], marker="o", label=name)
+    ax.set_xticks(xs, labels, rotation=20, ha="right")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_ylabel("rate")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
     return _save(fig, path)

@@ -143,9 +143,14 @@ class RunDir:
         return json.loads(self.manifest_path.read_text())
 
     def write_json(self, path: Path, payload: dict[str, Any]) -> None:
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        tmp.write_text(json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n")
-        os.replace(tmp, path)
+        write_json(path, payload)
+
+
+def write_json(path: Path, payload: Any) -> None:
+    """Write JSON atomically (temp file + rename): a reader never sees half a file."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n")
+    os.replace(tmp, path)
 
 
 def open_run(root: Path, kind: str) -> RunDir:

@@ -9,7 +9,6 @@ override. Heavy libraries are imported when a command runs, so the CLI starts fa
 from __future__ import annotations
 
 import dataclasses
-import json
 import sys
 import typing
 from collections.abc import Callable
@@ -62,9 +61,9 @@ def load_recipe(path: Path) -> tuple[str, dict[str, Any]]:
     if not isinstance(data, dict) or data.get("recipe") not in RECIPES:
         raise UserError(f"{path}: needs a 'recipe:' key, one of {', '.join(RECIPES)}")
     method = data.pop("recipe")
-    validate_config(RECIPES[method][0], {"data": [], **data}, str(path))
     if isinstance(data.get("data"), str):
         data["data"] = [data["data"]]
+    validate_config(RECIPES[method][0], {"data": [], **data}, str(path))
     return method, data
 
 
@@ -152,7 +151,9 @@ def eval_command(models: tuple[str, ...], source: str, question_col: str, answer
     task's own scorer (reasoning-gym) or math-verify. Prints one row per model.
     """
     from judgeforge.sources import SourceConfig
-    from judgeforge.train.eval import evaluate, plot_accuracy
+    from judgeforge.data_cards.plots import lines
+    from judgeforge.runs import write_json
+    from judgeforge.train.eval import evaluate
 
     cfg = SourceConfig(source=source, question_col=question_col, answer_col=answer_col, id_col=id_col, split=split, limit=limit, seed=seed)
     options = {"device": device, "batch_size": batch_size}
@@ -165,11 +166,10 @@ def eval_command(models: tuple[str, ...], source: str, question_col: str, answer
     Console().print(table)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.tmp")
-        tmp.write_text(json.dumps([r.model_dump(mode="json") for r in results], indent=2) + "\n")
-        tmp.replace(out)
+        write_json(out, [r.model_dump(mode="json") for r in results])
     if plot is not None:
-        plot_accuracy([r.model for r in results], {"accuracy": [r.accuracy for r in results]}, plot, f"held-out accuracy · {source}")
+        plot.parent.mkdir(parents=True, exist_ok=True)
+        lines([r.model for r in results], {"accuracy": [r.accuracy for r in results]}, f"held-out accuracy · {source}", plot)
 
 
 @click.command("loop")

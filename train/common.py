@@ -32,7 +32,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from judgeforge import __version__
 from judgeforge.errors import UserError
-from judgeforge.train.data import DataRun, Method, open_data, records
+from judgeforge.train.data import DataRun, Method, open_data, training_dataset
 
 MANIFEST = "training_manifest.json"
 
@@ -195,7 +195,7 @@ def run_recipe(cfg: RecipeConfig, method: Method, make_trainer: Callable[[TrainC
     from rich.console import Console
 
     from judgeforge.models import load_tokenizer, resolve_model
-    from judgeforge.runs import argv, redact
+    from judgeforge.runs import argv, redact, write_json
 
     console = console or Console(stderr=True)
     runs = open_data(cfg.data, method)
@@ -213,7 +213,8 @@ def run_recipe(cfg: RecipeConfig, method: Method, make_trainer: Callable[[TrainC
         raise UserError(f"--out '{out}' exists and is not a judgeforge checkpoint; choose another --out")
     work = out.with_name(f".{out.name}.partial")
     checkpoints = _resumable(work, fingerprint)
-    if not checkpoints:
+    main_process = int(os.environ.get("RANK", "0")) == 0  # under accelerate launch, one process owns the files
+    if not checkpoints and main_process:
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
         (work / "fingerprint").write_text(fingerprint)
@@ -227,9 +228,7 @@ def run_recipe(cfg: RecipeConfig, method: Method, make_trainer: Callable[[TrainC
         # fp32 master weights everywhere: lr 5e-7 updates vanish in pure bf16; on GPU TRL autocasts to bf16.
         return AutoModelForCausalLM.from_pretrained(base.path, trust_remote_code=cfg.trust_remote_code)
 
-    from datasets import Dataset
-
-    dataset = Dataset.from_list(records(runs, method, tokenizer))
+    dataset = training_dataset(runs, method, tokenizer)
     batch = int(resolved["batch_size"])
     args = {
         "output_dir": str(work / "trainer"),
@@ -252,16 +251,18 @@ def run_recipe(cfg: RecipeConfig, method: Method, make_trainer: Callable[[TrainC
         console.print(f"[yellow]resuming[/] from {checkpoints[-1].name} of an interrupted run with the same settings")
     result = trainer.train(resume_from_checkpoint=str(checkpoints[-1]) if checkpoints else None)
     trainer.model.config.use_cache = True  # training turns the KV cache off; the checkpoint is for generation
-    trainer.save_model(str(work))
-    tokenizer.save_pretrained(str(work))
-    shutil.rmtree(work / "trainer", ignore_errors=True)
-    (work / "fingerprint").unlink()
+    trainer.save_model(str(work))  # every process takes part (ZeRO-3 gathers the weights); the main one writes
     losses = [{"step": h["step"], "loss": h["loss"]} for h in trainer.state.log_history if "loss" in h]
     manifest = _manifest(method, cfg, runs, base, resolved, cites, args, trainer, result, losses)
     manifest.update(fingerprint=fingerprint, command=redact(argv()), started_at=started, finished_at=_now(),
                     seconds=round(time.perf_counter() - clock, 3), examples=len(dataset),
                     resumed_from=checkpoints[-1].name if checkpoints else None)
-    (work / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+    if not trainer.is_world_process_zero():
+        return manifest
+    tokenizer.save_pretrained(str(work))
+    shutil.rmtree(work / "trainer", ignore_errors=True)
+    (work / "fingerprint").unlink()
+    write_json(work / MANIFEST, manifest)
     if out.exists():
         out.rmdir()
     out.parent.mkdir(parents=True, exist_ok=True)

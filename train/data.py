@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from judgeforge.errors import UserError
@@ -72,8 +73,6 @@ class DataRun:
     def describe(self) -> dict[str, Any]:
         return {"path": str(self.path), "kind": self.kind, "run_id": self.run_id, "rows": self.rows, "manifest_sha256": self.manifest_sha256}
 
-    def read(self) -> list[dict[str, Any]]:
-        return [row for shard in self.shards for row in pq.read_table(shard).to_pylist()]
 
 
 def open_data(paths: Sequence[Path], method: Method) -> list[DataRun]:
@@ -104,6 +103,19 @@ def open_data(paths: Sequence[Path], method: Method) -> list[DataRun]:
     return runs
 
 
-def records(runs: Sequence[DataRun], method: Method, tokenizer: Any) -> list[dict[str, Any]]:
-    """The TRL records of every run, in ``--data`` order."""
-    return [record for run in runs for record in VIEWS[method][run.kind].build(run.read(), tokenizer)]
+def training_dataset(runs: Sequence[DataRun], method: Method, tokenizer: Any) -> Any:
+    """The TRL records of every run, in ``--data`` order, as one ``datasets.Dataset``.
+
+    One shard at a time goes through Python (the views are functions of rows); its records go straight
+    into Arrow, so peak Python memory is one shard's rows, not the whole training set's.
+    """
+    from datasets import Dataset
+
+    parts = [
+        pa.Table.from_pylist(VIEWS[method][run.kind].build(pq.read_table(shard).to_pylist(), tokenizer))
+        for run in runs
+        for shard in run.shards
+        if pq.read_metadata(shard).num_rows
+    ]
+    # A shard whose optional column is all null gets a null type; promotion unifies it with the others.
+    return Dataset(pa.concat_tables(parts, promote_options="default"))

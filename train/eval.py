@@ -4,14 +4,12 @@ The model solves each problem greedily in the same step-by-step format the build
 prompt, the assistant turn opened with ``Step 1:``), in one batched engine call; the answer is checked
 by the problem's own checker (reasoning-gym's scorer for ``gym:`` tasks, math-verify otherwise).
 ``judgeforge eval`` prints one row per model and, with ``--plot``, draws accuracy across the models in
-the order given (M1, M2, ... of a loop).
+the order given (M1, M2, ... of a loop) with :func:`judgeforge.data_cards.plots.lines`.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
@@ -80,29 +78,3 @@ def evaluate(model: str, source: SourceConfig, max_tokens: int = 256, engine_opt
         correct=right, unanswered=sum(r.answer is None for r in results), accuracy=right / len(graded) if graded else None,
         max_tokens=max_tokens, seconds=round(time.perf_counter() - clock, 3), results=results,
     )
-
-
-def plot_accuracy(labels: Sequence[str], series: dict[str, Sequence[float | None]], path: Path, title: str) -> None:
-    """A line plot of one or more metrics (0..1) across models or iterations, written atomically as PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    xs = list(range(len(labels)))
-    for name, values in series.items():
-        points = [(x, v) for x, v in zip(xs, values, strict=True) if v is not None]
-        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=name)
-    ax.set_xticks(xs, labels, rotation=20, ha="right")
-    ax.set_ylim(-0.02, 1.02)
-    ax.set_ylabel("rate")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(path)

@@ -23,7 +23,6 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import json
-import os
 import shlex
 import shutil
 import signal
@@ -40,6 +39,7 @@ from rich.console import Console
 from rich.table import Table
 
 from judgeforge.errors import UserError
+from judgeforge.runs import write_json
 from judgeforge.sources import GYM_PREFIX
 
 STAGES = ("build", "curate", "train", "eval")
@@ -131,9 +131,7 @@ class Loop:
                 "iterations": []}
 
     def save(self) -> None:
-        tmp = self.state_path.with_name(f".{self.state_path.name}.tmp")
-        tmp.write_text(json.dumps(self.state, indent=2) + "\n")
-        os.replace(tmp, self.state_path)
+        write_json(self.state_path, self.state)
 
     # --- paths and models -------------------------------------------------------------------------
 
@@ -248,7 +246,7 @@ class Loop:
         return table
 
     def plot(self) -> Path:
-        from judgeforge.train.eval import plot_accuracy
+        from judgeforge.data_cards.plots import lines
 
         records = self.state["iterations"]
         labels = [f"M{k}" for k in range(1, len(records) + 2)]
@@ -256,8 +254,7 @@ class Loop:
         # The builder's quality signal is measured with M_i (the model the iteration starts from).
         quality = [r.get("build", {}).get("quality") for r in records] + [None]
         path = self.out / "loop.png"
-        plot_accuracy(labels, {"held-out accuracy": accuracy, self.method.quality_name: quality}, path, f"{self.settings.method} loop")
-        return path
+        return lines(labels, {"held-out accuracy": accuracy, self.method.quality_name: quality}, f"{self.settings.method} loop", path)
 
 
 def build_settings(method: str, iterations: int, model: str, source: str, limit: int, seed: int, eval_source: str | None,
@@ -273,7 +270,7 @@ def build_settings(method: str, iterations: int, model: str, source: str, limit:
         build, train = shlex.split(build_args), shlex.split(train_args)
     except ValueError as exc:
         raise UserError(f"--build-args/--train-args: {exc}") from exc
-    owned = {"--model", "--judge-model", "--source", "--limit", "--seed", "--out"} & {a.split("=")[0] for a in build}
+    owned = {"--model", "--judge-model", "--source", "--limit", "--seed", "--out", "--iteration"} & {a.split("=")[0] for a in build}
     if owned:
         raise UserError(f"--build-args may not set {', '.join(sorted(owned))}: the loop sets them")
     owned = {"--data", "--model", "--out"} & {a.split("=")[0] for a in train}
