@@ -20,7 +20,7 @@ $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 
 demo: install
 	$(BIN)/judgeforge build step-prefs --model smollm2 --source gym:gsm_symbolic --limit 3 \
-		--num-candidates 3 --max-steps 3 --max-step-tokens 48 --judge-max-tokens 32 --out $(DEMO_OUT)
+		--num-candidates 3 --max-steps 3 --max-step-tokens 48 --judge-max-tokens 32 --tie-epsilon 0 --out $(DEMO_OUT)
 
 test: install argilla-server
 	$(BIN)/python -m pytest -q

@@ -7,14 +7,17 @@ Offline we have no PRM, so the label comes from rollouts: for each problem we ta
 solution (random depth, seeded), sample candidate next steps from the policy, estimate each candidate's
 value as the fraction of R completions from it that reach the gold answer (a candidate that already
 states an answer is valued by that answer), and pair the best with the worst when their values differ by
-at least ``--min-gap``. The judge (``--judge-model``, default the policy itself) then judges the pair in
-both orders with the shared pairwise prompt; only judgments agreeing with the rollout label in both
-orders are kept, and both orders are emitted, so "A is better" and "B is better" balance exactly.
+at least ``--min-gap``. Candidates are distinct as the judge sees them (stripped); a candidate none of
+whose rollouts finished has no value and is dropped (counted), never ranked as the worst. The judge
+(``--judge-model``, default the policy itself) then judges the pair in both orders with the shared
+pairwise prompt; only judgments agreeing with the rollout label in both orders are kept, and both
+orders are emitted, so "A is better" and "B is better" balance exactly.
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Iterable
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -51,6 +54,19 @@ class EftConfig(BaseModel):
     )
 
 
+def distinct_candidates(bodies: Iterable[str]) -> list[str]:
+    """Candidate step bodies, one per text the judge sees (stripped), first occurrence kept; empty ones dropped.
+
+    The pairwise judge compares stripped candidates, so two bodies that differ only in surrounding
+    whitespace are one candidate: kept apart, they could be paired and get no judgment at all.
+    """
+    kept: dict[str, str] = {}
+    for body in bodies:
+        kept.setdefault(body.strip(), body)
+    kept.pop("", None)
+    return list(kept.values())
+
+
 def _evidence_judgment(pair: tuple[Problem, list[str], str, str, float, float], rollouts: int, better_slot: str) -> Judgment:
     """A judgment written from the rollout values alone, showing the better step in ``better_slot``."""
     _, _, _, _, v_good, v_bad = pair
@@ -65,7 +81,7 @@ def _evidence_judgment(pair: tuple[Problem, list[str], str, str, float, float], 
 
 class EftBuilder(Builder[EftConfig]):
     name = "eft"
-    version = "0.1.0"
+    version = "0.2.0"
     summary = "pairwise next-step judgments labelled by Monte-Carlo rollouts, kept when consistent in both orders"
     row_model = EftRow
     Config = EftConfig
@@ -81,16 +97,16 @@ class EftBuilder(Builder[EftConfig]):
 
         step_params = SamplingParams(n=cfg.num_candidates, temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_step_tokens, stop=STEP_STOPS, seed=seed)
         requests = [next_step_request(p.question, prefix, derive_seed(seed, p.id, "eft-step")) for p, prefix in zip(problems, prefixes, strict=True)]
-        candidates = [
-            list(dict.fromkeys(b for b in (step_body(c) for c in out if c.ok) if b.strip()))
-            for out in policy.generate(requests, step_params)
-        ]
+        candidates = [distinct_candidates(step_body(c) for c in out if c.ok) for out in policy.generate(requests, step_params)]
         self.stats["candidates"] += sum(map(len, candidates))
 
-        values = self._values(problems, prefixes, candidates)
         pairs: list[tuple[Problem, list[str], str, str, float, float]] = []
-        for problem, prefix, cands, vals in zip(problems, prefixes, candidates, values, strict=True):
+        for problem, prefix, scored in zip(problems, prefixes, self._values(problems, prefixes, candidates), strict=True):
+            cands = [c for c, v in scored if v is not None]
+            vals = [v for _, v in scored if v is not None]
+            self.stats["candidates_no_finished_rollout"] += len(scored) - len(cands)
             if len(cands) < 2:
+                self.stats["too_few_candidates"] += 1
                 continue
             self.stats["pairs_considered"] += 1
             best = max(range(len(cands)), key=lambda i: (vals[i], -i))
@@ -124,8 +140,9 @@ class EftBuilder(Builder[EftConfig]):
             return gold[:-1]
         return gold[: random.Random(derive_seed(self.ctx.seed, problem.id, "eft-depth")).randint(1, len(gold)) - 1]
 
-    def _values(self, problems: list[Problem], prefixes: list[list[str]], candidates: list[list[str]]) -> list[list[float]]:
-        """Rollout value of every candidate; a candidate that already states an answer is valued by it."""
+    def _values(self, problems: list[Problem], prefixes: list[list[str]], candidates: list[list[str]]) -> list[list[tuple[str, float | None]]]:
+        """Every candidate with its rollout value (None: no rollout finished); one that already states an
+        answer is valued by it."""
         cfg = self.config
         jobs = [
             (problem, [*prefix, format_step(len(prefix) + 1, body)])
@@ -137,16 +154,16 @@ class EftBuilder(Builder[EftConfig]):
         results = iter(rollout_values(self.ctx.engines["policy"], jobs, cfg.rollouts, params, self.ctx.seed))
         values = []
         for problem, cands in zip(problems, candidates, strict=True):
-            row = []
+            row: list[tuple[str, float | None]] = []
             for body in cands:
                 if has_final_answer(body):
-                    row.append(1.0 if check_answer(problem, body) else 0.0)
+                    row.append((body, 1.0 if check_answer(problem, body) else 0.0))
                     continue
                 result = next(results)
                 self.stats["rollouts"] += result.rollouts
                 self.stats["rollouts_unfinished"] += result.unfinished
                 self.stats["rollouts_failed"] += result.failed
-                row.append(result.value or 0.0)
+                row.append((body, result.value))
             values.append(row)
         return values
 
@@ -183,11 +200,13 @@ class EftBuilder(Builder[EftConfig]):
         gap_ok = considered - stats.get("dropped_gap", 0)
         judged = stats.get("judge_judgments", 0)
         return [
+            ("candidates (dropped: no finished rollout)", f"{stats.get('candidates', 0):g} ({stats.get('candidates_no_finished_rollout', 0):g})"),
+            ("problems with fewer than two valued candidates", f"{stats.get('too_few_candidates', 0):g}"),
             ("pairs considered", f"{considered:g}"),
             ("kept by the value gap", rate(gap_ok, considered)),
             ("judgments parsed / forced / unparsable", f"{stats.get('judge_parsed', 0):g} / {stats.get('judge_forced', 0):g} / {stats.get('judge_unparsable', 0):g} of {judged:g}"),
             ("consistent in both orders", rate(stats.get("pairs_kept", 0), gap_ok)),
             ("pairs kept", f"{stats.get('pairs_kept', 0):g}"),
             ("rows (A / B)", f"{stats.get('rows', 0):g} ({stats.get('label_A', 0):g} / {stats.get('label_B', 0):g})"),
-            ("rollouts (unfinished)", f"{stats.get('rollouts', 0):g} ({stats.get('rollouts_unfinished', 0):g})"),
+            ("rollouts (unfinished / failed)", f"{stats.get('rollouts', 0):g} ({stats.get('rollouts_unfinished', 0):g} / {stats.get('rollouts_failed', 0):g})"),
         ]

@@ -38,7 +38,7 @@ class IftConfig(BaseModel):
 
 class IftBuilder(Builder[IftConfig]):
     name = "ift"
-    version = "0.1.0"
+    version = "0.2.0"
     summary = "step-by-step solutions {x, y} for instruction fine-tuning (gold or rejection-sampled)"
     row_model = IftRow
     Config = IftConfig

@@ -11,6 +11,20 @@ manifest tells parsed, forced and unparsable verdicts apart. A forced verdict is
 returns log-probabilities: the first candidate wins P(A) / (P(A) + P(B)) of the comparison and the second
 the rest, so a judge that merely prefers whichever step it saw first scores both candidates alike
 instead of handing out arbitrary wins. Parsed verdicts are hard wins, as in the paper.
+
+A verdict is an uppercase ``A`` or ``B`` standing as a token: inside ``[[ ]]``, or closing a "verdict:"
+clause ("Final verdict: B", "**Verdict:** [A]."). Anything else — a lowercase letter ("verdict: a"),
+an article ("My verdict: A tie"), a sentence ("Verdict: A is better") — is no verdict, and an output
+naming both letters contradicts itself and has none either.
+
+A :class:`Ranking` keeps both signals: ``scores`` (the soft wins above, what orders candidates) and
+``wins`` (every judgment's verdict, parsed or forced, as one whole win), plus the number of distinct
+candidates as the judge saw them (stripped). Fewer than two distinct candidates is not a tie: there is
+nothing to compare. Whether best and worst tie is :meth:`Ranking.tie`'s question, asked with the
+caller's epsilon: an exact tie (equal scores) or a score gap below the epsilon. Parsed verdicts give
+whole-number scores, so any epsilon in (0, 1] is the paper's exact-tie rule; forced soft verdicts can
+separate two candidates by a hair, and :meth:`Ranking.decided_by_soft_scores` tells when a step the
+caller accepts would have tied (or gone the other way) on hard verdicts.
 """
 
 from __future__ import annotations
@@ -37,7 +51,11 @@ JUDGE_INSTRUCTIONS = (
 )
 VERDICT_LEAD = "Verdict: [["
 _BRACKETED = re.compile(r"\[\[\s*([AB])\s*\]\]")
-_LOOSE = re.compile(r"(?i)\bverdict\s*[:\-]?\s*\**\s*(?:step\s+)?\[?\[?\s*([AB])\b")
+_LOOSE = re.compile(
+    r"(?i:\bverdict\b)\s*[:\-]?[\s*]*(?:(?i:step|response)\s+)?\[{0,2}\s*([AB])\s*\]{0,2}[*)]*(?=[ \t]*(?:$|[.,;!(]))",
+    re.MULTILINE,
+)
+"""A "verdict" clause closed by a bare uppercase letter (brackets, bold and punctuation allowed, no further word)."""
 
 
 def judge_user_message(question: str, previous_steps: Sequence[str], step_a: str, step_b: str) -> str:
@@ -50,8 +68,8 @@ def judge_user_message(question: str, previous_steps: Sequence[str], step_a: str
 
 
 def parse_verdict(text: str) -> Verdict | None:
-    """The verdict of a judgment, or None when it has none or contradicts itself."""
-    found = set(_BRACKETED.findall(text)) or set(_LOOSE.findall(text))
+    """The verdict of a judgment, or None when it has none or names both letters (bracketed or loose)."""
+    found = set(_BRACKETED.findall(text)) | set(_LOOSE.findall(text))
     if len(found) != 1:
         return None
     return "A" if "A" in found else "B"
@@ -83,9 +101,18 @@ class CandidateGroup:
     seed: int
 
 
+TieKind = Literal["exact", "epsilon"]
+_FLOAT_NOISE = 1e-9
+"""Score gaps this small are summation noise, not a judgment: they count as exact ties."""
+
+
 @dataclass
 class Ranking:
+    """One group's outcome: soft ``scores`` (the ranking signal), hard ``wins``, every judgment."""
+
     scores: list[float]
+    wins: list[int]
+    distinct: int
     judgments: list[Judgment] = field(default_factory=list)
 
     @property
@@ -97,8 +124,26 @@ class Ranking:
         return min(range(len(self.scores)), key=lambda i: (self.scores[i], -i))
 
     @property
-    def tied(self) -> bool:
-        return max(self.scores) == min(self.scores)
+    def identical(self) -> bool:
+        """Fewer than two distinct candidates (as the judge sees them): nothing was compared."""
+        return self.distinct < 2
+
+    @property
+    def gap(self) -> float:
+        return self.scores[self.best] - self.scores[self.worst]
+
+    def tie(self, epsilon: float) -> TieKind | None:
+        """Whether best and worst tie: ``exact`` (equal scores) or ``epsilon`` (a gap below ``epsilon``)."""
+        if self.identical:
+            return None
+        if self.gap <= _FLOAT_NOISE:
+            return "exact"
+        return "epsilon" if self.gap < epsilon else None
+
+    @property
+    def decided_by_soft_scores(self) -> bool:
+        """Best beats worst on soft scores only: on hard verdicts they tie, or worst has more wins."""
+        return not self.identical and self.wins[self.best] <= self.wins[self.worst]
 
 
 @dataclass
@@ -114,6 +159,10 @@ class JudgeStats:
         return dict(self.__dict__)
 
 
+Match = tuple[int, int, int]
+"""(group, x, y): candidates x and y of one group, judged in both orders."""
+
+
 class PairwiseJudge:
     """Ranks groups of candidates with batched pairwise judgments (all groups share each engine call)."""
 
@@ -124,7 +173,10 @@ class PairwiseJudge:
         self.stats = JudgeStats()
 
     def rank(self, groups: Sequence[CandidateGroup], strategy: Strategy) -> list[Ranking]:
-        rankings = [Ranking(scores=[0.0] * len(g.candidates)) for g in groups]
+        rankings = [
+            Ranking(scores=[0.0] * len(g.candidates), wins=[0] * len(g.candidates), distinct=len({c.strip() for c in g.candidates}))
+            for g in groups
+        ]
         if strategy == "all-pairs":
             matches = [(g, i, j) for g, group in enumerate(groups) for i in range(len(group.candidates)) for j in range(i + 1, len(group.candidates))]
             self._play(groups, rankings, matches)
@@ -132,22 +184,21 @@ class PairwiseJudge:
         alive = [list(range(len(g.candidates))) for g in groups]
         while any(len(a) > 1 for a in alive):
             matches = [(g, a[k], a[k + 1]) for g, a in enumerate(alive) for k in range(0, len(a) - 1, 2)]
-            wins = self._play(groups, rankings, matches)
+            margins = self._play(groups, rankings, matches)
             for g, a in enumerate(alive):
-                winners = [x if wins[(g, x, y)] >= 0 else y for x, y in zip(a[0::2], a[1::2], strict=False)]
+                winners = [x if margins[(g, x, y)] >= 0 else y for x, y in zip(a[0::2], a[1::2], strict=False)]
                 alive[g] = winners + (a[-1:] if len(a) % 2 else [])
         return rankings
 
-    def _play(
-        self, groups: Sequence[CandidateGroup], rankings: list[Ranking], matches: list[tuple[int, int, int]]
-    ) -> dict[tuple[int, int, int], float]:
-        """Judge every match in both orders; add wins to scores; return x's wins minus y's per match."""
+    def _play(self, groups: Sequence[CandidateGroup], rankings: list[Ranking], matches: list[Match]) -> dict[Match, float]:
+        """Judge every match in both orders; add soft and hard wins; return x's soft wins minus y's per match."""
         requests: list[Request] = []
-        slots: list[tuple[int, int, int]] = []
-        margin: dict[tuple[int, int, int], float] = {}
-        for g, x, y in matches:
+        slots: list[tuple[Match, int, int]] = []
+        margin: dict[Match, float] = {}
+        for match in matches:
+            g, x, y = match
             group = groups[g]
-            margin[(g, x, y)] = 0
+            margin[match] = 0.0
             cx, cy = group.candidates[x].strip(), group.candidates[y].strip()
             if cx == cy:
                 self.stats.skipped_identical += 2
@@ -156,12 +207,13 @@ class PairwiseJudge:
                 self.stats.skipped_empty += 2
                 winner = x if cx else y
                 rankings[g].scores[winner] += 2
-                margin[(g, x, y)] = 2 if winner == x else -2
+                rankings[g].wins[winner] += 2
+                margin[match] = 2.0 if winner == x else -2.0
                 continue
             for first, second in ((x, y), (y, x)):
                 text = judge_user_message(group.question, group.previous_steps, group.candidates[first], group.candidates[second])
                 requests.append(Request.chat(text, seed=derive_seed(group.seed, "judge", first, second)))
-                slots.append((g, first, second))
+                slots.append((match, first, second))
         outputs = self.engine.generate(requests, self.params)
         raws = [c[0].text if c[0].ok else "" for c in outputs]
         weights: list[float | None] = [_hard(parse_verdict(r)) for r in raws]
@@ -171,8 +223,8 @@ class PairwiseJudge:
             for k, weight in zip(missing, self._force([requests[k] for k in missing], [raws[k] for k in missing]), strict=True):
                 if weight is not None:
                     weights[k], forced[k] = weight, True
-                    raws[k] = raws[k].rstrip() + "\n\n" + VERDICT_LEAD + ("A" if weight >= 0.5 else "B") + "]]"
-        for (g, first, second), raw, weight, was_forced in zip(slots, raws, weights, forced, strict=True):
+                    raws[k] = raws[k].rstrip() + "\n\n" + VERDICT_LEAD + _verdict(weight) + "]]"
+        for (match, first, second), raw, weight, was_forced in zip(slots, raws, weights, forced, strict=True):
             self.stats.judgments += 1
             if weight is None:
                 self.stats.unparsable += 1
@@ -180,15 +232,16 @@ class PairwiseJudge:
                 self.stats.forced += 1
             else:
                 self.stats.parsed += 1
-            verdict = None if weight is None else ("A" if weight >= 0.5 else "B")
-            rankings[g].judgments.append(
+            ranking = rankings[match[0]]
+            verdict = None if weight is None else _verdict(weight)
+            ranking.judgments.append(
                 Judgment(first=first, second=second, raw=raw, verdict=verdict, forced=was_forced, p_first=weight if was_forced else None)
             )
             if weight is not None:
-                rankings[g].scores[first] += weight
-                rankings[g].scores[second] += 1 - weight
-                key = (g, min(first, second), max(first, second))  # matches always list the lower index first
-                margin[key] += (weight - 0.5) * (1 if first == key[1] else -1) * 2
+                ranking.scores[first] += weight
+                ranking.scores[second] += 1 - weight
+                ranking.wins[first if verdict == "A" else second] += 1
+                margin[match] += (2 * weight - 1) * (1 if first == match[1] else -1)
         return margin
 
     def _force(self, requests: list[Request], raws: list[str]) -> list[float | None]:
@@ -202,6 +255,11 @@ class PairwiseJudge:
 
 def _hard(verdict: Verdict | None) -> float | None:
     return None if verdict is None else (1.0 if verdict == "A" else 0.0)
+
+
+def _verdict(weight: float) -> Verdict:
+    """The hard verdict of a (possibly soft) weight: the more likely letter, A on an exact coin."""
+    return "A" if weight >= 0.5 else "B"
 
 
 def _forced_weight(completion: Completion) -> float | None:

@@ -3,7 +3,9 @@
 With no process reward model offline, a step is graded the way Math-Shepherd grades it: complete the
 solution R times from the steps so far and count how many completions reach the gold answer. EFT uses
 these values to ground which of two candidate steps is better; step-label building uses them to mark
-each step correct or not. One batched engine call covers every prefix of every problem.
+each step correct or not. One batched engine call covers every prefix of every problem. A prefix none
+of whose rollouts finished (engine errors, token budget) has no value at all rather than 0.0, so a
+failed call can never make a step "wrong" or a candidate "worst".
 """
 
 from __future__ import annotations
@@ -27,10 +29,16 @@ class RolloutResult:
     failed: int
 
     @property
+    def finished(self) -> int:
+        """Rollouts that came back and ended (a final answer, or a stop before the token budget)."""
+        return self.rollouts - self.failed - self.unfinished
+
+    @property
     def value(self) -> float | None:
-        """Fraction of finished-or-not rollouts reaching the gold answer; None when every call failed."""
-        scored = self.rollouts - self.failed
-        return self.correct / scored if scored else None
+        """Fraction of the returned rollouts (finished or not) reaching the gold answer; None when no
+        rollout finished (every call failed or ran out of budget), which is no evidence either way:
+        callers drop or leave unlabelled what has no value, never read it as 0."""
+        return self.correct / (self.rollouts - self.failed) if self.finished else None
 
 
 def rollout_values(
@@ -44,7 +52,7 @@ def rollout_values(
 
     ``params`` sets temperature, top_p and the completion budget; ``n`` is replaced by ``rollouts`` and no
     stop strings apply (a rollout runs to the end of the solution). A rollout that hits its token budget
-    without a final answer counts as unfinished (and not correct).
+    without a final answer counts as unfinished (and not correct); see :attr:`RolloutResult.value`.
     """
     requests = [
         next_step_request(problem.question, list(steps), derive_seed(seed, problem.id, "rollout", *steps))

@@ -9,15 +9,20 @@ analysis model (--model; the paper used Llama-3.3-70B-Instruct) writes K analyse
 one batched call, with the prompt of builders/rprm_format.py: previous-steps analysis, now-step
 analysis, calculation analysis, then "Verification: Is the step correct (Yes/No)? Yes|No".
 
-Verdicts are parsed; analyses with none, with both Yes and No, with several (agreeing or contradictory)
-verdict lines, or cut by the token budget are malformed: counted per kind and never kept. With
---force-verdict an analysis without a verdict (none, truncated) is continued with the verdict lead and
-its verdict is drawn from the model's own Yes/No distribution there (P(Yes) from the softmax over the
-two tokens, at --temperature; the greedy token when the engine gives no log-probabilities), counted as
-forced; the paper drops such analyses, hence off by default. rprm-sft keeps the distinct analyses whose verdict matches the label, at most
---keep-per-input. rprm-prefs pairs a matching analysis (chosen) with a non-matching one (rejected), at
-most --max-pairs-per-input pairs (the paper's filter: 2), preferring pairs that reuse no analysis;
-inputs whose valid analyses all agree with each other yield nothing.
+Verdicts are parsed by builders/rprm_format.py: only the verdict line the prompt asks for counts ("Yes"
+or "No" spelt so, standing alone after the lead). Analyses with none, with both Yes and No, with several
+(agreeing or contradictory) verdict lines, with their verdict off the format (another case) or cut by
+the token budget are malformed: counted per kind and never kept. With --force-verdict an analysis
+without a verdict (none, truncated) is continued with the verdict lead and its verdict is drawn from the
+model's own Yes/No distribution there (P(Yes) from the softmax over the two tokens, at --temperature;
+the greedy token when the engine gives no log-probabilities), counted as forced, and such an analysis
+is a training target like any other: rows mark it (forced_verdict; chosen_forced_verdict /
+rejected_forced_verdict). The paper drops such analyses, hence off by default.
+
+rprm-sft keeps the distinct analyses whose verdict matches the label, at most --keep-per-input.
+rprm-prefs pairs a matching analysis (chosen) with a non-matching one (rejected), at most
+--max-pairs-per-input pairs (the paper's filter: 2), preferring pairs that reuse no analysis; inputs
+whose valid analyses all agree with each other yield nothing.
 
 The Yes/No balance of the inputs and of the rows is reported; --balance first keeps a seeded
 balanced subset of the inputs (every input of the rarer label and as many drawn of the other, over the
@@ -62,7 +67,8 @@ class RprmConfig(BaseModel):
     force_verdict: bool = Field(
         False,
         description="give an analysis without a verdict one: continue it with the verdict lead and draw Yes/No from the model's "
-        "P(Yes) there at --temperature (counted as forced)",
+        "P(Yes) there at --temperature; forced analyses are counted, marked in their rows and kept as training targets "
+        "(off: they are malformed and dropped, as in the paper)",
     )
     balance: bool = Field(False, description="keep only a seeded Yes/No-balanced subset of the inputs")
 
@@ -210,7 +216,7 @@ class _RprmBuilder(Builder[ConfigT]):
 
 class RprmSftBuilder(_RprmBuilder[RprmSftConfig]):
     name = "rprm-sft"
-    version = "0.1.0"
+    version = "0.2.0"
     summary = "R-PRM SFT data: sampled step analyses whose Yes/No verdict matches the step label"
     row_model = RprmSftRow
     Config = RprmSftConfig
@@ -234,7 +240,7 @@ class RprmSftBuilder(_RprmBuilder[RprmSftConfig]):
 
 class RprmPrefsBuilder(_RprmBuilder[RprmPrefsConfig]):
     name = "rprm-prefs"
-    version = "0.1.0"
+    version = "0.2.0"
     summary = "R-PRM preference pairs: a label-matching step analysis (chosen) against a non-matching one (rejected)"
     row_model = RprmPrefsRow
     Config = RprmPrefsConfig

@@ -7,10 +7,20 @@ rprm-sft and rprm-prefs builders sample such analyses and keep them by their ver
 P(Yes) at the verdict slot; the TRL views train on the same prompt. The wording of the prompt is ours
 (the paper's structure, not its text).
 
-A verdict is *malformed* when the analysis has no verdict line (``none``), names both Yes and No in it
+A verdict is the verdict line exactly as the prompt asks for it: the lead ``Verification: Is the step
+correct (Yes/No)?`` (any spacing) followed by ``Yes`` or ``No`` spelt so — on the lead's line, or first
+on the next non-blank line when the lead ends its line — optionally in Markdown emphasis (``**Yes**``),
+and standing alone: the end of the line or a punctuation mark follows it, and the line names no other
+verdict. "Yesterday", "No idea" or "Yes because ..." are not verdicts. A verdict
+line in another case ("verification: is the step correct (yes/no)? yes", "... YES") is a verdict
+*off the format*: the kept analysis is a training target that must end with the verdict line the
+prompt asks for, so it is never kept, but it still counts when an analysis restates its verdict.
+
+An analysis is *malformed* when it has no verdict (``none``), names both Yes and No in a verdict line
 (``both``), has several verdict lines that disagree (``contradictory``) or agree (``several``: the
-chosen analysis must end with its verdict once), or ran out of tokens before giving one
-(``truncated``). Malformed analyses are counted and never kept.
+chosen analysis must end with its verdict once), gives its one verdict off the format
+(``off_format``), or ran out of tokens before giving one (``truncated``). Malformed analyses are
+counted and never kept.
 """
 
 from __future__ import annotations
@@ -26,8 +36,8 @@ from judgeforge.step_inputs import Label, StepInput
 
 VERDICT_LEAD = "Verification: Is the step correct (Yes/No)?"
 ANALYSIS_START = "Previous steps analysis:"
-Status = Literal["ok", "none", "both", "contradictory", "several", "truncated"]
-MALFORMED: tuple[Status, ...] = ("none", "both", "contradictory", "several", "truncated")
+Status = Literal["ok", "none", "both", "contradictory", "several", "off_format", "truncated"]
+MALFORMED: tuple[Status, ...] = ("none", "both", "contradictory", "several", "off_format", "truncated")
 
 ANALYSIS_INSTRUCTIONS = (
     "Check one step of a math solution: the now step, given the problem and the steps before it. Reason in "
@@ -38,7 +48,12 @@ ANALYSIS_INSTRUCTIONS = (
     "Calculation analysis: redo the now step's calculations and compare the results.\n"
     f'End with the line "{VERDICT_LEAD} Yes" if the now step is correct, or "{VERDICT_LEAD} No" if it is not.'
 )
-_LEAD = re.compile(r"Verification\s*:\s*Is\s+the\s+step\s+correct\s*\(\s*Yes\s*/\s*No\s*\)\s*\?", re.IGNORECASE)
+_LEAD_PATTERN = r"Verification\s*:\s*Is\s+the\s+step\s+correct\s*\(\s*Yes\s*/\s*No\s*\)\s*\?"
+_LEAD = re.compile(_LEAD_PATTERN, re.IGNORECASE)  # every verdict line, in any case
+_FORMAT_LEAD = re.compile(_LEAD_PATTERN)  # the lead as the prompt spells it
+# The answer after a lead: Yes or No (any case here; the case is checked apart), maybe in Markdown
+# emphasis, followed by the end of the line or a punctuation mark, never by more of a word or phrase.
+_ANSWER = re.compile(r"(?P<em>\*{1,2}|_{1,2}|)(?P<word>yes|no)[.!]?(?P=em)(?=\s*$|[.,;:!])", re.IGNORECASE)
 _WORD = re.compile(r"\b(yes|no)\b", re.IGNORECASE)
 
 
@@ -60,36 +75,57 @@ def analysis_request(item: StepInput, seed: int) -> Request:
 
 class VerdictParse(NamedTuple):
     """A parsed analysis: the verdict (None when malformed), the status, and the text kept — the
-    analysis up to and including its verdict word (the whole text when malformed)."""
+    analysis up to and including its verdict (the whole text when malformed)."""
 
     verdict: Label | None
     status: Status
     text: str
 
 
+class _Answer(NamedTuple):
+    """What one verdict line says: its verdict, whether it is in the prompt's format, where it ends."""
+
+    verdict: Label
+    in_format: bool
+    end: int
+
+
+def _read_verdict_line(text: str, lead: re.Match[str], stop: int) -> _Answer | Literal["both"] | None:
+    """The answer after ``lead``: on its line, or alone on the next non-blank line (before ``stop``)."""
+    after = text[lead.end() : stop]
+    offset = lead.end() + len(after) - len(after.lstrip())
+    line = after.lstrip().split("\n", 1)[0]
+    if {w.lower() for w in _WORD.findall(line)} == {"yes", "no"}:
+        return "both"
+    answer = _ANSWER.match(line)
+    if answer is None:
+        return None
+    word = answer.group("word")
+    in_format = word in ("Yes", "No") and _FORMAT_LEAD.fullmatch(lead.group()) is not None
+    end = answer.end() if answer.group("em") else answer.end("word")
+    return _Answer("Yes" if word.lower() == "yes" else "No", in_format, offset + end)
+
+
 def parse_analysis(text: str, finish_reason: str = "stop") -> VerdictParse:
     """Read the verdict line(s) of an analysis (the full assistant turn, or its continuation)."""
     leads = list(_LEAD.finditer(text))
-    verdicts: list[tuple[Label | None, int]] = []
+    answers: list[_Answer] = []
     for n, lead in enumerate(leads):
-        end = leads[n + 1].start() if n + 1 < len(leads) else len(text)
-        after = text[lead.end() : end]
-        offset = lead.end() + len(after) - len(after.lstrip())
-        line = after.lstrip().split("\n", 1)[0]
-        words = {w.group(1).lower(): w for w in _WORD.finditer(line)}
-        if len(words) == 2:
+        answer = _read_verdict_line(text, lead, leads[n + 1].start() if n + 1 < len(leads) else len(text))
+        if answer == "both":
             return VerdictParse(None, "both", text)
-        word = next(iter(words.values()), None)
-        verdicts.append((None, -1) if word is None else ("Yes" if word.group(1).lower() == "yes" else "No", offset + word.end()))
-    found = [(v, end) for v, end in verdicts if v is not None]
-    if not found:
+        if answer is not None:
+            answers.append(answer)
+    if not answers:
         return VerdictParse(None, "truncated" if finish_reason == "length" else "none", text)
-    if len({v for v, _ in found}) > 1:
+    if len({a.verdict for a in answers}) > 1:
         return VerdictParse(None, "contradictory", text)
-    if len(found) > 1:
+    if len(answers) > 1:
         return VerdictParse(None, "several", text)
-    verdict, end = found[0]
-    return VerdictParse(verdict, "ok", text[:end])
+    answer = answers[0]
+    if not answer.in_format:
+        return VerdictParse(None, "off_format", text)
+    return VerdictParse(answer.verdict, "ok", text[: answer.end])
 
 
 def verdict_line(verdict: Label) -> str:

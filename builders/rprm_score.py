@@ -10,25 +10,38 @@ case and leading-space variants of Yes and No are summed. When the engine return
 `method` says which (p_yes, vote; none when no evaluation gave a verdict) and the manifest counts them.
 
 Inputs are step-labelled solutions (judgeforge.step_inputs: PRM800K, Math-Shepherd, ProcessBench, TRL
-stepwise files or a step_labels run); --limit keeps the first N solutions. Only the steps the metric
-needs are scored: every step of a correct solution, the steps up to the first wrong one of an
-erroneous one. ProcessBench (Zheng et al., 2024, arXiv 2412.06559): the predicted first wrong step is
-the first step whose reward is below --threshold (-1: none); accuracy is measured apart on erroneous
-solutions (prediction = the labelled index) and on correct ones (prediction = -1), and F1 is their
-harmonic mean. Solutions whose first wrong step is unknown, or with a step nobody could score, are
-counted and left out. judgeforge score rprm writes per-step rewards to OUT/rprm_scores/data (resumable,
-like every build) and the metric to OUT/rprm_scores/summary.json.
+stepwise files or a step_labels run), or a folder of such files read in name order (ProcessBench's
+splits saved as gsm8k.jsonl, math.jsonl, olympiadbench.jsonl, omnimath.jsonl); --limit keeps the first
+N solutions over all of them. A solution belongs to the subset its row's `subset` field names, else to
+the file (or run dir) it came from, by name. Only the steps the metric needs are scored: every step of
+a correct solution, the steps up to the first wrong one of an erroneous one.
+
+ProcessBench (Zheng et al., 2024, arXiv 2412.06559): the predicted first wrong step is the first step
+whose reward is below the threshold (-1: none); accuracy is measured apart on erroneous solutions
+(prediction = the labelled index) and on correct ones (prediction = -1), a subset's F1 is their
+harmonic mean, and the benchmark's figure is the mean of the subsets' F1s (undefined unless every
+subset has both kinds of solution), not one F1 over the pooled solutions. score rprm's --threshold is a
+number (0.5 unless given) or `sweep`: the threshold that maximises the F1 of the subset
+--threshold-split names (e.g. gsm8k), tried at 0, 1 and every midpoint between two consecutive distinct
+rewards of that subset (ties: the lowest); every subset, that one included, is then reported at it.
+Solutions whose first wrong step is unknown, or with a step nobody could score, are counted and left
+out. judgeforge score rprm writes per-step rewards to OUT/rprm_scores/data (resumable, like every
+build) and the metric — per subset, their mean, and which threshold was used and how it was chosen —
+to OUT/rprm_scores/summary.json. The rewards do not depend on the threshold: re-running with another
+--threshold on the same --out recomputes nothing but the metric.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+import math
+from collections.abc import Iterable, Sequence
+from itertools import pairwise
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import click
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError, computed_field, field_validator, model_validator
 
 from judgeforge.builders.base import Builder
 from judgeforge.builders.rprm_format import VERDICT_LEAD, analysis_request, slot_verdict, verdict_slot_prefix
@@ -36,34 +49,87 @@ from judgeforge.engines.base import Request, SamplingParams, derive_seed
 from judgeforge.errors import UserError
 from judgeforge.schemas.base import BaseRow
 from judgeforge.schemas.rprm import RprmScoreRow
-from judgeforge.sources import GYM_PREFIX, SourceConfig
-from judgeforge.step_inputs import LabelledSolution, read_step_solutions
+from judgeforge.sources import FILE_READERS, GYM_PREFIX, SourceConfig
+from judgeforge.step_inputs import STEP_LABELS_KIND, LabelledSolution, read_step_solutions
+
+SUBSET_FIELD = "subset"
+_STEP_FILE_SUFFIXES = (".jsonl", ".json", ".parquet")  # the files judgeforge.step_inputs reads
 
 
 class RprmScoreConfig(BaseModel):
     k: int = Field(10, ge=1, description="sampled evaluations per step; the reward is their mean P(Yes) (paper: 10)")
-    threshold: float = Field(0.5, ge=0.0, le=1.0, description="the predicted first wrong step is the first whose reward is below this")
     temperature: float = Field(0.2, ge=0.0, description="sampling temperature of the evaluations (R-PRM repository: 0.2)")
     top_p: float = Field(0.95, gt=0.0, le=1.0, description="nucleus sampling of the evaluations (R-PRM repository: 0.95)")
     max_tokens: int = Field(512, ge=1, description="token budget of one analysis before its verdict")
 
 
+# --- inputs: labelled solutions and their subsets -----------------------------------------------------
+
+
+class SubsetSolution(LabelledSolution):
+    """A labelled solution and the subset the benchmark reports it in."""
+
+    subset: str
+
+
+def read_subset_solutions(source: str | Path, limit: int | None = None) -> list[SubsetSolution]:
+    """The labelled solutions of a step-label file, step_labels run dir, or folder of step-label files
+    (in name order; ``limit``: the first N over all), each with its subset: the row's ``subset`` field,
+    else the name of its file or run dir."""
+    path = Path(source).expanduser()
+    solutions: list[SubsetSolution] = []
+    for part in _step_files(path) or [path]:
+        left = None if limit is None else limit - len(solutions)
+        if left == 0:
+            break
+        found = read_step_solutions(part, left)
+        subsets = _row_subsets(part, len(found))
+        solutions += [SubsetSolution(**s.model_dump(), subset=subset) for s, subset in zip(found, subsets, strict=True)]
+    seen: set[str] = set()
+    for solution in solutions:
+        if solution.id in seen:
+            raise UserError(f"{source}: solution id '{solution.id}' occurs in more than one file")
+        seen.add(solution.id)
+    return solutions
+
+
+def _step_files(path: Path) -> list[Path]:
+    """The step-label files of a folder of them; [] for a file or a step_labels run (dir or its --out)."""
+    if not path.is_dir() or (path / "data").is_dir() or (path / STEP_LABELS_KIND).is_dir():
+        return []
+    return sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in _STEP_FILE_SUFFIXES)
+
+
+def _row_subsets(path: Path, count: int) -> list[str]:
+    """The subset of each of the first ``count`` rows of a step-label file (one name for a run dir)."""
+    if path.is_dir():
+        return [path.stem] * count
+    rows, _ = FILE_READERS[path.suffix.lower()](path, str(path))
+    return [str(row[SUBSET_FIELD]) if isinstance(row, dict) and row.get(SUBSET_FIELD) is not None else path.stem for row in rows[:count]]
+
+
+# --- the metric ----------------------------------------------------------------------------------------
+
+
 class ProcessBenchScore(BaseModel):
-    """ProcessBench counts: solutions judged right among the erroneous and among the correct ones."""
+    """ProcessBench counts of one subset: solutions judged right among the erroneous and the correct ones."""
 
     erroneous: int = 0
     erroneous_right: int = 0
     correct: int = 0
     correct_right: int = 0
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def accuracy_erroneous(self) -> float | None:
         return self.erroneous_right / self.erroneous if self.erroneous else None
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def accuracy_correct(self) -> float | None:
         return self.correct_right / self.correct if self.correct else None
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def f1(self) -> float | None:
         """Harmonic mean of the two accuracies; None unless both kinds of solution were scored."""
@@ -71,6 +137,15 @@ class ProcessBenchScore(BaseModel):
         if a is None or b is None:
             return None
         return 2 * a * b / (a + b) if a + b else 0.0
+
+
+class SolutionRewards(BaseModel):
+    """One scored solution as the metric sees it: its subset, its label (-1: correct) and step rewards."""
+
+    id: str
+    subset: str
+    first_wrong: int
+    rewards: list[float]
 
 
 def predicted_first_wrong(rewards: Sequence[float], threshold: float) -> int:
@@ -91,7 +166,135 @@ def processbench_score(labels: Sequence[int], predictions: Sequence[int]) -> Pro
     return score
 
 
-def _reward(p_yes: list[float | None], votes: list[str | None]) -> tuple[float | None, str]:
+def score_at(solutions: Sequence[SolutionRewards], threshold: float) -> ProcessBenchScore:
+    """The ProcessBench counts of ``solutions`` at ``threshold``."""
+    return processbench_score([s.first_wrong for s in solutions], [predicted_first_wrong(s.rewards, threshold) for s in solutions])
+
+
+def by_subset(solutions: Iterable[SolutionRewards]) -> dict[str, list[SolutionRewards]]:
+    """Solutions grouped by subset, subsets in name order."""
+    groups: dict[str, list[SolutionRewards]] = {}
+    for solution in solutions:
+        groups.setdefault(solution.subset, []).append(solution)
+    return dict(sorted(groups.items()))
+
+
+def threshold_candidates(rewards: Iterable[float]) -> list[float]:
+    """0, 1 and the midpoint between every two consecutive distinct rewards, ascending: every distinct
+    set of predictions a threshold in [0, 1] can give is given by one of them."""
+    values = sorted(set(rewards))
+    return sorted({0.0, 1.0, *((a + b) / 2 for a, b in pairwise(values))})
+
+
+def _right_interval(solution: SolutionRewards) -> tuple[float, float]:
+    """(lo, hi): the solution is judged right exactly at the thresholds t with lo < t <= hi — every step
+    before its first wrong one is at least t, and that one (if any) below t."""
+    if solution.first_wrong == -1:
+        return -math.inf, min(solution.rewards)
+    return solution.rewards[solution.first_wrong], min(solution.rewards[: solution.first_wrong], default=math.inf)
+
+
+def sweep_threshold(solutions: Sequence[SolutionRewards], name: str) -> float:
+    """The candidate threshold maximising the F1 of ``solutions`` (subset ``name``); ties: the lowest."""
+    erroneous = [_right_interval(s) for s in solutions if s.first_wrong != -1]
+    correct = [_right_interval(s) for s in solutions if s.first_wrong == -1]
+    if not erroneous or not correct:
+        raise UserError(
+            f"--threshold-split '{name}' has {len(erroneous)} erroneous and {len(correct)} correct solutions; choosing a threshold "
+            "needs both (the scores are kept: re-run with another --threshold-split or a number)"
+        )
+
+    def f1(threshold: float) -> float:
+        score = ProcessBenchScore(
+            erroneous=len(erroneous), erroneous_right=sum(lo < threshold <= hi for lo, hi in erroneous),
+            correct=len(correct), correct_right=sum(lo < threshold <= hi for lo, hi in correct),
+        )
+        return score.f1 or 0.0
+
+    return max(threshold_candidates(r for s in solutions for r in s.rewards), key=f1)
+
+
+class ThresholdChoice(BaseModel):
+    """How the threshold is set: a number, or ``sweep`` on one named subset."""
+
+    threshold: float | Literal["sweep"] = Field(
+        0.5,
+        description="the predicted first wrong step is the first whose reward is below this: a number from 0 to 1, or 'sweep' to "
+        "use the one maximising the F1 of the subset --threshold-split names",
+    )
+    threshold_split: str | None = Field(
+        None,
+        description="with --threshold sweep: the subset (its 'subset' field, or its file's name) the threshold is chosen on, "
+        "e.g. gsm8k",
+    )
+
+    @field_validator("threshold", mode="before")
+    @classmethod
+    def _number_or_sweep(cls, value: Any) -> float | str:
+        if value == "sweep":
+            return value
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"--threshold must be a number from 0 to 1 or 'sweep', not '{value}'") from None
+        if not 0.0 <= number <= 1.0:
+            raise ValueError(f"--threshold must be a number from 0 to 1 or 'sweep', not {number:g}")
+        return number
+
+    @model_validator(mode="after")
+    def _split_with_sweep(self) -> ThresholdChoice:
+        if self.threshold == "sweep" and self.threshold_split is None:
+            raise ValueError("--threshold sweep needs --threshold-split NAME: the subset the threshold is chosen on")
+        if self.threshold != "sweep" and self.threshold_split is not None:
+            raise ValueError("--threshold-split only goes with --threshold sweep")
+        return self
+
+
+class ProcessBenchResult(BaseModel):
+    """The benchmark's figure: each subset's counts and F1 at one threshold, and the mean of the F1s."""
+
+    f1: float | None = Field(description="the mean of the subsets' F1s; None unless every subset's F1 is defined")
+    threshold: float
+    threshold_chosen_by: Literal["fixed", "sweep"]
+    threshold_split: str | None
+    subsets: dict[str, ProcessBenchScore]
+
+
+def processbench(solutions: Sequence[SolutionRewards], choice: ThresholdChoice) -> ProcessBenchResult:
+    """ProcessBench per subset and their mean, at the threshold ``choice`` gives or picks."""
+    groups, split = by_subset(solutions), choice.threshold_split
+    if isinstance(choice.threshold, float):
+        threshold = choice.threshold
+    elif split is not None and split in groups:
+        threshold = sweep_threshold(groups[split], split)
+    else:
+        raise UserError(f"--threshold-split '{split}' is not a subset of the scored solutions (subsets: {', '.join(groups) or 'none'})")
+    subsets = {name: score_at(group, threshold) for name, group in groups.items()}
+    f1s = [s.f1 for s in subsets.values() if s.f1 is not None]
+    return ProcessBenchResult(
+        f1=sum(f1s) / len(f1s) if f1s and len(f1s) == len(subsets) else None, threshold=threshold,
+        threshold_chosen_by="fixed" if isinstance(choice.threshold, float) else "sweep", threshold_split=split, subsets=subsets,
+    )
+
+
+def solution_rewards(rows: Iterable[dict[str, Any]]) -> list[SolutionRewards]:
+    """The scored solutions of a score run's rows, steps in order; a solution with a step nobody could
+    score is left out (the build counts it as unscored)."""
+    steps: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        steps.setdefault(row["source_id"], []).append(row)
+    solutions = []
+    for source_id, group in steps.items():
+        group.sort(key=lambda r: r["step_index"])
+        rewards = [r["reward"] for r in group]
+        if all(r is not None for r in rewards):
+            solutions.append(SolutionRewards(id=source_id, subset=group[0]["subset"], first_wrong=group[0]["solution_first_wrong"], rewards=rewards))
+    return solutions
+
+
+def step_reward(p_yes: list[float | None], votes: list[str | None]) -> tuple[float | None, str]:
+    """A step's reward from its K evaluations: mean P(Yes) where log-probabilities came back, else the
+    share of Yes votes, else none; and which of the three it was."""
     probabilities = [p for p in p_yes if p is not None]
     if probabilities:
         return sum(probabilities) / len(probabilities), "p_yes"
@@ -103,7 +306,7 @@ def _reward(p_yes: list[float | None], votes: list[str | None]) -> tuple[float |
 
 class RprmScoreBuilder(Builder[RprmScoreConfig]):
     name = "rprm-score"
-    version = "0.1.0"
+    version = "0.2.0"
     summary = "per-step R-PRM rewards (mean P(Yes) over K analyses) for step-labelled solutions, with the ProcessBench F1"
     row_model = RprmScoreRow
     Config = RprmScoreConfig
@@ -111,10 +314,10 @@ class RprmScoreBuilder(Builder[RprmScoreConfig]):
     @classmethod
     def load_inputs(cls, source: SourceConfig) -> list[BaseModel]:
         if source.source.startswith(GYM_PREFIX):
-            raise UserError(f"{cls.name} scores step-labelled solutions (a file or a step_labels run dir), not '{source.source}'")
-        return list(read_step_solutions(source.source, source.limit))
+            raise UserError(f"{cls.name} scores step-labelled solutions (a file, a folder of files or a step_labels run dir), not '{source.source}'")
+        return list(read_subset_solutions(source.source, source.limit))
 
-    def build(self, items: list[LabelledSolution]) -> list[BaseRow]:
+    def build(self, items: list[SubsetSolution]) -> list[BaseRow]:
         cfg, seed = self.config, self.ctx.seed
         engine = self.ctx.engines["policy"]
         solutions = []
@@ -147,69 +350,50 @@ class RprmScoreBuilder(Builder[RprmScoreConfig]):
         self.ctx.on_inputs_done(len(items))
         return rows
 
-    def _solution_rows(self, solution: LabelledSolution, steps: list[list[tuple[str, str | None, float | None]]]) -> list[RprmScoreRow]:
-        scored = [_reward([p for _, _, p in evals], [v for _, v, _ in evals]) for evals in steps]
+    def _solution_rows(self, solution: SubsetSolution, steps: list[list[tuple[str, str | None, float | None]]]) -> list[RprmScoreRow]:
+        scored = [step_reward([p for _, _, p in evals], [v for _, v, _ in evals]) for evals in steps]
         for _, method in scored:
             self.stats[f"rewards_{method}"] += 1
         label = solution.first_wrong if solution.first_wrong is not None else -1
-        rewards = [r for r, _ in scored]
-        if any(r is None for r in rewards):
+        if any(r is None for r, _ in scored):
             self.stats["solutions_unscored"] += 1
-            prediction, right = -1, False
         else:
-            prediction = predicted_first_wrong([r for r in rewards if r is not None], self.config.threshold)
-            right = prediction == label
-            kind = "correct" if label == -1 else "erroneous"
-            self.stats[f"solutions_{kind}"] += 1
-            self.stats[f"solutions_{kind}_right"] += right
+            self.stats["solutions_correct" if label == -1 else "solutions_erroneous"] += 1
         return [
             RprmScoreRow(
-                id=item.id, source_id=solution.id, meta=self.row_meta(), question=solution.question, now_step=item.now_step, step_index=item.step_index,
-                label=item.label, reward=reward, method=method, p_yes=[p for _, _, p in evals], votes=[v for _, v, _ in evals],
-                analyses=[text for text, _, _ in evals], solution_first_wrong=label, predicted_first_wrong=prediction, solution_judged_right=right,
+                id=item.id, source_id=solution.id, meta=self.row_meta(), subset=solution.subset, question=solution.question, now_step=item.now_step,
+                step_index=item.step_index, label=item.label, reward=reward, method=method, p_yes=[p for _, _, p in evals], votes=[v for _, v, _ in evals],
+                analyses=[text for text, _, _ in evals], solution_first_wrong=label,
             )
             for item, (reward, method), evals in zip(solution.inputs(), scored, steps, strict=True)
         ]
 
     @classmethod
-    def score(cls, stats: dict[str, float]) -> ProcessBenchScore:
-        """The ProcessBench counts summed over a run's chunks."""
-        return ProcessBenchScore(
-            erroneous=int(stats.get("solutions_erroneous", 0)), erroneous_right=int(stats.get("solutions_erroneous_right", 0)),
-            correct=int(stats.get("solutions_correct", 0)), correct_right=int(stats.get("solutions_correct_right", 0)),
-        )
-
-    @classmethod
     def report(cls, stats: dict[str, float]) -> list[tuple[str, str]]:
-        s = cls.score(stats)
-
-        def pct(value: float | None) -> str:
-            return "-" if value is None else f"{value:.1%}"
-
         return [
-            ("accuracy on erroneous solutions", f"{pct(s.accuracy_erroneous)} of {s.erroneous}"),
-            ("accuracy on correct solutions", f"{pct(s.accuracy_correct)} of {s.correct}"),
-            ("ProcessBench F1", pct(s.f1)),
+            ("solutions scored: erroneous / correct", f"{stats.get('solutions_erroneous', 0):g} / {stats.get('solutions_correct', 0):g}"),
             ("step rewards by p_yes / vote / none", f"{stats.get('rewards_p_yes', 0):g} / {stats.get('rewards_vote', 0):g} / {stats.get('rewards_none', 0):g}"),
             ("solutions unlabelled / unscored", f"{stats.get('solutions_unlabelled', 0):g} / {stats.get('solutions_unscored', 0):g}"),
+            ("ProcessBench F1", "per subset and their mean: judgeforge score rprm"),
         ]
 
 
-def summary(manifest: dict[str, Any]) -> dict[str, Any]:
-    """The metric of a finished score run, from its manifest."""
+def summary(manifest: dict[str, Any], solutions: Sequence[SolutionRewards], choice: ThresholdChoice) -> dict[str, Any]:
+    """The metric of a finished score run: ProcessBench per subset and their mean, from its scored
+    solutions, with the manifest's counters and provenance."""
     stats = manifest["builder_stats"]
-    s = RprmScoreBuilder.score(stats)
+    result = processbench(solutions, choice)
     methods = {m: int(stats.get(f"rewards_{m}", 0)) for m in ("p_yes", "vote", "none")}
     return {
         "metric": "ProcessBench",
-        "f1": s.f1,
-        "accuracy_erroneous": s.accuracy_erroneous,
-        "accuracy_correct": s.accuracy_correct,
-        "solutions": {**s.model_dump(), "unlabelled": int(stats.get("solutions_unlabelled", 0)), "unscored": int(stats.get("solutions_unscored", 0))},
+        **result.model_dump(),
+        "solutions": {
+            "erroneous": int(stats.get("solutions_erroneous", 0)), "correct": int(stats.get("solutions_correct", 0)),
+            "unlabelled": int(stats.get("solutions_unlabelled", 0)), "unscored": int(stats.get("solutions_unscored", 0)),
+        },
         "reward_method": "p_yes" if methods["p_yes"] and not methods["vote"] else "vote" if methods["vote"] and not methods["p_yes"] else "mixed",
         "step_rewards_by_method": methods,
         "k": manifest["config"]["k"],
-        "threshold": manifest["config"]["threshold"],
         "model": manifest["models"]["policy"],
         "source": manifest["source"],
         "run_id": manifest["run_id"],
@@ -217,12 +401,46 @@ def summary(manifest: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _score_rprm(**kwargs: Any) -> None:
+def summary_lines(result: dict[str, Any], where: Path) -> list[str]:
+    """What score rprm prints: the mean F1, how the threshold was set, then one line per subset."""
+
+    def number(value: float | None) -> str:
+        return "undefined" if value is None else f"{value:.4f}"
+
+    def pct(value: float | None) -> str:
+        return "-" if value is None else f"{value:.1%}"
+
+    count = len(result["subsets"])
+    how = f"chosen by sweep on {result['threshold_split']}" if result["threshold_chosen_by"] == "sweep" else "fixed"
+    f1 = number(result["f1"]) if result["f1"] is not None else "undefined (every subset needs both erroneous and correct solutions)"
+    head = (
+        f"ProcessBench F1 = {f1} (mean over {count} subset{'' if count == 1 else 's'}; {result['reward_method']} rewards, K={result['k']}, "
+        f"threshold {result['threshold']:.4g} {how}); {where}"
+    )
+    lines = [head]
+    for name, s in result["subsets"].items():
+        lines.append(
+            f"  {name}: F1 {number(s['f1'])}, accuracy on erroneous {pct(s['accuracy_erroneous'])} of {s['erroneous']}, "
+            f"on correct {pct(s['accuracy_correct'])} of {s['correct']}"
+        )
+    return lines
+
+
+def _threshold_choice(threshold: str, threshold_split: str | None) -> ThresholdChoice:
+    try:
+        return ThresholdChoice(threshold=threshold, threshold_split=threshold_split)
+    except ValidationError as exc:
+        raise UserError("; ".join(str(e.get("ctx", {}).get("error", e["msg"])) for e in exc.errors())) from None
+
+
+def _score_rprm(threshold: str, threshold_split: str | None, **kwargs: Any) -> None:
+    import pyarrow.parquet as pq
     from rich.console import Console
 
     from judgeforge.cli import run_build
     from judgeforge.runs import RunDir
 
+    choice = _threshold_choice(threshold, threshold_split)  # a bad --threshold fails before anything is scored
     run_build(RprmScoreBuilder.name, dict(kwargs))
     run = RunDir(Path(kwargs["out"]) / RprmScoreRow.kind, RprmScoreRow.kind)
     manifest = run.read_manifest()
@@ -230,10 +448,21 @@ def _score_rprm(**kwargs: Any) -> None:
     if manifest is None or manifest["status"] != "complete":
         console.print("[yellow]the run is not complete (other shards pending): no summary written[/]")
         return
-    result = summary(manifest)
+    columns = ["source_id", "subset", "step_index", "reward", "solution_first_wrong"]
+    rows = [row for shard in run.shards() for row in pq.read_table(shard, columns=columns).to_pylist()]
+    result = summary(manifest, solution_rewards(rows), choice)
     run.write_json(run.root / "summary.json", result)
-    f1 = "undefined (needs both erroneous and correct solutions)" if result["f1"] is None else f"{result['f1']:.4f}"
-    console.print(f"ProcessBench F1 = {f1} ({result['reward_method']} rewards, K={result['k']}, threshold {result['threshold']}); {run.root / 'summary.json'}")
+    for line in summary_lines(result, run.root / "summary.json"):
+        console.print(line, highlight=False, soft_wrap=True)
+
+
+def _threshold_options() -> list[click.Parameter]:
+    """score rprm's own options: they only read the rewards, so they are not build options."""
+    fields = ThresholdChoice.model_fields
+    return [
+        click.Option(["--threshold"], default="0.5", show_default=True, help=fields["threshold"].description),
+        click.Option(["--threshold-split"], default=None, metavar="NAME", help=fields["threshold_split"].description),
+    ]
 
 
 @functools.cache
@@ -243,7 +472,8 @@ def _score_group() -> click.Group:
     options = build.commands[RprmScoreBuilder.name].params  # the build command's options, made from the registry
     group = click.Group("score", help="Score step-labelled solutions with a process reward model and report ProcessBench metrics.")
     doc = (__doc__ or "").replace("``", "")
-    group.add_command(click.Command("rprm", params=options, callback=_score_rprm, help=f"{RprmScoreBuilder.summary[:1].upper()}{RprmScoreBuilder.summary[1:]}.\n\n{doc}"))
+    help_text = f"{RprmScoreBuilder.summary[:1].upper()}{RprmScoreBuilder.summary[1:]}.\n\n{doc}"
+    group.add_command(click.Command("rprm", params=[*options, *_threshold_options()], callback=_score_rprm, help=help_text))
     return group
 
 

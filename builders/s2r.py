@@ -15,15 +15,23 @@ problem-solving (solve the problem again and compare) and confirmative (put the 
 problem and check it); each ends in a "Verdict: correct|incorrect" line. A verification without one
 gets a forced verdict: the model continues its text with "Verdict:" and the likelier of " correct" and
 " incorrect" is taken. Parsed, forced and unparsable verdicts are counted apart. A verification is valid
-only when its verdict matches the real correctness of the answer it checks.
+only when its verdict matches the real correctness of the answer it checks. A forced verdict is a
+measurement, not something the model wrote: by default a trajectory uses only verifications with a
+parsed verdict (the stored text is cut after its first verdict line, so it carries exactly one), and
+valid verifications with a forced verdict are left out and counted (verifications_forced_excluded);
+--allow-forced-verdicts lets them in (trajectories_with_forced_verdicts counts the rows using one).
 
 Trajectories r = {s1, v1, ..., sk, vk}: the question's level sets the number of attempts k (default, as
 the paper's script for K = 5: no wrong sample -> 1 attempt, 1 -> 2, 2-3 -> 3, 4 -> 4). k-1 wrong samples
 (with distinct answers, as in the paper's script) and one correct sample are drawn, seeded, from the
 question's own samples, each followed by one of its valid verifications. The loss mask is 0 on wrong
-attempts and 1 on verifications and on the final correct attempt. A question with no correct sample,
-no valid confirming verification, or too few validly rejected wrong samples yields no trajectory; the
-manifest counts each reason (no_trajectory_<reason>), and questions and trajectories per level
+attempts and 1 on verifications and on the final correct attempt. A sample or verification whose text
+holds a connector of the layout at the start of a line (judgeforge.builders.s2r_format.fits_layout) is
+not used, so the S2R rewards cut every trajectory back into exactly its segments (counted:
+samples_with_connector, verifications_with_connector). A question with no correct sample, no valid
+confirming verification, or too few validly rejected wrong samples yields no trajectory; when it would
+have one with forced verdicts allowed, the reason is only_forced_verdicts. The manifest counts each
+reason (no_trajectory_<reason>), and questions and trajectories per level
 (difficulty_level_<n>, trajectory_level_<n>), which write_difficulty_plot draws as
 <run>/plots/difficulty.png.
 """
@@ -47,6 +55,7 @@ from judgeforge.builders.s2r_format import (
     Style,
     Verdict,
     attempt_segment,
+    fits_layout,
     parse_verdict,
     policy_user_message,
     verdict_line,
@@ -61,7 +70,7 @@ from judgeforge.sources import Problem
 from judgeforge.verify import check_answer, extract_answer
 
 _EPS = 1e-9
-REASONS = ("no_gold_answer", "generation_failed", "no_correct_sample", "no_valid_confirmation", "too_few_rejected_wrong_attempts")
+REASONS = ("no_gold_answer", "generation_failed", "no_correct_sample", "no_valid_confirmation", "too_few_rejected_wrong_attempts", "only_forced_verdicts")
 
 
 class DifficultyLevel(NamedTuple):
@@ -106,6 +115,10 @@ class S2RTrajectoriesConfig(BaseModel):
     verify_temperature: float = Field(0.1, ge=0.0, description="verification sampling temperature (paper's collection script: 0.1)")
     verify_max_tokens: int = Field(512, ge=1, description="token budget of one verification")
     force_verdict: bool = Field(True, description=f"when a verification has no '{VERDICT_LEAD} correct|incorrect' line, continue it with '{VERDICT_LEAD}' and take the likelier verdict")
+    allow_forced_verdicts: bool = Field(
+        False,
+        description="let verifications whose verdict was forced (not written by the model) into trajectories as training targets; by default they are only measured, and the valid ones left out are counted",
+    )
     difficulty_table: str = Field(
         "0.9:1,0.7:2,0.5:3,0.3:3,0:4",
         description="difficulty levels, easiest first, as MIN_ACCURACY:ATTEMPTS pairs: a question's level is the first whose minimum its Stage-0 accuracy reaches; ATTEMPTS counts the wrong attempts plus the final correct one (default: the paper's script for K=5)",
@@ -149,7 +162,7 @@ class _Pending:
 
 class S2RTrajectoriesBuilder(Builder[S2RTrajectoriesConfig]):
     name = "s2r-trajectories"
-    version = "0.1.0"
+    version = "0.2.0"
     summary = "S2R self-verification trajectories (attempt, verify, retry) stratified by difficulty, with SFT loss masks"
     row_model = S2RTrajectoryRow
     Config = S2RTrajectoriesConfig
@@ -180,6 +193,7 @@ class S2RTrajectoriesBuilder(Builder[S2RTrajectoriesConfig]):
                 answer = extract_answer(c.text)
                 samples.append(Sample(index=index, text=c.text, answer=answer, correct=bool(check_answer(problem, c.text)), finish_reason=c.finish_reason))
                 self.stats["samples_without_answer"] += answer is None
+                self.stats["samples_with_connector"] += not fits_layout("attempt", c.text)
             self.stats["samples"] += len(completions)
             self.stats["samples_failed"] += failed
             self.stats["samples_correct"] += sum(s.correct for s in samples)
@@ -219,6 +233,8 @@ class S2RTrajectoriesBuilder(Builder[S2RTrajectoriesConfig]):
             self.stats["verdicts_unparsable" if p.verdict is None else "verdicts_forced" if p.forced else "verdicts_parsed"] += 1
             self.stats["verifications_valid" if valid else "verifications_invalid"] += 1
             self.stats[f"verifications_valid_{p.style.replace('-', '_')}"] += valid
+            self.stats["verifications_forced_excluded"] += valid and p.forced and not cfg.allow_forced_verdicts
+            self.stats["verifications_with_connector"] += not fits_layout("verification", p.raw)
 
     def _force(self, pending: list[_Pending]) -> None:
         if not pending:
@@ -233,7 +249,7 @@ class S2RTrajectoriesBuilder(Builder[S2RTrajectoriesConfig]):
 
     def _trajectory(self, q: _Question) -> S2RTrajectoryRow | None:
         """Draw the trajectory of one question, or count why it has none."""
-        levels = self.config.levels
+        cfg, levels = self.config, self.config.levels
         if not q.samples:
             return self._none("generation_failed")
         num_correct = sum(s.correct for s in q.samples)
@@ -242,28 +258,20 @@ class S2RTrajectoriesBuilder(Builder[S2RTrajectoriesConfig]):
         self.stats[f"difficulty_level_{level}"] += 1
         if not num_correct:
             return self._none("no_correct_sample")
-        valid: dict[str, list[Verification]] = defaultdict(list)
-        for v in q.verifications:
-            if v.valid:
-                valid[v.answer].append(v)
-        rng = random.Random(derive_seed(self.ctx.seed, q.problem.id, "trajectory"))
-        finals = [s for s in q.samples if s.correct and s.answer in valid]
-        if not finals:
-            return self._none("no_valid_confirmation")
-        wrong = [s for s in q.samples if not s.correct and s.answer in valid]
-        if self.config.distinct_wrong_answers:
-            by_answer: dict[str, list[Sample]] = defaultdict(list)
-            for s in wrong:
-                by_answer[s.answer or ""].append(s)
-            wrong = [rng.choice(group) for group in by_answer.values()]
         needed = levels[level - 1].attempts - 1
-        if len(wrong) < needed:
-            return self._none("too_few_rejected_wrong_attempts")
+        samples = [s for s in q.samples if fits_layout("attempt", s.text)]
+        checks = _usable_verifications(q.verifications, cfg.allow_forced_verdicts)
+        finals, groups = _candidates(samples, checks, cfg.distinct_wrong_answers)
+        reason = _shortfall(finals, groups, needed)
+        if reason is not None:
+            return self._none("only_forced_verdicts" if not cfg.allow_forced_verdicts and self._buildable_with_forced(q, samples, needed) else reason)
+        rng = random.Random(derive_seed(self.ctx.seed, q.problem.id, "trajectory"))
+        wrong = [rng.choice(group) for group in groups]
         attempts = [*rng.sample(wrong, needed), rng.choice(finals)]
         segments: list[Segment] = []
         for i, sample in enumerate(attempts):
             answer = sample.answer or ""
-            check = rng.choice(valid[answer])
+            check = rng.choice(checks[answer])
             verdict: Verdict = "correct" if sample.correct else "incorrect"
             shared = dict(sample_index=sample.index, answer=answer, answer_correct=sample.correct)
             segments.append(Segment(role="attempt", text=attempt_segment(sample.text, first=i == 0), style=None, verdict=None, forced=False, **shared))
@@ -271,6 +279,7 @@ class S2RTrajectoriesBuilder(Builder[S2RTrajectoriesConfig]):
         mask = [int(s.role == "verification" or s.answer_correct) for s in segments]
         self.stats["trajectories"] += 1
         self.stats[f"trajectory_level_{level}"] += 1
+        self.stats["trajectories_with_forced_verdicts"] += any(s.forced for s in segments)
         return S2RTrajectoryRow(
             id=q.problem.id,
             source_id=q.problem.id,
@@ -289,6 +298,11 @@ class S2RTrajectoriesBuilder(Builder[S2RTrajectoriesConfig]):
             samples=q.samples,
             verifications=q.verifications,
         )
+
+    def _buildable_with_forced(self, q: _Question, samples: list[Sample], needed: int) -> bool:
+        """Whether the question would have a trajectory if verifications with forced verdicts were allowed."""
+        checks = _usable_verifications(q.verifications, allow_forced=True)
+        return _shortfall(*_candidates(samples, checks, self.config.distinct_wrong_answers), needed) is None
 
     def _none(self, reason: str) -> None:
         self.stats[f"no_trajectory_{reason}"] += 1
@@ -309,8 +323,47 @@ class S2RTrajectoriesBuilder(Builder[S2RTrajectoriesConfig]):
             ("questions / trajectories per level", ", ".join(f"L{n} {stats.get(f'difficulty_level_{n}', 0):g}/{stats.get(f'trajectory_level_{n}', 0):g}" for n in levels) or "-"),
             ("verifications valid / invalid", f"{stats.get('verifications_valid', 0):g} / {stats.get('verifications_invalid', 0):g} of {verifications:g}"),
             ("  verdicts parsed / forced / unparsable", f"{stats.get('verdicts_parsed', 0):g} / {stats.get('verdicts_forced', 0):g} / {stats.get('verdicts_unparsable', 0):g}"),
+            (
+                "  forced verdicts as training targets",
+                (
+                    f"{stats.get('verifications_forced_excluded', 0):g} valid verifications excluded, "
+                    f"{stats.get('no_trajectory_only_forced_verdicts', 0):g} questions lost their trajectory; "
+                    f"{stats.get('trajectories_with_forced_verdicts', 0):g} trajectories use one (--allow-forced-verdicts)"
+                ),
+            ),
             ("no trajectory because", ", ".join(f"{r.replace('_', ' ')} {stats[f'no_trajectory_{r}']:g}" for r in REASONS if stats.get(f"no_trajectory_{r}")) or "-"),
         ]
+
+
+def _usable_verifications(verifications: list[Verification], allow_forced: bool) -> dict[str, list[Verification]]:
+    """The verifications a trajectory may use, by the answer they check: valid ones that fit the layout,
+    and only those with a parsed verdict unless forced verdicts are allowed."""
+    usable: dict[str, list[Verification]] = defaultdict(list)
+    for v in verifications:
+        if v.valid and (allow_forced or not v.forced) and fits_layout("verification", v.text):
+            usable[v.answer].append(v)
+    return usable
+
+
+def _candidates(samples: list[Sample], checks: dict[str, list[Verification]], distinct_wrong: bool) -> tuple[list[Sample], list[list[Sample]]]:
+    """The samples a trajectory can use: correct ones to end on, and the wrong ones in groups — one group
+    per wrong answer when the wrong attempts must give different answers (one sample is drawn from each),
+    else one group per sample. Only samples whose answer has a usable verification count."""
+    finals = [s for s in samples if s.correct and s.answer in checks]
+    wrong = [s for s in samples if not s.correct and s.answer in checks]
+    if not distinct_wrong:
+        return finals, [[s] for s in wrong]
+    by_answer: dict[str, list[Sample]] = defaultdict(list)
+    for s in wrong:
+        by_answer[s.answer or ""].append(s)
+    return finals, list(by_answer.values())
+
+
+def _shortfall(finals: list[Sample], wrong_groups: list[list[Sample]], needed: int) -> str | None:
+    """Why these candidates cannot make a trajectory with ``needed`` wrong attempts (None when they can)."""
+    if not finals:
+        return "no_valid_confirmation"
+    return "too_few_rejected_wrong_attempts" if len(wrong_groups) < needed else None
 
 
 def gradable(problem: Problem) -> bool:

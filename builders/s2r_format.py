@@ -3,9 +3,11 @@
 S2R (Ma et al., ACL 2025, arXiv 2502.12853) trains a policy to write, in one response, an attempt, a
 verification of it, and — when the verification rejects it — another attempt, until a verification
 confirms an answer: r = {s1, v1, s2, v2, ..., sk, vk}. The builder assembles such trajectories from
-the policy's own samples and verifications, the SFT view tokenises them segment by segment, and the RL
-rewards cut a policy completion back into (attempt, verification) pairs. All three go through this one
-module, so the connectors between segments, the verdict line and the prompts can never drift apart.
+the policy's own samples and verifications (:func:`attempt_segment`, :func:`verification_segment`), and
+the RL rewards cut a policy completion back into the very same segments (:func:`split_segments`, its
+exact inverse) and read the answer that stands at the end (:func:`final_attempt`). All of it lives in
+this one module, so the connectors between segments, the verdict line and the prompts can never drift
+apart.
 
 Layout (our own wording; the paper's script joins segments with similar fixed phrases)::
 
@@ -21,8 +23,18 @@ Layout (our own wording; the paper's script joins segments with similar fixed ph
     Let me check this answer.
     <verification 2, ending in "Verdict: correct">
 
-Every segment after the first starts with a blank line, so a segment boundary is also a token
-boundary and segments can be tokenised one by one.
+A verification segment starts with the blank line before its lead and, when it rejects, ends with the
+retry connector; the next attempt starts with the blank line after it. Connectors count only at the
+start of a line, so a sentence that happens to contain one does not cut a segment; a text that has one
+at the start of a line cannot be laid out unambiguously (:func:`fits_layout`) and the builder does not
+use it.
+
+The verdict line: a verification's verdict is read only from a line that, apart from surrounding blanks
+and markdown emphasis, is exactly ``Verdict: correct`` or ``Verdict: incorrect`` (one final "." or "!"
+allowed). Case does not matter — unlike a pairwise judge's "A", no word here changes meaning with case —
+but the words must stand alone: "Verdict: not correct", "Verdict: correct or incorrect", "The verdict:
+correct" and "Verdict: correctly" are no verdict lines, and lines giving both verdicts contradict each
+other and leave none.
 """
 
 from __future__ import annotations
@@ -32,6 +44,7 @@ from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
 Verdict = Literal["correct", "incorrect"]
+SegmentRole = Literal["attempt", "verification"]
 Style = Literal["problem-solving", "confirmative"]
 STYLES: tuple[Style, ...] = ("problem-solving", "confirmative")
 
@@ -53,8 +66,9 @@ _STYLE_INSTRUCTIONS: dict[Style, str] = {
     ),
 }
 _VERDICT_RULE = f'End with one line, "{VERDICT_LEAD} correct" if the answer is right or "{VERDICT_LEAD} incorrect" if it is wrong.'
-_VERDICT_LINE = re.compile(rf"(?i){re.escape(VERDICT_LEAD)}[ \t*]*(correct|incorrect)\b")
-_SPLIT = re.compile(f"({re.escape(VERIFY_LEAD)}|{re.escape(RETRY_LEAD)})")
+_VERDICT_LINE = re.compile(rf"(?im)^[ \t>#*_]*{re.escape(VERDICT_LEAD)}[ \t*_]*(correct|incorrect)[ \t*_]*[.!]?[ \t*_]*\r?$")
+_VERIFY_START = re.compile(rf"\s*^{re.escape(VERIFY_LEAD)}", re.MULTILINE)  # a verification takes the blank line before its lead
+_RETRY_LINE = re.compile(rf"^{re.escape(RETRY_LEAD)}", re.MULTILINE)
 
 
 def policy_user_message(question: str) -> str:
@@ -74,7 +88,7 @@ def verify_user_message(style: Style, question: str, answer: str) -> str:
 
 class VerdictParse(NamedTuple):
     """What a verification's verdict lines say: the verdict (None when absent or contradictory), where
-    the first verdict line starts (-1 without one) and how many verdict lines there are."""
+    the first verdict line starts (-1 without a verdict) and how many verdict lines there are."""
 
     verdict: Verdict | None
     start: int
@@ -86,15 +100,16 @@ class VerdictParse(NamedTuple):
 
 
 def parse_verdict(text: str) -> VerdictParse:
-    """Read the ``Verdict: correct|incorrect`` line(s) of a verification.
+    """Read the ``Verdict: correct|incorrect`` line(s) of a verification (see the module docstring).
 
-    A verification that gives both verdicts contradicts itself and has no verdict.
+    Several lines giving the same verdict give it; lines giving both contradict each other and give none.
     """
     found = list(_VERDICT_LINE.finditer(text))
     verdicts = {m.group(1).lower() for m in found}
     if len(verdicts) != 1:
         return VerdictParse(None, -1, len(found))
-    return VerdictParse("correct" if "correct" in verdicts else "incorrect", found[0].start(), len(found))
+    verdict: Verdict = "correct" if verdicts == {"correct"} else "incorrect"
+    return VerdictParse(verdict, found[0].start(), len(found))
 
 
 def verdict_line(verdict: Verdict) -> str:
@@ -112,32 +127,86 @@ def verification_segment(verification: str, verdict: Verdict) -> str:
     return text + (f"{SEPARATOR}{RETRY_LEAD}" if verdict == "incorrect" else "")
 
 
+def fits_layout(role: SegmentRole, text: str) -> bool:
+    """Whether ``text`` can be laid out as a segment of ``role`` and cut back out of the trajectory exactly.
+
+    An attempt must not hold a line starting with the verification lead, a verification no line starting
+    with the retry connector: :func:`split_segments` would cut the segment there.
+    """
+    connector = _VERIFY_START if role == "attempt" else _RETRY_LINE
+    return connector.search(text.strip()) is None
+
+
+class SegmentText(NamedTuple):
+    """One segment cut out of a completion: its role and its exact text, connectors included."""
+
+    role: SegmentRole
+    text: str
+
+
+def split_segments(text: str) -> list[SegmentText]:
+    """Cut a completion into attempt and verification segments, exactly as the builder lays them out.
+
+    The inverse of :func:`attempt_segment` / :func:`verification_segment`: for a trajectory the builder
+    made, the segments come back with their exact texts, and for any text the segments' texts add up to
+    it. Segments alternate, starting with an attempt (possibly empty): an attempt runs until a line
+    starting with the verification lead (the blank line before it goes to the verification), a
+    verification until the end of a line-initial retry connector, after which the next attempt starts.
+    """
+    segments: list[SegmentText] = []
+    pos = 0
+    role: SegmentRole = "attempt"
+    while True:
+        if role == "attempt":
+            found = _VERIFY_START.search(text, pos)
+            cut = found.start() if found else len(text)
+        else:
+            found = _RETRY_LINE.search(text, pos)
+            cut = found.end() if found else len(text)
+        segments.append(SegmentText(role, text[pos:cut]))
+        if found is None:
+            return segments
+        pos = cut
+        role = "verification" if role == "attempt" else "attempt"
+
+
 @dataclass(frozen=True)
 class ParsedAttempt:
-    """One attempt of a completion and the verification that follows it (None when it has none)."""
+    """One attempt of a completion and the verification that follows it (None when it has none), each
+    without its connectors and surrounding blanks."""
 
     text: str
     verification: str | None
 
 
 def parse_trajectory(text: str) -> list[ParsedAttempt]:
-    """Cut a completion back into attempts, each with the verification that follows it.
+    """The attempts of a completion, each with the verification that follows it (:func:`split_segments`).
 
-    Text before the first verification lead is the first attempt; text after a verification lead is a
-    verification until the retry connector, after which a new attempt starts. A completion written
-    without any lead is one attempt with no verification.
+    A completion written without any lead is one attempt with no verification.
     """
-    attempts: list[ParsedAttempt] = []
-    current, verification = "", None
-    for piece in _SPLIT.split(text):
-        if piece == VERIFY_LEAD:
-            verification = verification or ""
-        elif piece == RETRY_LEAD:
-            attempts.append(ParsedAttempt(current.strip(), None if verification is None else verification.strip()))
-            current, verification = "", None
-        elif verification is not None:
-            verification += piece
-        else:
-            current += piece
-    attempts.append(ParsedAttempt(current.strip(), None if verification is None else verification.strip()))
-    return [a for a in attempts if a.text or a.verification is not None]
+    segments = split_segments(text)
+    attempts = [s.text.strip() for s in segments[0::2]]
+    checks = [_verification_body(s.text) for s in segments[1::2]]
+    return [ParsedAttempt(a, checks[i] if i < len(checks) else None) for i, a in enumerate(attempts)]
+
+
+def final_attempt(text: str) -> str | None:
+    """The attempt whose answer stands at the end of a completion, or None when none does.
+
+    S2R's trajectory ends when a verification confirms an attempt, so the final state is the last
+    attempt *as judged by its own verification*: it stands when that verification's verdict is
+    "correct". When the last attempt is rejected ("incorrect") and no attempt follows, when its
+    verification gives no verdict (or contradicting ones), or when it was never verified (the completion
+    stopped, or was cut off, before checking it), no answer stands. An earlier attempt never stands in
+    for the last one: writing another attempt withdraws the ones before it.
+    """
+    last = parse_trajectory(text)[-1]
+    if last.verification is None or parse_verdict(last.verification).verdict != "correct":
+        return None
+    return last.text
+
+
+def _verification_body(segment: str) -> str:
+    """A verification segment's own text: without the lead before it and the retry connector after it."""
+    body = segment.strip().removeprefix(VERIFY_LEAD)
+    return body.removesuffix(RETRY_LEAD).strip() if _RETRY_LINE.search(body) else body.strip()

@@ -13,20 +13,26 @@ answer both are checked against it; ``--require-verified`` keeps only pairs wher
 y^l does not.
 
 3. The judge (``--judge-model``, default the model itself) samples N judgments of (x, y^w, y^l) (paper:
-T = 0.7, top_p = 0.9), each with its own seeded coin deciding whether y^w is shown as A or B. A
-judgment is reasoning + ``[[A]]``/``[[B]]`` (the shared judge format); with ``--force-verdict`` a
-verdict-less one is continued with ``Verdict: [[`` and its verdict drawn from the judge's probabilities
-of A and B at the judge temperature, as if the judge had sampled that token itself (counted apart from
-parsed verdicts). A verdict is correct when it picks y^w.
+T = 0.7, top_p = 0.9, both orders): a seeded coin decides whether judgment 0 shows y^w as A or B, then
+the orders alternate, so with N >= 2 every pair is judged both ways. A judgment is reasoning +
+``[[A]]``/``[[B]]`` (the shared judge format); with ``--force-verdict`` a verdict-less one is continued
+with ``Verdict: [[`` and its verdict drawn from the judge's probabilities of A and B at the judge
+temperature, as if the judge had sampled that token itself. A forced verdict is a measurement, counted
+apart from parsed verdicts; an output that already names a verdict (one contradicting itself) is never
+forced, so no text carries both ``[[A]]`` and ``[[B]]``. A verdict is correct when it picks y^w.
 
-4. Keep ``--keep-per-pair`` correct judgments per pair at random (optionally only for pairs where at
-least ``--min-correct-fraction`` of the N are correct), then balance: drop a seeded random surplus so
+4. A training target is a judgment whose stored text parses (:func:`parse_verdict`) to exactly the label;
+forced verdicts are targets only with ``--allow-forced-verdicts`` (a forced coin flip at P(A) ~ 0.5 would
+otherwise become a "correct" judgment for almost every pair); what is excluded and why is counted. Keep
+``--keep-per-pair`` targets per pair at random (optionally only for pairs where at least
+``--min-correct-fraction`` of the N are targets), then balance: drop a seeded random surplus so
 "A is better" and "B is better" rows are equal in number, as the paper does. Balancing happens per
 chunk, the unit of resume, so the whole dataset is balanced too.
 
-The correct-verdict rate (correct judgments over all sampled) is the judge's accuracy on its own
-synthetic pairs, the number the method's iterations should raise (paper: RewardBench 75.4 → 88.3 over
-five iterations of Llama-3-70B-Instruct).
+The correct-verdict rate (correct parsed verdicts over parsed verdicts; forced verdicts agreeing with
+the label are reported apart) is the judge's accuracy on its own synthetic pairs, the number the
+method's iterations should raise (paper: RewardBench 75.4 → 88.3 over five iterations of
+Llama-3-70B-Instruct).
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ import random
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 from pydantic import BaseModel, Field
 
@@ -63,10 +69,12 @@ ANSWER_HINT = 'If this asks for an answer, end your response with "The answer is
 
 class SelfTaughtConfig(BaseModel):
     iteration: int = Field(0, ge=0, description="t of the judge M_t writing the judgments (recorded in every row, so loop can chain M_t -> data -> M_t+1)")
-    num_judgments: int = Field(4, ge=1, description="judgments sampled per pair (N), each with its own seeded presentation order")
+    num_judgments: int = Field(
+        4, ge=1, description="judgments sampled per pair (N), in alternating presentation orders (the seed picks the first), so N >= 2 judges every pair both ways"
+    )
     keep_per_pair: int = Field(1, ge=1, description="correct judgments kept per pair (paper: 1)")
     min_correct_fraction: float | None = Field(
-        None, ge=0.0, le=1.0, description="keep a pair only if at least this fraction of its N judgments is correct (e.g. 0.5: a majority)"
+        None, ge=0.0, le=1.0, description="keep a pair only if at least this fraction of its N judgments is a correct training target (e.g. 0.5: a majority)"
     )
     require_verified: bool = Field(
         False, description="keep a pair only if y^w verifies against the gold answer and y^l does not (pairs without gold are dropped)"
@@ -81,6 +89,9 @@ class SelfTaughtConfig(BaseModel):
     judge_max_tokens: int = Field(256, ge=1, description="token budget of one judgment")
     force_verdict: bool = Field(
         True, description="when a judgment has no verdict, continue it with 'Verdict: [[' and draw A or B from the judge's probabilities at --judge-temperature"
+    )
+    allow_forced_verdicts: bool = Field(
+        False, description="let forced verdicts that pick y^w be training targets too (default: they are measured and counted, never trained on)"
     )
 
 
@@ -118,8 +129,37 @@ def response_message(instruction: str, answer_hint: bool) -> str:
 
 
 def presentation_order(seed: int, item_id: str, sample: int) -> Verdict:
-    """Where y^w is shown in judgment ``sample`` of pair ``item_id``: a fair coin seeded by all three."""
-    return "A" if derive_seed(seed, item_id, "ste-order", sample) % 2 == 0 else "B"
+    """Where y^w is shown in judgment ``sample`` of pair ``item_id``: a seeded coin for sample 0, then alternating.
+
+    Alternating (not a coin per sample) means any two consecutive samples show the pair both ways.
+    """
+    first_a = derive_seed(seed, item_id, "ste-order", 0) % 2 == 0
+    return "A" if first_a == (sample % 2 == 0) else "B"
+
+
+def can_force(text: str) -> bool:
+    """Whether appending a forced verdict to a verdict-less ``text`` leaves exactly that verdict in it.
+
+    False for an output that names both verdicts (so parses to none): forcing it would produce a text
+    carrying both ``[[A]]`` and ``[[B]]``.
+    """
+    both: tuple[Verdict, ...] = ("A", "B")
+    return all(parse_verdict(format_judgment(text, v)) == v for v in both)
+
+
+TargetExclusion = Literal["forced", "not_reparsed"]
+
+
+def target_exclusion(judgment: SampledJudgment, allow_forced: bool) -> TargetExclusion | None:
+    """Why a judgment that picks y^w may not be a training target, or None when it may.
+
+    A target's stored text must parse to exactly its label; a forced verdict is one only when allowed.
+    """
+    if judgment.forced and not allow_forced:
+        return "forced"
+    if parse_verdict(judgment.text) != judgment.better_shown_as:
+        return "not_reparsed"
+    return None
 
 
 def sample_forced_verdict(p_a: float, temperature: float, seed: int) -> Verdict:
@@ -164,7 +204,7 @@ def balance_verdicts(items: Sequence[T], verdict: Callable[[T], str], seed: int)
 
 class SelfTaughtBuilder(Builder[SelfTaughtConfig]):
     name = "self-taught"
-    version = "0.1.0"
+    version = "0.2.0"
     summary = "synthetic pairwise judge data: responses to x vs. to a similar x', judged by M_t, correct verdicts kept and A/B-balanced"
     row_model = SelfTaughtRow
     Config = SelfTaughtConfig
@@ -226,7 +266,7 @@ class SelfTaughtBuilder(Builder[SelfTaughtConfig]):
         return pairs
 
     def _judge(self, pairs: list[_Pair]) -> None:
-        """Sample N judgments per pair in seeded random orders (one call), force missing verdicts (one call)."""
+        """Sample N judgments per pair in alternating orders (one call), force missing verdicts (one call)."""
         cfg, seed = self.config, self.ctx.seed
         slots: list[tuple[_Pair, int, Verdict]] = []
         requests: list[Request] = []
@@ -242,7 +282,9 @@ class SelfTaughtBuilder(Builder[SelfTaughtConfig]):
         raws = [c.text if c.ok else "" for c in outputs]
         verdicts: list[Verdict | None] = [parse_verdict(r) for r in raws]
         p_a: list[float | None] = [None] * len(raws)
-        missing = [i for i, (v, c) in enumerate(zip(verdicts, outputs, strict=True)) if v is None and c.ok]
+        verdictless = [i for i, (v, c) in enumerate(zip(verdicts, outputs, strict=True)) if v is None and c.ok]
+        missing = [i for i in verdictless if can_force(raws[i])]
+        self.stats["judge_contradictory"] += len(verdictless) - len(missing)
         if cfg.force_verdict and missing:
             for i, weight in zip(missing, force_verdicts(judge, [requests[i] for i in missing], [raws[i] for i in missing], seed), strict=True):
                 if weight is not None:
@@ -253,23 +295,29 @@ class SelfTaughtBuilder(Builder[SelfTaughtConfig]):
             forced = p is not None
             self.stats["judgments"] += 1
             self.stats["judge_unparsable" if verdict is None else "judge_forced" if forced else "judge_parsed"] += 1
-            self.stats["judgments_correct"] += int(verdict == shown)
+            self.stats["forced_agreeing" if forced else "judgments_correct"] += int(verdict == shown)
             pair.judgments.append(SampledJudgment(index=k, better_shown_as=shown, text=raw, verdict=verdict, forced=forced, p_a=p, correct=verdict == shown))
 
     def _rows(self, pairs: list[_Pair], balance_seed: int) -> list[BaseRow]:
         cfg, seed = self.config, self.ctx.seed
-        eligible = []
+        eligible: list[tuple[_Pair, list[SampledJudgment]]] = []
         for pair in pairs:
-            correct = sum(j.correct for j in pair.judgments)
-            if not correct:
+            targets = []
+            for judgment in (j for j in pair.judgments if j.correct):
+                why = target_exclusion(judgment, cfg.allow_forced_verdicts)
+                if why is None:
+                    targets.append(judgment)
+                else:
+                    self.stats[f"targets_excluded_{why}"] += 1
+            if not targets:
                 self.stats["pairs_no_correct"] += 1
-            elif cfg.min_correct_fraction is not None and correct / len(pair.judgments) < cfg.min_correct_fraction:
+            elif cfg.min_correct_fraction is not None and len(targets) / len(pair.judgments) < cfg.min_correct_fraction:
                 self.stats["dropped_min_correct"] += 1
             else:
-                eligible.append(pair)
-        options = [[(j.index, j.better_shown_as) for j in pair.judgments if j.correct] for pair in eligible]
-        seeds = [derive_seed(seed, pair.problem.id, "ste-keep") for pair in eligible]
-        kept = [(pair, pair.judgments[k]) for pair, chosen in zip(eligible, choose_judgments(options, cfg.keep_per_pair, seeds), strict=True) for k in chosen]
+                eligible.append((pair, targets))
+        options = [[(j.index, j.better_shown_as) for j in targets] for _, targets in eligible]
+        seeds = [derive_seed(seed, pair.problem.id, "ste-keep") for pair, _ in eligible]
+        kept = [(pair, pair.judgments[k]) for (pair, _), chosen in zip(eligible, choose_judgments(options, cfg.keep_per_pair, seeds), strict=True) for k in chosen]
         balanced = balance_verdicts(kept, lambda item: item[1].better_shown_as, balance_seed)
         self.stats["kept_before_balance"] += len(kept)
         self.stats["dropped_balance"] += len(kept) - len(balanced)
@@ -323,8 +371,12 @@ class SelfTaughtBuilder(Builder[SelfTaughtConfig]):
             ("gold checks: y^w verified / y^l verified", f"{g('better_verified'):g} / {g('worse_verified'):g} of {g('pairs_checked'):g}"),
             ("judgments sampled", f"{judged:g}"),
             ("  parsed / forced / unparsable", f"{g('judge_parsed'):g} / {g('judge_forced'):g} / {g('judge_unparsable'):g}"),
-            ("correct-verdict rate", rate(g("judgments_correct"), judged)),
-            ("pairs with no correct verdict / below min fraction", f"{g('pairs_no_correct'):g} / {g('dropped_min_correct'):g}"),
+            ("  unparsable because they name both verdicts (never forced)", f"{g('judge_contradictory'):g}"),
+            ("correct-verdict rate (parsed verdicts)", rate(g("judgments_correct"), g("judge_parsed"))),
+            ("forced verdicts agreeing with the label", rate(g("forced_agreeing"), g("judge_forced"))),
+            ("correct, not a target: forced (no --allow-forced-verdicts) / text not parsing to the label",
+             f"{g('targets_excluded_forced'):g} / {g('targets_excluded_not_reparsed'):g}"),
+            ("pairs with no correct target / below min fraction", f"{g('pairs_no_correct'):g} / {g('dropped_min_correct'):g}"),
             ("kept rows (A / B)", f"{g('rows'):g} ({g('rows_A'):g} / {g('rows_B'):g})"),
             ("dropped to balance A/B", f"{g('dropped_balance'):g} of {g('kept_before_balance'):g}"),
         ]

@@ -7,14 +7,18 @@ Sampled (Math-Shepherd, Wang et al., ACL 2024, arXiv 2312.08935): the policy (--
 --samples solutions per problem in the Step n: format (one batched call); a solution cut by its token
 budget loses its unfinished last step. Every step is then completed --rollouts times from the steps up
 to it with the shared rollout estimator (builders/rollouts.py; one batched call for all steps of all
-solutions); a step that already states a final answer is graded by that answer. With --rule any (the
-paper's hard estimate) a step is correct when at least one rollout reaches the gold answer, with
---rule most when more than half do.
+solutions); a step that already states a final answer is graded by that answer, and a step none of
+whose rollouts finished is left unlabelled (counted). With --rule any (the paper's hard estimate) a
+step is correct when at least one rollout reaches the gold answer, with --rule most when more than
+half do.
 
 Corrupted (exact): the gold step-by-step solution (reasoning-gym gsm_symbolic has one, one step per
 line) with one step changed on purpose — a changed number (a result after "=" when there is one) or a
 wrong operation (+ - * / swapped; in "a op b = c" the result is recomputed, so the arithmetic is right
-and the operation wrong). The steps before it are correct, it is the first wrong step, the steps after
+and the operation wrong). A change that leaves the step's value as it was (2*2=4 -> 2+2=4, 12+0 ->
+12-0, 10/1 -> 10*1, 0/5 -> 0*5) would label a correct step wrong, so it is rejected and the step's
+next change tried (:func:`corruption_changes_value`); a drawn step with no value-changing change is
+skipped and counted. The steps before it are correct, it is the first wrong step, the steps after
 it are left unlabelled. With --include-gold the gold solution itself is emitted too, every step correct.
 
 Rows carry ProcessBench's first-wrong index, so a run is at once R-PRM evaluation inputs (read back by
@@ -26,7 +30,8 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from fractions import Fraction
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -44,8 +49,11 @@ from judgeforge.verify import check_answer, extract_answer, has_final_answer
 CorruptionKind = Literal["number", "operation"]
 _HEADER = re.compile(r"Step \d+:")
 _NUMBER = re.compile(r"(?<![\d.,])(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?![\d.,]*\d)")
-_OPERATION = re.compile(r"(\d+(?:\.\d+)?)(\s*)([+\-*/×÷])(\s*)(\d+(?:\.\d+)?)(?:(\s*=\s*)(\d+(?:\.\d+)?)(?![\d.]*\d))?")
-_WRONG_OPERATION = {"+": "-", "-": "+", "*": "+", "/": "*", "×": "+", "÷": "×"}
+_OPERATOR = r"[+\-−*/×÷]"
+_OPERATION = re.compile(rf"(\d+(?:\.\d+)?)(\s*)({_OPERATOR})(\s*)(\d+(?:\.\d+)?)(?:(\s*=\s*)(\d+(?:\.\d+)?)(?![\d.]*\d))?")
+_WRONG_OPERATION = {"+": "-", "-": "+", "−": "+", "*": "+", "/": "*", "×": "+", "÷": "×"}
+_EXPRESSION = re.compile(rf"{_NUMBER.pattern}(?:\s*{_OPERATOR}\s*{_NUMBER.pattern})*")
+_OPERATOR_SPLIT = re.compile(rf"\s*({_OPERATOR})\s*")
 
 
 class StepLabelsConfig(BaseModel):
@@ -65,34 +73,84 @@ class StepLabelsConfig(BaseModel):
     rollout_max_tokens: int = Field(256, ge=1, description="token budget of one rollout (the rest of a solution)")
 
 
+def corruption_changes_value(original: str, corrupted: str) -> bool:
+    """Whether ``corrupted`` states different values than ``original`` (two versions of one step).
+
+    A step's values are its arithmetic expressions and lone numbers, in order, each evaluated exactly
+    (``*`` and ``/`` before ``+`` and ``-``; parentheses are not read, each group counts on its own).
+    A corruption that keeps them (2*2=4 -> 2+2=4, 12+0 -> 12-0, 10/1 -> 10*1, 0/5 -> 0*5) leaves a
+    correct step, so it must not be labelled wrong.
+    """
+    return step_values(original) != step_values(corrupted)
+
+
+def step_values(step: str) -> list[Fraction | None]:
+    """The values a step states: every arithmetic expression (a lone number is one) of its body, evaluated."""
+    header = _HEADER.match(step)
+    body = step[header.end() :] if header else step
+    return [_evaluate(match.group(0)) for match in _EXPRESSION.finditer(body)]
+
+
+def _evaluate(expression: str) -> Fraction | None:
+    """The exact value of ``a op b op c ...``; None on a division by zero."""
+    parts = _OPERATOR_SPLIT.split(expression)
+    numbers = [Fraction(number.replace(",", "")) for number in parts[0::2]]
+    terms = [numbers[0]]
+    for op, number in zip(parts[1::2], numbers[1:], strict=True):
+        if op in "*×":
+            terms[-1] *= number
+        elif op in "/÷":
+            if not number:
+                return None
+            terms[-1] /= number
+        else:
+            terms.append(number if op == "+" else -number)
+    return sum(terms, Fraction(0))
+
+
 def corrupt_step(step: str, kind: CorruptionKind, rng: random.Random) -> tuple[str, str] | None:
-    """``step`` (``Step n: ...``) with one controlled error, and a note of what changed; None if it has
-    no number (or no operation) to change."""
+    """``step`` (``Step n: ...``) with one controlled error that changes its value, and a note of what
+    changed; None if it has no number (or no operation) whose change alters the step's value.
+
+    The seeded draw picks what to change (for a number, the result after the last "=" when there is
+    one); a change that keeps the step's value (:func:`corruption_changes_value`) is rejected and the
+    step's other numbers (operations) are tried in order, each drawn with the same ``rng``.
+    """
     match_header = _HEADER.match(step)
     header = match_header.group(0) if match_header else ""
     body = step[len(header) :]
-    if kind == "number":
-        numbers = list(_NUMBER.finditer(body))
-        equals = body.rfind("=")
-        results = [m for m in numbers if m.start() > equals >= 0]
-        if not numbers:
-            return None
-        match = (results or [rng.choice(numbers)])[0]
+    changes = _number_changes(body, rng) if kind == "number" else _operation_changes(body, rng)
+    return next(((header + changed, note) for changed, note in changes if corruption_changes_value(body, changed)), None)
+
+
+def _number_changes(body: str, rng: random.Random) -> Iterator[tuple[str, str]]:
+    """``body`` with one number shifted, the drawn number first, then every other number in order."""
+    numbers = list(_NUMBER.finditer(body))
+    if not numbers:
+        return
+    equals = body.rfind("=")
+    results = [m for m in numbers if m.start() > equals >= 0]
+    drawn = (results or [rng.choice(numbers)])[0]
+    for match in [drawn, *(m for m in numbers if m is not drawn)]:
         old = match.group(0)
         new = _shifted(old, rng)
-        changed = body[: match.start()] + new + body[match.end() :]
-        return header + changed, f"number {old} -> {new}"
+        yield body[: match.start()] + new + body[match.end() :], f"number {old} -> {new}"
+
+
+def _operation_changes(body: str, rng: random.Random) -> Iterator[tuple[str, str]]:
+    """``body`` with one operation swapped (result after "=" recomputed), the drawn one first, then the others."""
     matches = list(_OPERATION.finditer(body))
     if not matches:
-        return None
-    match = rng.choice(matches)
-    a, space1, op, space2, b, equals_sign, result = match.groups()
-    wrong = _WRONG_OPERATION[op]
-    text = f"{a}{space1}{wrong}{space2}{b}"
-    if equals_sign is not None:
-        value = _apply(float(a), wrong, float(b))
-        text += equals_sign + (_format(value, result) if value is not None else result)
-    return header + body[: match.start()] + text + body[match.end() :], f"operation {match.group(0).strip()} -> {text.strip()}"
+        return
+    drawn = rng.choice(matches)
+    for match in [drawn, *(m for m in matches if m is not drawn)]:
+        a, space1, op, space2, b, equals_sign, result = match.groups()
+        wrong = _WRONG_OPERATION[op]
+        text = f"{a}{space1}{wrong}{space2}{b}"
+        if equals_sign is not None:
+            value = _apply(float(a), wrong, float(b))
+            text += equals_sign + (_format(value, result) if value is not None else result)
+        yield body[: match.start()] + text + body[match.end() :], f"operation {match.group(0).strip()} -> {text.strip()}"
 
 
 def _shifted(number: str, rng: random.Random) -> str:
@@ -122,7 +180,7 @@ def _format(value: float, like: str) -> str:
 
 class StepLabelsBuilder(Builder[StepLabelsConfig]):
     name = "step-labels"
-    version = "0.1.0"
+    version = "0.2.0"
     summary = "step-labelled solutions: rollout labels on sampled solutions, exact labels on corrupted gold (R-PRM inputs)"
     row_model = StepLabelRow
     Config = StepLabelsConfig
@@ -177,6 +235,7 @@ class StepLabelsBuilder(Builder[StepLabelsConfig]):
                 self.stats["rollouts"] += result.rollouts
                 self.stats["rollouts_unfinished"] += result.unfinished
                 self.stats["rollouts_failed"] += result.failed
+                self.stats["steps_no_finished_rollout"] += int(result.value is None)
                 values.append(result.value)
             labels = [None if v is None else (v > 0 if cfg.rule == "any" else v > 0.5) for v in values]
             rows.setdefault(problem.id, []).append(self._row(problem, f"sample-{index}", "sampled", steps, labels, values=values))
@@ -197,7 +256,8 @@ class StepLabelsBuilder(Builder[StepLabelsConfig]):
         return normalise_steps(bodies, None)
 
     def _corrupted(self, problem: Problem, gold: list[str]) -> list[StepLabelRow]:
-        """Up to ``corruptions`` distinct copies of the gold solution, each with one wrong step."""
+        """Up to ``corruptions`` distinct copies of the gold solution, each with one wrong step; a drawn step
+        with no value-changing corruption of the drawn kind is skipped (counted) and another drawn."""
         cfg = self.config
         kinds: Sequence[CorruptionKind] = ("number", "operation") if cfg.corruption_kinds == "both" else (cfg.corruption_kinds,)
         rows: list[StepLabelRow] = []
@@ -208,7 +268,8 @@ class StepLabelsBuilder(Builder[StepLabelsConfig]):
             rng = random.Random(derive_seed(self.ctx.seed, problem.id, "corrupt", attempt))
             index, kind = rng.randrange(len(gold)), rng.choice(kinds)
             changed = corrupt_step(gold[index], kind, rng)
-            if changed is None or changed[0] == gold[index]:
+            if changed is None:
+                self.stats["corruption_draws_skipped"] += 1
                 continue
             steps = [*gold[:index], changed[0], *gold[index + 1 :]]
             if tuple(steps) in seen:
@@ -256,8 +317,10 @@ class StepLabelsBuilder(Builder[StepLabelsConfig]):
         return [
             ("solutions sampled / corrupted / gold", f"{stats.get('solutions_sampled', 0):g} / {stats.get('solutions_corrupted', 0):g} / {stats.get('solutions_gold', 0):g}"),
             ("evaluation inputs Yes / No", f"{yes:g} / {no:g} ({yes / (yes + no):.0%} Yes)" if yes + no else "0 / 0"),
-            ("rollouts (unfinished)", f"{stats.get('rollouts', 0):g} ({stats.get('rollouts_unfinished', 0):g})"),
+            ("rollouts (unfinished / failed)", f"{stats.get('rollouts', 0):g} ({stats.get('rollouts_unfinished', 0):g} / {stats.get('rollouts_failed', 0):g})"),
+            ("sampled steps unlabelled: no finished rollout", f"{stats.get('steps_no_finished_rollout', 0):g}"),
             ("unfinished last steps dropped", f"{stats.get('unfinished_last_steps_dropped', 0):g}"),
             ("corruptions number / operation / missing", f"{stats.get('corrupted_number', 0):g} / {stats.get('corrupted_operation', 0):g} / {stats.get('corruptions_missing', 0):g}"),
+            ("drawn steps skipped: no value-changing corruption", f"{stats.get('corruption_draws_skipped', 0):g}"),
             ("problems without gold answer / solution", f"{stats.get('no_gold_answer', 0):g} / {stats.get('no_gold_solution', 0):g}"),
         ]

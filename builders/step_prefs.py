@@ -9,6 +9,22 @@ continuation, the worst becomes rejected. When best and worst tie, the paper dro
 and rolls back one step (the previous step and its pair are removed); we bound the rollbacks per
 problem so a problem cannot loop forever. The search stops at a final answer or after ``max_steps``
 (paper: 20); the finished solution's answer is checked against the gold answer.
+
+Ties. A judgment without a verdict can be forced (:mod:`judgeforge.builders.judging`), and a forced
+verdict is soft — the first candidate wins P(A) / (P(A) + P(B)) of it — so exact ties all but vanish
+once verdicts are forced, which would silently switch the paper's rollback off. A step is therefore a
+tie when best and worst score exactly alike (``tied_steps_exact``) *or* their gap is below
+``--tie-epsilon`` (``tied_steps_epsilon``; default half a pairwise win). Parsed verdicts give
+whole-number scores, so with parsed verdicts any epsilon in (0, 1] is exactly the paper's rule. A step
+accepted although on hard verdicts (each verdict, parsed or forced, one whole win) its best and worst
+tie, or the worst has more wins, was decided by soft scores alone: it is kept and counted
+(``steps_decided_by_soft_scores``), never silently.
+
+Identical candidates. When fewer than two distinct candidates (stripped, as the judge sees them) come
+back, there is nothing to compare and nothing to prefer: the step is accepted with that candidate as
+its continuation, no pair is written, and it is counted (``identical_steps``) — it is not a tie and
+spends no rollback. When that one candidate is empty (every sample failed or was blank) there is no
+step to accept: the search ends (``no_candidates``).
 """
 
 from __future__ import annotations
@@ -40,6 +56,14 @@ class StepPrefsConfig(BaseModel):
     judge_temperature: float = Field(0.0, ge=0.0, description="judge sampling temperature (0 = greedy)")
     judge_max_tokens: int = Field(256, ge=1, description="token budget of one judgment")
     force_verdict: bool = Field(True, description="when a judgment has no verdict, continue it with 'Verdict: [[' and read one token")
+    tie_epsilon: float = Field(
+        0.5,
+        ge=0.0,
+        description="best and worst tie (pair dropped, search rolled back) when their scores differ by less than this; "
+        "parsed verdicts give whole-number scores, so any value in (0, 1] is the paper's exact-tie rule, while forced soft "
+        "verdicts (P(A)/(P(A)+P(B))) need it to count as a tie what they split by a hair; 0 = exact ties only. "
+        "The manifest counts exact and epsilon ties apart, and steps decided by soft scores although hard verdicts tie",
+    )
     max_rollbacks: int = Field(4, ge=0, description="tie rollbacks allowed per problem before its search is abandoned")
 
 
@@ -56,7 +80,7 @@ class _Pair:
 class _Search:
     problem: Problem
     steps: list[str] = field(default_factory=list)
-    pairs: list[_Pair] = field(default_factory=list)
+    pairs: list[_Pair | None] = field(default_factory=list)  # one per step; None for a step accepted without a pair
     attempts: int = 0
     rollbacks: int = 0
     status: str = ""
@@ -68,7 +92,7 @@ class _Search:
 
 class StepPrefsBuilder(Builder[StepPrefsConfig]):
     name = "step-prefs"
-    version = "0.1.0"
+    version = "0.2.0"
     summary = "step-wise preference pairs from a self-judged step search (step-wise DPO data)"
     row_model = StepPrefsRow
     Config = StepPrefsConfig
@@ -116,9 +140,18 @@ class StepPrefsBuilder(Builder[StepPrefsConfig]):
 
     def _advance(self, search: _Search, group: CandidateGroup, finals: list[bool], ranking: Ranking) -> None:
         search.attempts += 1
-        index = len(search.steps) + 1
-        if ranking.tied:
+        if ranking.identical:
+            if not group.candidates[0].strip():
+                self.stats["empty_steps"] += 1
+                search.status = "no_candidates"
+                return
+            self.stats["identical_steps"] += 1
+            self._accept(search, group.candidates[0], finals[0], None)
+            return
+        tie = ranking.tie(self.config.tie_epsilon)
+        if tie is not None:
             self.stats["tied_steps"] += 1
+            self.stats[f"tied_steps_{tie}"] += 1
             if search.rollbacks >= self.config.max_rollbacks:
                 search.status = "rollback_limit"
                 return
@@ -128,10 +161,15 @@ class StepPrefsBuilder(Builder[StepPrefsConfig]):
                 search.steps.pop()
                 search.pairs.pop()
             return
-        best = ranking.best
-        search.pairs.append(_Pair(index, list(search.steps), list(group.candidates), finals, ranking))
-        search.steps.append(format_step(index, group.candidates[best]))
-        if finals[best]:
+        self.stats["steps_decided_by_soft_scores"] += int(ranking.decided_by_soft_scores)
+        pair = _Pair(len(search.steps) + 1, list(search.steps), list(group.candidates), finals, ranking)
+        self._accept(search, group.candidates[ranking.best], finals[ranking.best], pair)
+
+    def _accept(self, search: _Search, body: str, is_final: bool, pair: _Pair | None) -> None:
+        """Append the next step (and its pair, if it has one); end the search at a final answer or ``max_steps``."""
+        search.pairs.append(pair)
+        search.steps.append(format_step(len(search.steps) + 1, body))
+        if is_final:
             search.status = "final_answer"
         elif len(search.steps) >= self.config.max_steps:
             search.status = "max_steps"
@@ -145,7 +183,7 @@ class StepPrefsBuilder(Builder[StepPrefsConfig]):
             self.stats["solutions_checked"] += 1
             self.stats["solutions_correct"] += int(correct)
         rows = []
-        for pair in search.pairs:
+        for pair in filter(None, search.pairs):
             r = pair.ranking
             rows.append(
                 StepPrefsRow(
@@ -183,7 +221,12 @@ class StepPrefsBuilder(Builder[StepPrefsConfig]):
             ("candidate steps sampled", f"{stats.get('candidates', 0):g}"),
             ("judgments", f"{judged:g}"),
             ("  parsed / forced / unparsable", f"{stats.get('judge_parsed', 0):g} / {stats.get('judge_forced', 0):g} / {stats.get('judge_unparsable', 0):g}"),
-            ("tied steps (dropped, rolled back)", f"{stats.get('tied_steps', 0):g}"),
+            (
+                "tied steps: exact / epsilon",
+                f"{stats.get('tied_steps', 0):g}: {stats.get('tied_steps_exact', 0):g} / {stats.get('tied_steps_epsilon', 0):g}",
+            ),
+            ("steps decided by soft scores", f"{stats.get('steps_decided_by_soft_scores', 0):g}"),
+            ("identical steps (no pair)", f"{stats.get('identical_steps', 0):g}"),
             ("final-answer accuracy", f"{stats.get('solutions_correct', 0) / checked:.1%} of {checked:g}" if checked else "-"),
         ]
         statuses = {k.removeprefix("status_"): v for k, v in stats.items() if k.startswith("status_")}

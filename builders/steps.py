@@ -18,6 +18,7 @@ from judgeforge.verify import has_final_answer
 STEP_DELIMITER = "\n\n"
 STEP_STOPS: tuple[str, ...] = (STEP_DELIMITER, "\nStep ")
 _HEADER = re.compile(r"(?:^|\n)\s*Step\s+\d+\s*:")
+_BLANK_LINE = re.compile(r"\n[ \t]*\n")
 
 POLICY_INSTRUCTIONS = (
     "Solve the following problem step by step. Begin each step with \"Step n:\" and leave a blank line "
@@ -61,28 +62,31 @@ def solution_text(steps: Sequence[str]) -> str:
 
 
 def split_steps(text: str) -> list[str]:
-    """Cut a whole solution into step bodies: at ``Step n:`` headers when it has them, else at blank lines."""
+    """Cut a whole solution into step bodies: at ``Step n:`` headers when it has them, else at blank lines
+    (a line of only spaces is blank too). Bodies lose surrounding whitespace only; empty ones are dropped."""
     if _HEADER.search(text):
         parts = _HEADER.split(text)
-        bodies = [p.strip() for p in parts[1:]]
-        lead = parts[0].strip()
-        if lead:
-            bodies.insert(0, lead)
+        bodies = parts[1:] if not parts[0].strip() else parts
     else:
-        bodies = [p.strip() for p in text.split(STEP_DELIMITER)]
-    return [b for b in bodies if b]
+        bodies = _BLANK_LINE.split(text)
+    return [b.strip() for b in bodies if b.strip()]
 
 
 def normalise_steps(bodies: Sequence[str], answer: str | None) -> list[str]:
-    """Number step bodies as ``Step n: ...``; make the last one state the final answer if it does not."""
-    steps = [format_step(i, " " + " ".join(body.split())) for i, body in enumerate(bodies, 1)]
+    """Number step bodies as ``Step n: ...``; make the last one state the final answer if it does not.
+
+    A body keeps its content as written (only surrounding whitespace goes); blank bodies are no steps, so
+    the numbering never skips and no ``Step n:`` is empty.
+    """
+    kept = [body.strip() for body in bodies if body.strip()]
+    steps = [format_step(i, f" {body}") for i, body in enumerate(kept, 1)]
     if steps and answer is not None and not has_final_answer(steps[-1]):
-        steps[-1] = f"{steps[-1].rstrip().rstrip('.')}. The answer is {answer}."
+        steps[-1] = f"{steps[-1].rstrip('.')}. The answer is {answer}."
     return steps
 
 
 def gold_steps(problem: Problem) -> list[str]:
-    """The source's gold solution in the step format (one ``Step n:`` per gold line), or [] if it has none."""
+    """The source's gold solution in the step format (one ``Step n:`` per non-blank gold line), or [] if it has none."""
     if not problem.solution:
         return []
     return normalise_steps(problem.solution.splitlines(), problem.answer)

@@ -162,3 +162,40 @@ def inspect_command(run_dir: Path, query: str | None, samples: int, max_rows: in
         for key, value in sample.items():
             table.add_row(key, value)
         console.print(table)
+
+
+@click.command("audit")
+@click.argument("run_dir", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--examples", type=click.IntRange(min=0), default=3, show_default=True, help="Row ids listed per check that disagrees.")
+def audit_command(run_dir: Path, examples: int) -> None:
+    """Re-derive every label the rows of RUN_DIR can re-derive and list the disagreements.
+
+    From what each row stores, the audit re-parses judge, analysis and verification texts with the
+    shared parsers, re-grades stored final answers against the gold answer (reasoning-gym sources with
+    the task's own scorer), re-checks that a corrupted step's value changed, that a step marked final
+    states a final answer or ends its search, and that the step-wise DPO view puts EOS after final steps
+    only. It reads the shards directly, so it audits runs built by older judgeforge versions too.
+
+    \b
+    Prints one line per check: rows checked, disagreements, example row ids.
+    Exit status 1 when any check disagrees, 0 otherwise.
+    \b
+    Example:
+      judgeforge audit runs/demo/step_prefs
+    """
+    from judgeforge.curation.audit import audit_run
+
+    kind, results = audit_run(run_dir, examples)
+    table = Table(title=f"audit · {kind} · {run_dir}")
+    for name, justify in (("check", "left"), ("rows checked", "right"), ("disagreements", "right"), ("examples", "left")):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for r in results:
+        mark = "[red]" if r.disagreements else ""
+        table.add_row(r.check.name, f"{r.checked:,}", f"{mark}{r.disagreements:,}", ", ".join(r.examples))
+    console = Console()
+    console.print(table)
+    failed = [r.check.name for r in results if r.disagreements]
+    if failed:
+        console.print(f"[red]{len(failed)} check(s) disagree[/]: {', '.join(failed)}")
+        raise SystemExit(1)
+    console.print(f"all {len(results)} checks agree on every row they apply to")

@@ -657,15 +657,19 @@ class PositionSwapParams(FilterParams):
     candidates: str = Field("candidates", description="list column of candidate texts that first/second index (for pairs: chosen_rejected)")
     chosen: str = Field("chosen", description="column of the chosen text (for pairs: chosen_rejected)")
     rejected: str = Field("rejected", description="column of the rejected text (for pairs: chosen_rejected)")
-    min_consistency: float = Field(1.0, ge=0.0, le=1.0, description="smallest share of both-order pairs whose two verdicts name the same winner")
+    min_consistency: float = Field(1.0, ge=0.0, le=1.0, description="smallest share of both-order pairs judged consistently (chosen_rejected: both orders prefer chosen; all: both name the same winner)")
 
 
 class PositionSwap(Filter):
-    """Position-swap consistency: a pair judged in both orders must name the same winner both times.
+    """Position-swap consistency: a pair judged in both orders must get the same winner both times.
 
-    A judge that answers "A" whatever it is shown is guessing; its pairs are dropped. Rows with no pair
-    judged in both orders (with parsed verdicts) are kept and counted as unchecked. The report carries
-    the A/B balance of all verdicts — the judge's position bias.
+    With ``pairs: chosen_rejected`` (the default) the chosen-vs-rejected comparison is consistent only
+    when *both* orders prefer the chosen step: a judge that prefers the rejected step twice contradicts
+    the row's own label, and one that answers "A" whatever it is shown is guessing; both are dropped.
+    With ``pairs: all`` every candidate pair judged in both orders is checked for the same winner (no
+    pair but chosen-vs-rejected has a label to agree with). Rows with no pair judged in both orders
+    (with parsed verdicts) are kept and counted as unchecked. The report carries the A/B balance of all
+    verdicts — the judge's position bias.
     """
 
     type_name = "position_swap"
@@ -696,16 +700,19 @@ class PositionSwap(Filter):
                 f"list_position({ident(p.candidates)}, {ident(p.rejected)}) - 1 AS ri, unnest({j}) AS j FROM {stage.rows}"
             )
             keep = "WHERE (x.a = x.ci AND x.b = x.ri) OR (x.a = x.ri AND x.b = x.ci)"
+            target, agree = "ci", "prefer the chosen step"
         else:
             scope = f"SELECT _rid, unnest({j}) AS j FROM {stage.rows}"
-            keep = ""
+            keep, target, agree = "", "NULL", "name the same winner"
+        # w: the candidate a judgment prefers; a both-order pair is consistent when the two agree (and,
+        # for chosen_rejected, when the one they agree on is the chosen step).
         checked = f"""
             WITH u AS ({scope}),
             x AS (SELECT *, j.first AS a, j.second AS b, j.verdict AS v FROM u),
-            f AS (SELECT _rid, a, b, v FROM x {keep}),
-            p AS (SELECT s._rid, s.v AS v1, t.v AS v2 FROM f s JOIN f t ON s._rid = t._rid AND s.a = t.b AND s.b = t.a AND s.a < s.b
-                  WHERE s.v IS NOT NULL AND t.v IS NOT NULL)
-            SELECT _rid, count(*) AS judged, count(*) FILTER (WHERE v1 <> v2) AS consistent FROM p GROUP BY _rid
+            f AS (SELECT _rid, a, b, CASE v WHEN 'A' THEN a WHEN 'B' THEN b END AS w, {target} AS target FROM x {keep}),
+            p AS (SELECT s._rid, s.w AS w1, t.w AS w2, s.target FROM f s JOIN f t ON s._rid = t._rid AND s.a = t.b AND s.b = t.a AND s.a < s.b
+                  WHERE s.w IS NOT NULL AND t.w IS NOT NULL)
+            SELECT _rid, count(*) AS judged, count(*) FILTER (WHERE w1 = w2 AND (target IS NULL OR w1 = target)) AS consistent FROM p GROUP BY _rid
         """
         stage.con.execute(f"CREATE OR REPLACE TEMP TABLE _swap AS {checked}")
         checked_rows, judged, consistent = one_row(stage.con, "SELECT count(*), coalesce(sum(judged), 0), coalesce(sum(consistent), 0) FROM _swap")
@@ -714,7 +721,7 @@ class PositionSwap(Filter):
         self.stats["pairs_judged_both_orders"] += int(judged)
         self.stats["pairs_consistent"] += int(consistent)
         return (
-            "SELECT _rid, consistent || ' of ' || judged || ' pair(s) judged in both orders name the same winner' AS reason "
+            f"SELECT _rid, consistent || ' of ' || judged || ' pair(s) judged in both orders {agree}' AS reason "
             f"FROM _swap WHERE consistent < judged * {p.min_consistency!r} - 1e-9"
         )
 

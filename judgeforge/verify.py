@@ -1,10 +1,27 @@
 """Decide whether a model's final answer is right, the same way in every builder.
 
-:func:`extract_answer` finds the final answer in a model solution (``\\boxed{...}``, ``#### X`` or an
-"answer is X" phrase), :func:`has_final_answer` tells a step-by-step search when to stop, and
-:func:`check_answer` grades it: reasoning-gym problems with the task's own scorer, every other problem
-with math-verify (so ``0.5``, ``1/2`` and ``\\frac{1}{2}`` agree), falling back to normalised string
-equality where math-verify cannot parse.
+:func:`extract_answer` finds the final answer in a model solution or step, :func:`has_final_answer`
+tells a step-by-step search when to stop, and :func:`check_answer` grades it: reasoning-gym problems
+with the task's own scorer, every other problem with math-verify (so ``0.5``, ``1/2`` and
+``\\frac{1}{2}`` agree), falling back to normalised string equality where math-verify cannot parse.
+
+The final-answer rule lives here once, and ``has_final_answer(text) == (extract_answer(text) is not
+None)`` always, so a step the search calls final is exactly a step whose answer gets graded. Only an
+explicit final-answer form counts:
+
+- ``\\boxed{X}`` anywhere (the last one wins);
+- a ``#### X`` line that closes the text (GSM8K's form; a ``####`` markdown heading followed by more
+  text is no answer);
+- an answer phrase -- "The answer is X", "The final answer is X", "Final answer: X", "Answer: X" --
+  that starts a sentence or clause (at the start, after ``.``/``!``/``?``/``:``/``;``/``,`` or a line
+  break, or after "so"/"thus"/"therefore"/"hence"/"and"/"then") and closes the text: its sentence is the
+  last one, nothing but punctuation follows it, and X is a value, not the start of more reasoning (it
+  does not begin with "not", "unclear", "first", "let", ... nor go on with ", so let us ...").
+
+So "To find the answer: first compute 3+4", "Let's find the answer. First ..." and "The answer is 7.
+Now check: 7 - 4 = 3." state no final answer, and a whole solution that trails off after its answer
+phrase ("The answer is 7. Done.") is graded as having none -- the policy prompt asks for the answer
+sentence last.
 
 math-verify guards parsing with ``signal.alarm`` timeouts, which only work on the main thread; off the
 main thread (builders grade from worker threads) its timeouts are switched off.
@@ -23,9 +40,21 @@ from judgeforge.sources import Problem, gym_entry
 
 _MATH_VERIFY_TIMEOUT_S = 5
 _BOXED = "\\boxed"
-_HASH_ANSWER = re.compile(r"^[ \t]*####[ \t]*(\S.*?)[ \t]*$", re.MULTILINE)
-_PHRASE_ANSWER = re.compile(r"\b(?:final\s+answer|answer)\**\s*(?:is\b|:)[\s:*]*(\S.*)", re.IGNORECASE)
-_SENTENCE_END = re.compile(r"\.\s")
+# A "#### X" line with nothing after it (a "####" heading above more text is markdown, not an answer).
+_HASH_ANSWER = re.compile(r"(?:^|\n)[ \t]*####[ \t]*([^\n]*\S)\s*\Z")
+# An answer phrase where a sentence or clause starts; what it introduces runs to the end of the text.
+_ANSWER_PHRASE = re.compile(
+    r"(?:^|[.!?:;,\n]|\b(?:so|thus|therefore|hence|and|then))[\s*]*(?:the\s+)?(?:final\s+)?answer\**\s*(?:is\b\s*:?|:)[\s*]*",
+    re.IGNORECASE,
+)
+_SENTENCE_END = re.compile(r"[.!?](?=\s)|\n")
+_CLOSING = " \t\n.!?*$\"')"
+# What follows "the answer is" when it is not a value: a hedge, or the start of more reasoning.
+_NOT_A_VALUE = re.compile(
+    r"^(?:not|unclear|unknown|undetermined|yet|still|first|let|let's|we)\b"
+    r"|[,;]\s*(?:so\s+)?(?:let|let's|we\s+(?:need|must|have\s+to|will|can)|we'll|first|then|next|now)\b",
+    re.IGNORECASE,
+)
 _TRAILING_PUNCT = " \t\n.,;:!*"
 _NUMBER_WITH_UNIT = re.compile(r"([-+]?\d[\d,]*(?:\.\d+)?(?:/\d+)?)\s+(?!pi\b)[A-Za-z]{2,}")
 # Gold answers made only of words ("yes", "Paris"): compared as text, because sympy would read "yes"
@@ -37,23 +66,22 @@ _TEXT_COMMAND = re.compile(r"\\(?:text|textbf|mathrm)\{([^{}]*)\}")
 def extract_answer(text: str) -> str | None:
     """The final answer of a model solution, or None when it states none.
 
-    Looks for the last ``\\boxed{...}`` (balanced braces), else the last ``#### X`` line, else the last
-    "answer is X" / "Final answer: X" / "Answer: X" phrase (up to the end of its sentence). The result
-    loses surrounding ``$``/``**``, trailing punctuation, a leading currency sign and a single unit word
-    after a number ("18 dollars" -> "18").
+    Looks for the last ``\\boxed{...}`` (balanced braces), else a closing ``#### X`` line, else a
+    closing answer phrase (the module docstring states the rule). The result loses surrounding
+    ``$``/``**``, trailing punctuation, a leading currency sign and a single unit word after a number
+    ("18 dollars" -> "18").
     """
     candidate = _last_boxed(text)
     if candidate is None:
-        hashes = _HASH_ANSWER.findall(text)
-        candidate = hashes[-1] if hashes else None
+        closing_hash = _HASH_ANSWER.search(text)
+        candidate = closing_hash.group(1) if closing_hash else None
     if candidate is None:
-        phrases = _PHRASE_ANSWER.findall(text)
-        candidate = _SENTENCE_END.split(phrases[-1], maxsplit=1)[0] if phrases else None
+        candidate = _closing_phrase_value(text)
     return None if candidate is None else _clean(candidate)
 
 
 def has_final_answer(text: str) -> bool:
-    """Whether ``text`` already states a final answer (stops a step-by-step search)."""
+    """Whether ``text`` states a final answer (ends a step-by-step search): ``extract_answer`` finds one."""
     return extract_answer(text) is not None
 
 
@@ -139,6 +167,17 @@ def _parse(text: str) -> list[Any]:
 def _timeout() -> int | None:
     """math-verify's signal-based timeout on the main thread; none elsewhere, where signals fail."""
     return _MATH_VERIFY_TIMEOUT_S if threading.current_thread() is threading.main_thread() else None
+
+
+def _closing_phrase_value(text: str) -> str | None:
+    """What the last answer phrase introduces, when that phrase closes ``text`` and introduces a value."""
+    phrases = list(_ANSWER_PHRASE.finditer(text))
+    if not phrases:
+        return None
+    value, *after = _SENTENCE_END.split(text[phrases[-1].end() :], maxsplit=1)
+    if (after and after[0].strip(_CLOSING)) or _NOT_A_VALUE.search(value):
+        return None
+    return value
 
 
 def _last_boxed(text: str) -> str | None:

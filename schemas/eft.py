@@ -3,8 +3,8 @@
 ``{x, s_1..s_{l-1}, s_l^1, s_l^2, judge}``: a problem, a step prefix, two candidate next steps shown as
 Step A / Step B, and a judgment (reasoning + ``[[A]]``/``[[B]]``). The label comes from rollouts, not the
 judge's opinion; a judgment is kept only when it agrees with that label in both presentation orders, and
-both orders are emitted so "A is better" and "B is better" are exactly balanced. TRL view: SFT
-``messages`` whose user turn is the very pairwise prompt the step-prefs builder judges with, so a model
+both orders are emitted so "A is better" and "B is better" are exactly balanced. TRL view:
+conversational SFT ``prompt``/``completion`` (trained on the completion only) whose user turn is the very pairwise prompt the step-prefs builder judges with, so a model
 trained on EFT judges in the format the builder parses.
 """
 
@@ -38,13 +38,12 @@ class EftRow(BaseRow):
 
 
 def sft_view(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """``messages`` for TRL's SFTTrainer: the pairwise judge prompt, then the kept judgment."""
+    """Conversational ``prompt`` / ``completion`` for TRL's SFTTrainer: the pairwise judge prompt, then the
+    kept judgment, the only part trained on."""
     return [
         {
-            "messages": [
-                {"role": "user", "content": judge_user_message(row["question"], row["previous_steps"], row["step_a"], row["step_b"])},
-                {"role": "assistant", "content": row["judgment"]},
-            ]
+            "prompt": [{"role": "user", "content": judge_user_message(row["question"], row["previous_steps"], row["step_a"], row["step_b"])}],
+            "completion": [{"role": "assistant", "content": row["judgment"]}],
         }
         for row in rows
     ]

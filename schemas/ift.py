@@ -2,7 +2,8 @@
 
 The solution is stored both as its steps and as the joined text in the step format every step-wise
 builder uses, so the model learns to write exactly the ``Step n:`` layout the step search continues.
-TRL view: SFT ``messages`` — the policy's user turn, then the solution as the assistant turn.
+TRL view: conversational SFT ``prompt``/``completion`` — the policy's user turn, then the solution as
+the assistant turn, trained on the completion only.
 """
 
 from __future__ import annotations
@@ -27,13 +28,11 @@ class IftRow(BaseRow):
 
 
 def sft_view(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """``messages`` for TRL's SFTTrainer."""
+    """Conversational ``prompt`` / ``completion`` for TRL's SFTTrainer, which then trains on the solution only."""
     return [
         {
-            "messages": [
-                {"role": "user", "content": policy_user_message(row["question"])},
-                {"role": "assistant", "content": solution_text(row["steps"])},
-            ]
+            "prompt": [{"role": "user", "content": policy_user_message(row["question"])}],
+            "completion": [{"role": "assistant", "content": solution_text(row["steps"])}],
         }
         for row in rows
     ]

@@ -5,10 +5,12 @@ Every row is about one evaluation input: a problem, the previous steps, the now 
 ``rprm_sft``: one kept analysis whose verdict matches the label. ``rprm_prefs``: a label-matching
 analysis (chosen) against a non-matching one (rejected). ``rprm_scores``: the scorer's reward for one
 step — the mean P(Yes) over K sampled evaluations, or their Yes-vote fraction where the engine gave no
-log-probabilities (``method`` says which) — with the ProcessBench judgement of its solution.
+log-probabilities (``method`` says which) — with its solution's ProcessBench label and subset. The rows
+do not depend on a threshold: the ProcessBench figure is computed from them (builders/rprm_score.py).
 
 TRL views use the very analysis prompt the builders sampled with (builders/rprm_format.py): SFT
-``messages`` (the user turn, then the analysis as the assistant turn) and conversational DPO
+``prompt``/``completion`` (the user turn, then the analysis as the assistant turn, trained on the
+completion only) and conversational DPO
 ``prompt`` / ``chosen`` / ``rejected``. An analysis is a whole assistant turn ending in its verdict, so
 the EOS TRL appends is right here.
 """
@@ -62,6 +64,7 @@ class RprmPrefsRow(RprmCaseRow):
 class RprmScoreRow(BaseRow):
     kind: ClassVar[str] = "rprm_scores"
 
+    subset: str
     question: str
     now_step: str
     step_index: int
@@ -72,8 +75,6 @@ class RprmScoreRow(BaseRow):
     votes: list[str | None]
     analyses: list[str]
     solution_first_wrong: int
-    predicted_first_wrong: int
-    solution_judged_right: bool
 
 
 def _user(row: dict[str, Any]) -> dict[str, str]:
@@ -81,8 +82,9 @@ def _user(row: dict[str, Any]) -> dict[str, str]:
 
 
 def sft_view(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """``messages`` for TRL's SFTTrainer: the analysis prompt, then the kept analysis."""
-    return [{"messages": [_user(row), {"role": "assistant", "content": row["analysis"]}]} for row in rows]
+    """Conversational ``prompt`` / ``completion`` for TRL's SFTTrainer: the analysis prompt, then the kept
+    analysis, the only part trained on."""
+    return [{"prompt": [_user(row)], "completion": [{"role": "assistant", "content": row["analysis"]}]} for row in rows]
 
 
 def dpo_view(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -8,9 +8,16 @@ Stage-0 accuracy and difficulty level, and every Stage-0 sample with every verif
 curation and review can see what the trajectory was drawn from.
 
 Its SFT view is pre-tokenised: ``input_ids`` are the prompt (the row's ``policy_prompt`` user turn
-rendered with the model's chat template, exactly as the policy saw it at sampling time), then each
-segment tokenised on its own (segments meet at a blank line, a pre-token boundary for byte-level BPE,
-so the ids equal those of the whole text tokenised at once), then EOS; ``labels`` copy ``input_ids`` except for -100 on the prompt and on every masked segment.
+rendered with the model's chat template, exactly as the policy saw it at sampling time), then the
+completion — all segments joined — tokenised **once, as a whole**, then EOS. Tokenising segment by
+segment would differ from that wherever the pre-tokeniser merges across a segment boundary (Qwen2 and
+Llama-3 merge ``}.`` with the ``\\n\\n`` a segment starts with), giving ids the model never produces.
+The loss mask is mapped onto the tokens by character offsets (so the tokenizer must be a fast one): a
+token is trained iff every character it covers lies in a trained segment, so a token straddling a
+masked and a trained segment is masked — the view never trains on masked text, at the price of not
+training the one boundary token. Where a post-processor trims whitespace off the offsets, a token is
+taken to cover the gaps on both sides of it too. ``labels`` copy ``input_ids`` except for -100 on the
+prompt and on every masked token; EOS is trained (a trajectory ends in its trained final verification).
 TRL 1.16's ``SFTTrainer`` keeps a ``labels`` column exactly as given — the robust way to honour the
 mask (a ``completion_mask`` column is ignored unless ``completion_only_loss=True``, and
 ``assistant_only_loss`` needs ``{% generation %}`` markers SmolLM2's template lacks).
@@ -102,19 +109,46 @@ class S2RPromptRow(BaseRow):
 
 def sft_view(rows: Iterable[dict[str, Any]], tokenizer: Any) -> list[dict[str, list[int]]]:
     """Pre-tokenised ``input_ids`` / ``labels`` records with -100 on the prompt and on masked segments."""
+    if not getattr(tokenizer, "is_fast", False):
+        raise ValueError("the S2R SFT view maps its loss mask by character offsets and needs a fast tokenizer (PreTrainedTokenizerFast)")
     out = []
     for row in rows:
         prompt = render_prompt(tokenizer, [{"role": "user", "content": row["policy_prompt"]}])
         input_ids = list(tokenizer(prompt, add_special_tokens=False)["input_ids"])
         labels = [IGNORE_INDEX] * len(input_ids)
-        for segment, trained in zip(row["segments"], row["loss_mask"], strict=True):
-            ids = list(tokenizer(segment["text"], add_special_tokens=False)["input_ids"])
-            input_ids += ids
-            labels += ids if trained else [IGNORE_INDEX] * len(ids)
+        texts = [segment["text"] for segment in row["segments"]]
+        encoded = tokenizer("".join(texts), add_special_tokens=False, return_offsets_mapping=True)
+        ids = list(encoded["input_ids"])
+        trained = trained_tokens([(a, b) for a, b in encoded["offset_mapping"]], trained_chars(texts, row["loss_mask"]))
+        input_ids += ids
+        labels += [i if t else IGNORE_INDEX for i, t in zip(ids, trained, strict=True)]
         input_ids.append(tokenizer.eos_token_id)
         labels.append(tokenizer.eos_token_id)
         out.append({"input_ids": input_ids, "labels": labels})
     return out
+
+
+def trained_chars(texts: list[str], loss_mask: list[int]) -> list[bool]:
+    """Per character of the joined segment texts: whether its segment is trained."""
+    return [bool(trained) for text, trained in zip(texts, loss_mask, strict=True) for _ in text]
+
+
+def trained_tokens(offsets: list[tuple[int, int]], trained: list[bool]) -> list[bool]:
+    """Whether each token is trained: iff every character it covers is (see the module docstring).
+
+    Token ``i`` covers ``[start_i, end_i)`` widened to the previous token's end and the next token's
+    start (gaps left by trimmed offsets count for both neighbours); a token covering no character counts
+    the one at its position.
+    """
+    size = len(trained)
+    flags = []
+    for i, (start, end) in enumerate(offsets):
+        low = min(start, offsets[i - 1][1]) if i else 0
+        high = max(end, offsets[i + 1][0]) if i + 1 < len(offsets) else size
+        if low >= high:
+            low, high = min(low, size - 1), min(low, size - 1) + 1
+        flags.append(all(trained[max(low, 0) : high]))
+    return flags
 
 
 def grpo_view(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -4,11 +4,12 @@ Wang et al., "Self-Taught Evaluators", 2024, arXiv 2408.02666. A row is one kept
 synthetic pair: the instruction x, the "similar but different" instruction x' the model wrote, y^w (a
 response to x) and y^l (a response to x', so plausibly a worse answer to x), which position y^w was
 shown in (``label``: "A" or "B", also the kept verdict, since only correct verdicts are kept), the kept
-judgment (reasoning + ``[[A]]``/``[[B]]``), every judgment sampled for the pair with its verdict, and the
-counts. ``iteration`` and ``judge_model`` say which M_t wrote the judgments, so ``loop`` can chain
-M_t → data → M_{t+1}.
+judgment (reasoning + ``[[A]]``/``[[B]]``; its text parses to exactly ``label``, and it is a forced
+verdict only when the build allowed forced verdicts as targets), every judgment sampled for the pair
+with its verdict, and the counts. ``iteration`` and ``judge_model`` say which M_t wrote the judgments,
+so ``loop`` can chain M_t → data → M_{t+1}.
 
-TRL view: SFT ``messages``: the user turn is the pairwise response-judge prompt laid out exactly as the
+TRL view: conversational SFT ``prompt``/``completion`` (trained on the completion only): the user turn is the pairwise response-judge prompt laid out exactly as the
 judge saw it (y^w in the ``label`` position), the assistant turn the kept judgment, in the format
 :func:`judgeforge.builders.judging.parse_verdict` reads — so a model trained on it judges in the format
 the builder parses.
@@ -26,7 +27,11 @@ from judgeforge.schemas.base import BaseRow
 
 
 class SampledJudgment(BaseModel):
-    """One of the N judgments sampled for a pair, in its own presentation order."""
+    """One of the N judgments sampled for a pair, in its own presentation order.
+
+    ``correct``: the verdict picks y^w, whether the judge wrote it or it was forced (``forced``, with the
+    judge's P(A) in ``p_a``) — the build's correct-verdict rate counts parsed verdicts only.
+    """
 
     index: int
     better_shown_as: Literal["A", "B"]
@@ -69,13 +74,12 @@ def presented(row: dict[str, Any]) -> tuple[str, str]:
 
 
 def sft_view(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """``messages`` for TRL's SFTTrainer: the judge prompt as presented, then the kept judgment."""
+    """Conversational ``prompt`` / ``completion`` for TRL's SFTTrainer: the judge prompt as presented, then
+    the kept judgment, the only part trained on."""
     return [
         {
-            "messages": [
-                {"role": "user", "content": response_judge_message(row["instruction"], *presented(row))},
-                {"role": "assistant", "content": row["judgment"]},
-            ]
+            "prompt": [{"role": "user", "content": response_judge_message(row["instruction"], *presented(row))}],
+            "completion": [{"role": "assistant", "content": row["judgment"]}],
         }
         for row in rows
     ]

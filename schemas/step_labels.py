@@ -5,8 +5,10 @@ A row is one solution to one problem in the ``Step n:`` step format, with one la
 is ProcessBench's label (0-based index of the first wrong step, -1 when every step is correct).
 ``origin`` says where the labels come from: ``sampled`` (a policy solution labelled by Monte-Carlo
 rollouts, Math-Shepherd style; ``step_values`` holds each step's fraction of rollouts reaching the gold
-answer), ``corrupted`` (a gold solution with one step changed on purpose, so the first wrong step is
-known exactly; ``corruption`` says what changed) or ``gold`` (the gold solution, every step correct).
+answer, None with the label when no rollout finished), ``corrupted`` (a gold solution with one step
+changed on purpose so that its value changes, so the first wrong step is known exactly; ``corruption``
+is a note of what changed, "step k: number OLD -> NEW" or "step k: operation OLD -> NEW") or ``gold``
+(the gold solution, every step correct).
 :mod:`judgeforge.step_inputs` reads a run of these rows back as evaluation inputs. TRL view: the
 stepwise-supervision layout (``prompt``, ``completions``, ``labels``), cut after the first wrong step.
 """

@@ -1,8 +1,9 @@
 """Step-wise preference rows and their TRL view for step-wise DPO.
 
 A row is one search step of one problem: the question, the steps accepted so far, the best and worst
-of the N sampled next steps (by the judge's pairwise wins), every candidate with its score and every
-raw judgment. The DPO view lays the prompt out exactly as the policy saw it while searching — the user
+of the N sampled next steps (by the judge's pairwise wins; forced verdicts count soft), every candidate
+with its score and every raw judgment. Steps that tied are not written, nor steps whose candidates were
+all the same text (nothing to prefer); such a step still appears in later rows' ``previous_steps``. The DPO view lays the prompt out exactly as the policy saw it while searching — the user
 turn, then the assistant turn so far ending in the next step's header, rendered with the model's chat
 template — and the completions are the next step only. TRL's ``DPOTrainer`` would append EOS to every
 completion, teaching the policy to stop after an intermediate step; the view instead ends an

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 
 from judgeforge.models import ModelRef, load_tokenizer
 
-STEP_PREFS_TINY = ["--source", "gym:gsm_symbolic", "--num-candidates", "3", "--max-steps", "2", "--max-step-tokens", "24", "--judge-max-tokens", "16", "--seed", "3"]
+STEP_PREFS_TINY = ["--source", "gym:gsm_symbolic", "--num-candidates", "3", "--max-steps", "2", "--max-step-tokens", "24", "--judge-max-tokens", "16", "--tie-epsilon", "0", "--seed", "3"]
 
 # Two optimiser steps of two examples: what every recipe test trains (the real model, CPU).
 TINY_TRAIN = ["--max-steps", "2", "--batch-size", "2", "--micro-batch-size", "2", "--logging-steps", "1"]
@@ -61,3 +61,17 @@ def dpo_two_steps(records: list[dict[str, Any]], model: ModelRef, out: Path, tra
     result = trainer.train()
     assert result.global_step == 2
     return trainer, _losses(trainer)
+
+
+def assert_audit_clean(run: Path) -> None:
+    """``judgeforge audit RUN`` on a real build: every check that applies agrees on every row."""
+    from click.testing import CliRunner
+
+    from judgeforge.cli import main
+    from judgeforge.curation.audit import audit_run
+
+    _, results = audit_run(run)
+    disagreements = {r.check.name: r.examples for r in results if r.disagreements}
+    assert not disagreements, f"audit of {run}: {disagreements}"
+    result = CliRunner().invoke(main, ["audit", str(run)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output

@@ -116,7 +116,7 @@ def test_published_folder_loads_with_its_card(step_prefs_run: Path, tmp_path: Pa
 
     manifest = json.loads((step_prefs_run / "manifest.json").read_text())
     text = readme.read_text()
-    for fact in ("`step-prefs` 0.1.0", manifest["models"]["policy"]["model"], "| seed | 3 |", "`--temperature` | 0.5", "arxiv.org/abs/2503.03746",
+    for fact in (f"`step-prefs` {manifest['builder']['version']}", manifest["models"]["policy"]["model"], "| seed | 3 |", "`--temperature` | 0.5", "arxiv.org/abs/2503.03746",
                  "StepwiseDPOTrainer", "dpo_view", 'load_dataset("my-org/step-prefs"', " ".join(manifest["command"][:3])):
         assert fact in text, fact
     for png in ("plot-score-margin.png", "plot-step-index.png", "plot-solution-status.png"):

@@ -25,6 +25,13 @@ def test_help_documents_every_option() -> None:
         assert "--" + field.replace("_", "-") in result.output
 
 
+def test_cache_help_says_what_the_cache_cannot_detect() -> None:
+    result = CliRunner().invoke(main, ["build", "step-prefs", "--help"])
+    text = " ".join(result.output.split())
+    assert "tokenizer/chat-template hash" in text
+    assert "/v1/models" in text and "cannot detect a server that swaps weights but reports identical metadata" in text
+
+
 @pytest.mark.parametrize("name", sorted(REGISTRY))
 def test_every_builder_config_field_is_an_option(name: str) -> None:
     result = CliRunner().invoke(main, ["build", name, "--help"])

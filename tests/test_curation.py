@@ -259,13 +259,28 @@ def test_position_swap_consistency_and_verdict_balance(tmp_path: Path) -> None:
     ]
     kept, manifest, out = run_spec(tmp_path, rows, [{"filter": "position_swap"}])
     assert kept == ["a/step-1", "c/step-1", "d/step-1", "e/step-1"]
-    assert log(out) == {"b/step-1": ("position_swap", "drop", "0 of 1 pair(s) judged in both orders name the same winner")}
+    assert log(out) == {"b/step-1": ("position_swap", "drop", "0 of 1 pair(s) judged in both orders prefer the chosen step")}
     step = manifest["curation"]["funnel"][0]
     assert step["report"]["verdicts"] == {"A": 7, "B": 5, "unparsed": 1, "A_share": round(7 / 12, 4)}
     assert step["stats"] == {"rows_checked": 3, "rows_unchecked": 2, "pairs_judged_both_orders": 3, "pairs_consistent": 2}
     kept, _, out = run_spec(tmp_path / "all", rows, [{"filter": "position_swap", "pairs": "all", "min_consistency": 0.7}])
     assert kept == ["a/step-1", "c/step-1", "d/step-1"]
     assert log(out)["e/step-1"][2] == "2 of 3 pair(s) judged in both orders name the same winner"
+
+
+def test_position_swap_drops_a_pair_whose_both_orders_prefer_rejected(tmp_path: Path) -> None:
+    """Defect: a pair was kept when both orders named the same winner, even when that winner was the rejected step."""
+    rows = [
+        row("a/step-1", judgments=CONSISTENT),  # chosen (0) wins as A and as B
+        row("b/step-1", judgments=[judgment(0, 1, "B"), judgment(1, 0, "A")]),  # rejected (1) wins in both orders
+    ]
+    kept, manifest, out = run_spec(tmp_path, rows, [{"filter": "position_swap"}])
+    assert kept == ["a/step-1"]
+    assert log(out) == {"b/step-1": ("position_swap", "drop", "0 of 1 pair(s) judged in both orders prefer the chosen step")}
+    assert manifest["curation"]["funnel"][0]["stats"]["pairs_consistent"] == 1
+    # pairs: all has no label to agree with: the same winner in both orders is consistent.
+    kept, _, _ = run_spec(tmp_path / "all", rows, [{"filter": "position_swap", "pairs": "all"}])
+    assert kept == ["a/step-1", "b/step-1"]
 
 
 def test_length_bias_reports_and_caps_chosen_excess(tmp_path: Path) -> None:

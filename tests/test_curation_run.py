@@ -28,7 +28,7 @@ def _position_inconsistent(row: dict[str, Any]) -> bool:
     ci, ri = row["candidates"].index(row["chosen"]), row["candidates"].index(row["rejected"])
     verdicts = {(j["first"], j["second"]): j["verdict"] for j in row["judgments"]}
     one, other = verdicts.get((ci, ri)), verdicts.get((ri, ci))
-    return ci != ri and one is not None and other is not None and one == other
+    return ci != ri and one is not None and other is not None and (one, other) != ("A", "B")  # both orders must prefer chosen
 
 
 # The first five filters of the shipped spec, written out in Python: (name, row is dropped).

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ import httpx
 import pytest
 
 from judgeforge.engines.base import Request, SamplingParams
+from judgeforge.engines.cache import CachedEngine, RequestCache
 from judgeforge.engines.openai import OpenAIEngine
 from judgeforge.errors import UserError
 from judgeforge.models import ModelRef, load_tokenizer
@@ -42,13 +43,30 @@ def ok_reply(texts: list[str], **choice_fields: Any) -> Reply:
     return 200, {"choices": choices, "usage": {"prompt_tokens": 5, "completion_tokens": 3 * len(texts)}}, {}
 
 
-class FakeServer:
-    """Answers POSTs from a script (the last reply repeats); records bodies, headers and peak concurrency."""
+def model_listing(*entries: dict[str, Any]) -> dict[str, Any]:
+    """A ``GET /v1/models`` body listing ``entries``."""
+    return {"object": "list", "data": [{"object": "model", **e} for e in entries]}
 
-    def __init__(self, replies: list[Reply] | None = None, delay_s: float = 0.0, echo: bool = False) -> None:
+
+FAKE_MODELS = model_listing({"id": "fake", "created": 1_700_000_000, "owned_by": "test"})
+
+
+class FakeServer:
+    """Answers POSTs from a script (the last reply repeats) and ``GET /v1/models`` with ``models`` (a body,
+    a function returning one, or None for 404); records bodies, headers, model reads and peak concurrency."""
+
+    def __init__(
+        self,
+        replies: list[Reply] | None = None,
+        delay_s: float = 0.0,
+        echo: bool = False,
+        models: dict[str, Any] | Callable[[], dict[str, Any]] | None = FAKE_MODELS,
+    ) -> None:
         self.replies = list(replies or [])
         self.delay_s = delay_s
         self.echo = echo
+        self.models = models
+        self.model_reads = 0
         self.bodies: list[dict[str, Any]] = []
         self.paths: list[str] = []
         self.headers: list[dict[str, str]] = []
@@ -58,9 +76,14 @@ class FakeServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+                self.reply(*server.handle_get(self.path))
+
             def do_POST(self) -> None:  # noqa: N802 - http.server's naming
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                status, payload, headers = server.handle(self.path, dict(self.headers), body)
+                self.reply(*server.handle(self.path, dict(self.headers), body))
+
+            def reply(self, status: int, payload: dict[str, Any], headers: dict[str, str]) -> None:
                 data = json.dumps(payload).encode()
                 self.send_response(status)
                 for name, value in {**headers, "Content-Type": "application/json"}.items():
@@ -75,6 +98,13 @@ class FakeServer:
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
         self.base_url = f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
+
+    def handle_get(self, path: str) -> Reply:
+        with self._lock:
+            self.model_reads += 1
+        if path != "/v1/models" or self.models is None:
+            return 404, {"error": "not found"}, {}
+        return 200, self.models() if callable(self.models) else self.models, {}
 
     def handle(self, path: str, headers: dict[str, str], body: dict[str, Any]) -> Reply:
         with self._lock:
@@ -111,9 +141,9 @@ class WordTokenizer:
         return {"input_ids": list(range(len(text.split())))}
 
 
-def fake_engine(server: FakeServer, **options: Any) -> OpenAIEngine:
+def fake_engine(server: FakeServer, model: str = "fake", **options: Any) -> OpenAIEngine:
     options = {"tokenizer": WordTokenizer(), "backoff_s": 0.01, "max_retries": 3, **options}
-    return OpenAIEngine(base_url=server.base_url, model="fake", **options)
+    return OpenAIEngine(base_url=server.base_url, model=model, **options)
 
 
 QUESTION = Request.chat("Count to five.", prefix="1, 2,")
@@ -232,7 +262,84 @@ def test_chat_endpoint_without_tokenizer_and_api_key_handling(monkeypatch: pytes
     assert server.headers[0]["Authorization"] == "Bearer sk-secret-test"
     description = engine.describe()
     assert "sk-secret-test" not in json.dumps(description) + repr(vars(engine))
-    assert description["weights_hash"] == f"remote:{server.base_url}:fake"
+    assert str(description["weights_hash"]).startswith("remote:") and description["tokenizer_hash"] == "none"
+    assert description["server_model"] == {"id": "fake", "created": 1_700_000_000, "owned_by": "test"}
+
+
+# --------------------------------------------------------------------------------------------------
+# The engine's identity in the request cache
+
+
+SWAPS = {
+    # the entry of the served name reports another date (OpenAI, transformers serve's Hub cache date) ...
+    "created": ({"created": 1_700_000_000}, {"created": 1_700_086_400}),
+    # ... another checkpoint path (vLLM's root), or other weights (llama.cpp's meta)
+    "root": ({"root": "/ckpt/step-100", "owned_by": "vllm"}, {"root": "/ckpt/step-200", "owned_by": "vllm"}),
+    "meta": ({"owned_by": "llamacpp", "meta": {"n_params": 135_000_000, "size": 90_000_000}}, {"owned_by": "llamacpp", "meta": {"n_params": 135_000_000, "size": 91_000_000}}),
+}
+
+
+@pytest.mark.parametrize("field", sorted(SWAPS))
+def test_server_reporting_another_model_under_the_same_name_is_not_answered_from_cache(field: str, tmp_path: Path) -> None:
+    before, after = SWAPS[field]
+    cache = RequestCache(tmp_path / "cache.sqlite")
+    with FakeServer([ok_reply(["old weights"]), ok_reply(["new weights"])], models=model_listing({"id": "fake", **before})) as server:
+        first = CachedEngine(fake_engine(server), cache)
+        [[old]] = first.generate([QUESTION], SamplingParams(max_tokens=8))
+        server.models = model_listing({"id": "fake", **after})  # same URL, same served name, other weights behind it
+        second = CachedEngine(fake_engine(server), cache)
+        [[new]] = second.generate([QUESTION], SamplingParams(max_tokens=8))
+        first.inner.close()
+        second.inner.close()
+    cache.close()
+    assert old.text == "old weights" and new.text == "new weights"
+    assert len(server.bodies) == 2 and second.stats.cache_hits == 0
+    assert first.weights_hash != second.weights_hash
+
+
+def _stamping_listing() -> dict[str, Any]:
+    """vLLM's /v1/models: ``created`` and the permission are made afresh for every request."""
+    now = int(time.time())
+    permission = {"id": f"modelperm-{time.monotonic_ns()}", "object": "model_permission", "created": now}
+    return model_listing({"id": "fake", "created": now, "owned_by": "vllm", "root": "/ckpt", "max_model_len": 2048, "permission": [permission]})
+
+
+@pytest.mark.parametrize("models", [FAKE_MODELS, _stamping_listing], ids=["stable", "stamped-per-request"])
+def test_resumed_with_the_same_everything_hits_the_cache_fully(models: Any, tmp_path: Path) -> None:
+    requests = [Request.chat(f"question {i}", prefix="Step 1:") for i in range(4)]
+    params = SamplingParams(n=2, max_tokens=8, seed=5)
+    with FakeServer([ok_reply(["a", "b"])], models=models) as server:
+        cache = RequestCache(tmp_path / "cache.sqlite")
+        first = CachedEngine(fake_engine(server), cache)
+        built = first.generate(requests, params)
+        first.inner.close()
+        cache.close()
+        posts = len(server.bodies)
+        cache = RequestCache(tmp_path / "cache.sqlite")  # as a new process would open it
+        remote = fake_engine(server)
+        resumed = CachedEngine(remote, cache)
+        again = resumed.generate(requests, params)
+        remote.close()
+        cache.close()
+    assert len(server.bodies) == posts and resumed.stats.cache_hits == len(requests)
+    assert again == built and resumed.weights_hash == first.weights_hash
+    if callable(models):  # each engine read the listing twice, a second apart, and saw `created` move
+        assert server.model_reads == 4 and remote.server_model is not None and "created" not in remote.server_model
+
+
+def test_server_that_says_nothing_about_the_served_model_is_known_by_url_and_name() -> None:
+    with FakeServer([ok_reply(["fine"])], models=None) as server:
+        engine = fake_engine(server)
+        [[completion]] = engine.generate([QUESTION], SamplingParams(max_tokens=8))
+        engine.close()
+        server.models = model_listing({"id": "another", "created": 1_700_000_000})
+        unlisted = fake_engine(server)
+        unlisted.close()
+    assert completion.text == "fine" and server.model_reads == 2
+    description = engine.describe()
+    assert description["server_model"] is None and "HTTP 404" in str(description["server_model_error"])
+    assert unlisted.server_model is None and "does not list 'fake'" in str(unlisted.server_model_error)
+    assert unlisted.weights_hash == engine.weights_hash
 
 
 # --------------------------------------------------------------------------------------------------
@@ -324,3 +431,11 @@ def test_served_logprobs_reported_truthfully(remote: OpenAIEngine) -> None:
         assert len(completion.logprobs) == completion.completion_tokens
         assert all(math.isfinite(t.logprob) and t.logprob <= 0 for t in completion.logprobs)
         assert remote.describe()["logprobs_honoured"] is True
+
+
+@pytest.mark.slow
+def test_served_model_identity_is_what_serve_reports(remote: OpenAIEngine, smollm2: ModelRef) -> None:
+    # A pinned `transformers serve` lists its one model under the path it was given, with `created` 0 and
+    # a load `status` that is not identity (it flips once the model is loaded).
+    assert remote.server_model == {"id": str(smollm2.path), "created": 0, "owned_by": "local"}
+    assert remote.server_model_error is None and remote.describe()["tokenizer_hash"] != "none"

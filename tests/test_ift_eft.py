@@ -1,4 +1,5 @@
-"""IFT and EFT builders on the embedded model: gold/sampled solutions, rollout-grounded judgments, M0 → M1 SFT."""
+"""IFT and EFT builders: EFT candidate and rollout logic on the scripted engine; on the embedded model,
+gold/sampled solutions, rollout-grounded judgments, M0 → M1 SFT (marked slow)."""
 
 from __future__ import annotations
 
@@ -10,20 +11,88 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from judgeforge.builders.judging import judge_user_message, parse_verdict
-from judgeforge.builders.rollouts import rollout_values
-from judgeforge.builders.steps import gold_steps
+from judgeforge.builders.base import BuildContext
+from judgeforge.builders.eft import EftBuilder, EftConfig
+from judgeforge.builders.judging import format_judgment, judge_user_message, parse_verdict
+from judgeforge.builders.rollouts import RolloutResult, rollout_values
+from judgeforge.builders.steps import STEP_STOPS, gold_steps
 from judgeforge.cli import main
-from judgeforge.engines.base import SamplingParams
+from judgeforge.engines.base import Completion, Request, SamplingParams
 from judgeforge.engines.transformers import TransformersEngine
 from judgeforge.schemas import eft as eft_schema
 from judgeforge.schemas import ift as ift_schema
-from judgeforge.sources import SourceConfig, load_problems
-from tests.helpers import read_rows, train_tiny
-
-pytestmark = pytest.mark.slow
+from judgeforge.sources import Problem, SourceConfig, load_problems
+from tests.helpers import assert_audit_clean, read_rows, train_tiny
+from tests.scripted import ScriptedEngine
 
 EASY = [("What is 3 + 4?", "7"), ("What is 2 + 2?", "4"), ("What is 5 + 1?", "6"), ("What is 10 - 3?", "7")]
+
+
+# EFT logic on the scripted engine: candidates are sampled with the step stops, rollouts without stops.
+
+ADDITION = Problem(id="p", question="What is 2 + 2?", answer="4")
+
+
+def scripted_eft(candidates: list[str], rollout: Any, **config: Any) -> tuple[EftBuilder, list[Any]]:
+    """An EFT build of ADDITION whose k-th candidate is ``candidates[k]``, whose rollouts answer
+    ``rollout(candidate_step, k)``, and whose judge prefers the step holding the gold answer 4."""
+
+    def respond(request: Request, params: SamplingParams, k: int) -> Completion | str:
+        prompt = request.messages[-1]["content"]
+        if "[Step A]" in prompt:
+            step_a = prompt.split("[Step A]\n")[1].split("\n\n")[0]
+            return format_judgment("Step A reaches 4." if "4" in step_a else "Step B reaches 4.", "A" if "4" in step_a else "B")
+        if params.stop == STEP_STOPS:
+            return candidates[k]
+        return rollout(request.prefix.split("\n\n")[0], k)
+
+    engine = ScriptedEngine(respond)
+    cfg = EftConfig(num_candidates=len(candidates), **{"rollouts": 2, "min_gap": 0.5, **config})
+    builder = EftBuilder(cfg, BuildContext({"policy": engine, "judge": engine}, seed=0, run_id="r"))
+    return builder, builder.build([ADDITION])
+
+
+def test_eft_candidates_differing_only_in_leading_space_are_one_candidate() -> None:
+    """The judge compares stripped steps: " 2+2=4" and "2+2=4" (valued 1.0 and 0.0 by their rollouts)
+    used to be paired as best and worst, got no judgment, and the shard crashed with a KeyError."""
+    values = {"Step 1: 2+2=4": ("4", "4"), "Step 1:2+2=4": ("5", "5"), "Step 1: 2+2=5": ("4", "5")}
+    builder, rows = scripted_eft([" 2+2=4", "2+2=4", " 2+2=5"], lambda step, k: f" The answer is {values[step][k]}.")
+    assert builder.stats["candidates"] == 2
+    assert [(r.label, r.step_a.strip(), r.step_b.strip(), r.value_a, r.value_b) for r in rows] == [
+        ("A", "2+2=4", "2+2=5", 1.0, 0.5),
+        ("B", "2+2=5", "2+2=4", 0.5, 1.0),
+    ]
+
+
+def test_eft_candidate_with_no_finished_rollout_is_dropped_not_worst() -> None:
+    """A candidate whose rollouts all failed (engine errors) or all ran out of budget has no value; it used
+    to get 0.0 and be paired as the worst step."""
+    failed, unfinished = Completion(text="", error="server error"), Completion(text=" and then", finish_reason="length")
+    answers: dict[str, list[Completion | str]] = {
+        "Step 1: 2+2=4": [" The answer is 4.", " The answer is 4."],
+        "Step 1: 2+2=5": [" The answer is 4.", " The answer is 5."],
+        "Step 1: 2+2=6": [failed, failed],
+        "Step 1: 2+2=7": [unfinished, failed],
+    }
+    builder, rows = scripted_eft([" 2+2=4", " 2+2=5", " 2+2=6", " 2+2=7"], lambda step, k: answers[step][k], judgment_source="rollouts")
+    assert {(r.step_a, r.step_b) for r in rows} == {(" 2+2=4", " 2+2=5"), (" 2+2=5", " 2+2=4")}
+    stats = builder.stats
+    assert stats["candidates"] == 4 and stats["candidates_no_finished_rollout"] == 2 and stats["pairs_kept"] == 1
+    assert stats["rollouts"] == 8 and stats["rollouts_failed"] == 3 and stats["rollouts_unfinished"] == 1
+    assert ("candidates (dropped: no finished rollout)", "4 (2)") in EftBuilder.report(dict(stats))
+
+
+def test_eft_problem_left_with_one_valued_candidate_is_counted() -> None:
+    builder, rows = scripted_eft([" 2+2=4", " 2+2=5"], lambda step, k: " The answer is 4." if "=4" in step else Completion(text="", error="x"))
+    assert rows == [] and builder.stats["too_few_candidates"] == 1 and builder.stats["pairs_considered"] == 0
+
+
+def test_rollout_value_without_a_finished_rollout_is_none_not_zero() -> None:
+    assert RolloutResult(rollouts=4, correct=0, unfinished=4, failed=0).value is None  # all ran out of budget
+    assert RolloutResult(rollouts=4, correct=0, unfinished=1, failed=3).value is None
+    assert RolloutResult(rollouts=4, correct=0, unfinished=0, failed=4).value is None
+    partial = RolloutResult(rollouts=4, correct=1, unfinished=2, failed=1)
+    assert partial.finished == 1 and partial.value == pytest.approx(1 / 3)  # an unfinished rollout is not correct
 
 
 def run(*args: str) -> Any:
@@ -66,6 +135,7 @@ def eft_evidence_run(tmp_path_factory: pytest.TempPathFactory, easy_source: Path
     return out / "eft"
 
 
+@pytest.mark.slow
 def test_ift_from_gold_normalises_solutions_into_steps(ift_run: Path) -> None:
     rows = read_rows(ift_run)
     assert len(rows) == 3
@@ -78,11 +148,13 @@ def test_ift_from_gold_normalises_solutions_into_steps(ift_run: Path) -> None:
     assert manifest["status"] == "complete" and manifest["config"]["mode"] == "gold"
 
 
+@pytest.mark.slow
 def test_ift_rerun_resumes(ift_run: Path) -> None:
     result = run("ift", "--from", "gold", "--source", "gym:gsm_symbolic", "--limit", "3", "--out", str(ift_run.parent))
     assert "(built this run: 0)" in result.output
 
 
+@pytest.mark.slow
 def test_ift_from_samples_keeps_only_verified_solutions(tmp_path: Path, easy_source: Path) -> None:
     run("ift", "--from", "samples", "--source", str(easy_source), "--samples-per-problem", "3", "--max-tokens", "24", "--out", str(tmp_path))
     manifest = json.loads((tmp_path / "ift/manifest.json").read_text())
@@ -93,6 +165,7 @@ def test_ift_from_samples_keeps_only_verified_solutions(tmp_path: Path, easy_sou
     assert all(r["verified"] and r["final_answer"] is not None and r["origin"] == "samples" for r in rows)
 
 
+@pytest.mark.slow
 def test_rollout_values_rank_a_gold_step_above_a_corrupted_one(engine: TransformersEngine) -> None:
     """The embedded model finishes a gsm_symbolic solution from its gold steps; a wrong number in the last
     step derails it. Measured here (R=8, 40 tokens, T=0.7, seed 0): gold 0.5 vs corrupted 0.0 on this
@@ -110,11 +183,12 @@ def test_rollout_values_rank_a_gold_step_above_a_corrupted_one(engine: Transform
     assert gold.value > bad.value
 
 
+@pytest.mark.slow
 def test_eft_judge_path_counts_every_filter(eft_run: Path) -> None:
     """With the 135M model as its own judge, most pairs fail the both-orders check (it prefers whichever step
     it reads first); the counters must still account for every pair and judgment."""
     stats = json.loads((eft_run / "manifest.json").read_text())["builder_stats"]
-    assert stats["pairs_considered"] == len(EASY)
+    assert stats["pairs_considered"] + stats.get("too_few_candidates", 0) == len(EASY)
     gap_ok = stats["pairs_considered"] - stats.get("dropped_gap", 0)
     assert stats["judge_judgments"] == 2 * gap_ok
     assert stats["judge_judgments"] == stats.get("judge_parsed", 0) + stats.get("judge_forced", 0) + stats.get("judge_unparsable", 0)
@@ -125,6 +199,7 @@ def test_eft_judge_path_counts_every_filter(eft_run: Path) -> None:
         assert parse_verdict(row["judgment"]) == row["label"]
 
 
+@pytest.mark.slow
 def test_eft_rows_are_grounded_balanced_and_consistent(eft_evidence_run: Path) -> None:
     manifest = json.loads((eft_evidence_run / "manifest.json").read_text())
     stats = manifest["builder_stats"]
@@ -140,13 +215,20 @@ def test_eft_rows_are_grounded_balanced_and_consistent(eft_evidence_run: Path) -
     assert stats["pairs_kept"] * 2 == len(rows)
 
 
+@pytest.mark.slow
 def test_m0_to_m1_sft_trains_on_ift_and_eft_together(ift_run: Path, eft_evidence_run: Path, smollm2: Any, tmp_path: Path) -> None:
     ift = ift_schema.sft_view(read_rows(ift_run))
     eft_rows = read_rows(eft_evidence_run)
     eft = eft_schema.sft_view(eft_rows)
     first = eft_rows[0]
-    assert eft[0]["messages"][0]["content"] == judge_user_message(first["question"], first["previous_steps"], first["step_a"], first["step_b"])
+    assert eft[0]["prompt"][0]["content"] == judge_user_message(first["question"], first["previous_steps"], first["step_a"], first["step_b"])
     manifest = train_tiny("sft", [ift_run, eft_evidence_run], tmp_path / "m1")
     assert manifest["examples"] == len(ift) + len(eft) and manifest["trainer"] == "SFTTrainer"
     assert manifest["hyperparameters"]["learning_rate"] == 1e-6  # the paper's M0 -> M1 value
     assert len(manifest["losses"]) == 2 and all(r["loss"] > 0 for r in manifest["losses"])
+
+
+@pytest.mark.slow
+def test_audit_finds_no_disagreement_in_real_ift_and_eft_runs(ift_run: Path, eft_run: Path, eft_evidence_run: Path) -> None:
+    for built in (ift_run, eft_run, eft_evidence_run):
+        assert_audit_clean(built)

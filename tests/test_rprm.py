@@ -20,11 +20,11 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-from judgeforge.builders.rprm_format import parse_analysis, verdict_line
+from judgeforge.builders.rprm_format import MALFORMED, parse_analysis, verdict_line
 from judgeforge.builders.rprm_score import predicted_first_wrong, processbench_score
 from judgeforge.cli import main
 from judgeforge.step_inputs import load_step_inputs, read_step_solutions
-from tests.helpers import read_rows, train_tiny
+from tests.helpers import assert_audit_clean, read_rows, train_tiny
 
 pytestmark = pytest.mark.slow
 
@@ -73,7 +73,7 @@ def test_step_labels_rows_carry_consistent_labels(runs: dict[str, Any]) -> None:
             assert row["corruption"].startswith(f"step {k + 1}: {row['corruption_kind']} ")
         else:
             assert len(row["step_values"]) == len(row["steps"]) and row["rollouts"] == 2
-            assert row["labels"] == [v > 0 for v in row["step_values"]]  # --rule any
+            assert row["labels"] == [None if v is None else v > 0 for v in row["step_values"]]  # --rule any; no finished rollout: unlabelled
     m = manifest(runs["labels"])
     assert m["status"] == "complete" and m["rows_out"] == len(rows)
     inputs = load_step_inputs(runs["labels"])
@@ -102,7 +102,7 @@ def test_rprm_sft_keeps_only_label_matching_analyses(runs: dict[str, Any]) -> No
     assert max(Counter(r["source_id"] for r in rows).values()) <= 4
     stats = manifest(runs["sft"])["builder_stats"]
     assert stats["analyses"] == 8 * 4
-    statuses = sum(stats.get(f"verdicts_{s}", 0) for s in ("ok", "none", "both", "contradictory", "several", "truncated"))
+    statuses = sum(stats.get(f"verdicts_{s}", 0) for s in ("ok", *MALFORMED))
     assert statuses == stats["analyses"] and stats["verdicts_forced"] > 0
     assert stats["inputs_yes"] + stats["inputs_no"] == 8
     assert stats["rows_yes"] + stats["rows_no"] == len(rows)
@@ -126,7 +126,7 @@ def test_rprm_prefs_pairs_matching_against_non_matching(runs: dict[str, Any]) ->
 def test_without_forced_verdicts_cut_analyses_are_counted_malformed(runs: dict[str, Any], tmp_path: Path) -> None:
     result = invoke("build", "rprm-sft", "--source", str(runs["labels"]), *RPRM, "--out", str(tmp_path), "--cache", runs["cache"])
     stats = manifest(tmp_path / "rprm_sft")["builder_stats"]
-    malformed = sum(stats.get(f"verdicts_{s}", 0) for s in ("none", "both", "contradictory", "several", "truncated"))
+    malformed = sum(stats.get(f"verdicts_{s}", 0) for s in MALFORMED)
     assert stats["verdicts_truncated"] > 0 and malformed + stats.get("verdicts_ok", 0) == stats["analyses"] == 32
     assert stats.get("verdicts_forced", 0) == 0 and "malformed" in result.output
 
@@ -155,9 +155,10 @@ def test_score_reports_the_processbench_f1_of_its_rewards(runs: dict[str, Any]) 
     rows = read_rows(runs["scores"])
     summary = json.loads((runs["scores"] / "summary.json").read_text())
     assert summary["reward_method"] == "p_yes" and summary["k"] == 2
+    assert (summary["threshold"], summary["threshold_chosen_by"], list(summary["subsets"])) == (0.5, "fixed", ["step_labels"])
     by_solution: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
-        assert row["method"] == "p_yes" and 0.0 <= row["reward"] <= 1.0 and len(row["p_yes"]) == 2
+        assert row["method"] == "p_yes" and 0.0 <= row["reward"] <= 1.0 and len(row["p_yes"]) == 2 and row["subset"] == "step_labels"
         assert row["reward"] == pytest.approx(sum(row["p_yes"]) / 2)
         by_solution.setdefault(row["source_id"], []).append(row)
     solutions = {s.id: s for s in read_step_solutions(runs["labels"], limit=2)}
@@ -166,13 +167,13 @@ def test_score_reports_the_processbench_f1_of_its_rewards(runs: dict[str, Any]) 
     for sid, steps in by_solution.items():
         steps.sort(key=lambda r: r["step_index"])
         assert len(steps) == solutions[sid].evaluated_steps
-        prediction = predicted_first_wrong([r["reward"] for r in steps], summary["threshold"])
-        assert all(r["predicted_first_wrong"] == prediction for r in steps)
+        assert all(r["solution_first_wrong"] == solutions[sid].first_wrong for r in steps)
         labels.append(solutions[sid].first_wrong)
-        predictions.append(prediction)
+        predictions.append(predicted_first_wrong([r["reward"] for r in steps], summary["threshold"]))
     expected = processbench_score(labels, predictions)
     assert expected.erroneous and expected.correct
-    assert summary["f1"] == pytest.approx(expected.f1) and summary["solutions"]["erroneous"] == expected.erroneous
+    # One subset (the step_labels run): the mean over subsets is its F1.
+    assert summary["f1"] == pytest.approx(expected.f1) and summary["subsets"]["step_labels"]["erroneous"] == summary["solutions"]["erroneous"] == expected.erroneous
     assert f"ProcessBench F1 = {expected.f1:.4f}" in runs["score_output"]
 
 
@@ -186,3 +187,8 @@ def test_dpo_recipe_trains_two_steps_on_the_rprm_prefs_run(runs: dict[str, Any],
     manifest = train_tiny("dpo", [runs["prefs"]], tmp_path / "dpo", "--batch-size", "1", "--micro-batch-size", "1", "--max-length", "768")
     assert manifest["trainer"] == "DPOTrainer" and manifest["hyperparameters"]["learning_rate"] == 5e-7
     assert all(r["loss"] == r["loss"] for r in manifest["losses"])
+
+
+def test_audit_finds_no_disagreement_in_real_runs(runs: dict[str, Any]) -> None:
+    for kind in ("labels", "sft", "prefs", "scores"):
+        assert_audit_clean(runs[kind])

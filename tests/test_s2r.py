@@ -3,6 +3,8 @@ SFT view under TRL's own loss, SFT and GRPO training, and the rewards on the mod
 
 The questions are very easy and ask for a "The answer is ..." sentence so that SmolLM2-135M is sometimes
 right and sometimes wrong; every row the tests look at was built by the real model in one module run.
+In 16 tokens the model seldom writes its own verdict line, so the build opts in to forced verdicts
+(--allow-forced-verdicts); excluding them by default is tested on the scripted engine (test_s2r_units).
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from judgeforge.builders.s2r import difficulty_level, parse_difficulty_table, write_difficulty_plot
-from judgeforge.builders.s2r_format import VERIFY_LEAD, parse_verdict, policy_messages
+from judgeforge.builders.s2r import S2RTrajectoriesBuilder, difficulty_level, parse_difficulty_table, write_difficulty_plot
+from judgeforge.builders.s2r_format import VERIFY_LEAD, parse_verdict, policy_messages, split_segments
 from judgeforge.chat import render_prompt
 from judgeforge.cli import main
 from judgeforge.models import ModelRef, load_tokenizer
@@ -23,7 +25,7 @@ from judgeforge.schemas.s2r import IGNORE_INDEX, grpo_view, sft_view
 from judgeforge.sources import SourceConfig, load_problems
 from judgeforge.train.rewards import outcome_reward, process_reward
 from judgeforge.verify import check_answer
-from tests.helpers import CPU_ARGS, read_rows, train_tiny
+from tests.helpers import CPU_ARGS, assert_audit_clean, read_rows, train_tiny
 
 pytestmark = pytest.mark.slow
 
@@ -32,7 +34,7 @@ QUESTIONS = [("What is 1 + 1?", "2"), ("What is 2 + 3?", "5"), ("What is 3 times
 TABLE = "0.75:1,0:2"
 TINY = [
     "--num-samples", "6", "--max-tokens", "16", "--verify-max-tokens", "16", "--verify-temperature", "0.7",
-    "--verifications-per-style", "2", "--difficulty-table", TABLE, "--seed", "0",
+    "--verifications-per-style", "2", "--difficulty-table", TABLE, "--seed", "0", "--allow-forced-verdicts",
 ]  # fmt: skip
 
 
@@ -87,7 +89,7 @@ def test_trajectory_invariants_hold_on_every_real_row(rows: list[dict[str, Any]]
             assert check_answer(problem, attempt["text"]) == attempt["answer_correct"]
             expected = "correct" if attempt["answer_correct"] else "incorrect"
             assert check["sample_index"] == attempt["sample_index"] and check["verdict"] == expected
-            assert parse_verdict(check["text"]).verdict == expected
+            assert parse_verdict(check["text"]).verdict == expected and parse_verdict(check["text"]).lines == 1
             kept = [v for v in row["verifications"] if v["answer"] == attempt["answer"] and v["style"] == check["style"] and v["text"] in check["text"]]
             assert kept and all(v["valid"] for v in kept)
         for v in row["verifications"]:
@@ -98,13 +100,16 @@ def test_trajectory_invariants_hold_on_every_real_row(rows: list[dict[str, Any]]
         assert k == levels[row["difficulty_level"] - 1].attempts
         assert row["loss_mask"] == [0 if s["role"] == "attempt" and not s["answer_correct"] else 1 for s in segments]
         assert row["completion"] == "".join(s["text"] for s in segments)
+        assert split_segments(row["completion"]) == [(s["role"], s["text"]) for s in segments]  # what the rewards read
 
 
 def test_manifest_counts_levels_and_reasons_and_the_plot_is_drawn(run: Path, rows: list[dict[str, Any]]) -> None:
     manifest = json.loads((run / "manifest.json").read_text())
     stats = manifest["builder_stats"]
     assert manifest["status"] == "complete" and manifest["rows_out"] == len(rows) == stats["trajectories"]
-    assert manifest["builder"] == {"name": "s2r-trajectories", "version": "0.1.0"} and manifest["config"]["difficulty_table"] == TABLE
+    assert manifest["builder"] == {"name": "s2r-trajectories", "version": S2RTrajectoriesBuilder.version} and manifest["config"]["difficulty_table"] == TABLE
+    assert manifest["config"]["allow_forced_verdicts"] is True and stats.get("verifications_forced_excluded", 0) == 0
+    assert stats.get("trajectories_with_forced_verdicts", 0) == sum(any(s["forced"] for s in r["segments"]) for r in rows)
     levels = range(1, len(parse_difficulty_table(TABLE)) + 1)
     assert sum(stats.get(f"difficulty_level_{n}", 0) for n in levels) == stats["questions"] == len(QUESTIONS)
     for n in levels:
@@ -225,14 +230,15 @@ def test_rewards_score_the_models_real_completions(rows: list[dict[str, Any]], p
     columns_by_id = {r["id"]: view for r, view in zip(prompt_rows, grpo_view(prompt_rows), strict=True)}
     for row in rows:
         columns = {k: [columns_by_id[row["id"]][k]] for k in ("answer", "problem")}
-        for sample in row["samples"]:
-            assert outcome_reward([None], [sample["text"]], None, **columns) == [float(sample["correct"])]
+        for sample in row["samples"]:  # never verified: no answer stands, right or wrong
+            assert outcome_reward([None], [sample["text"]], None, **columns) == [0.0]
         assert outcome_reward([None], [row["completion"]], None, **columns) == [1.0]
         assert process_reward([None], [row["completion"]], None, **columns) == [1.0]  # every kept verification is valid
         for v in row["verifications"]:
             sample = next(s for s in row["samples"] if s["answer"] == v["answer"])
             checked = f"{sample['text']}\n\n{VERIFY_LEAD}\n{v['text']}"
             assert process_reward([None], [checked], None, **columns) == [float(v["valid"])]
+            assert outcome_reward([None], [checked], None, **columns) == [float(sample["correct"] and v["verdict"] == "correct")]
 
 
 def test_grpo_recipe_trains_with_the_outcome_and_process_rewards(prompts_run: Path, tmp_path: Path) -> None:
@@ -251,3 +257,8 @@ def test_questions_without_gold_are_counted_and_never_sampled(source: Path, tmp_
     assert trajectories["builder_stats"]["no_trajectory_no_gold_answer"] == len(QUESTIONS)
     prompts = json.loads((tmp_path / "s2r_rl_prompts/manifest.json").read_text())
     assert prompts["rows_out"] == 0 and prompts["builder_stats"]["skipped_no_gold_answer"] == len(QUESTIONS)
+
+
+def test_audit_finds_no_disagreement_in_real_runs(run: Path, prompts_run: Path) -> None:
+    for built in (run, prompts_run):
+        assert_audit_clean(built)

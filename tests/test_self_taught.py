@@ -1,12 +1,13 @@
 """`judgeforge build self-taught`: selection and balancing logic, then end to end on the embedded model.
 
-The logic tests use hand-made judgments and a scripted engine; the slow tests build one real run with
+The logic tests use hand-made judgments and the shared scripted engine; the slow tests build one real run with
 SmolLM2-135M (tiny limits) and reuse it for the rows, the manifest, resume, the order randomisation and
 a 2-step TRL SFT run on the SFT view.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from collections import Counter
@@ -30,13 +31,16 @@ from judgeforge.builders.self_taught import (
     sample_forced_verdict,
 )
 from judgeforge.cli import main
-from judgeforge.engines.base import Completion, Engine, ProgressFn, Request, SamplingParams
-from judgeforge.schemas.self_taught import sft_view
+from judgeforge.engines.base import Completion, Request, SamplingParams
+from judgeforge.schemas.self_taught import SampledJudgment, sft_view
 from judgeforge.sources import Problem
-from tests.helpers import read_rows, train_tiny
+from tests.helpers import assert_audit_clean, read_rows, train_tiny
+from tests.scripted import ScriptedEngine, forced
 
 EASY = [("What is 3 + 4?", "7"), ("What is 2 + 2?", "4"), ("What is 5 + 1?", "6"), ("What is 10 - 3?", "7")]
-TINY = ["--num-judgments", "4", "--keep-per-pair", "4", "--instruction-max-tokens", "40", "--response-max-tokens", "24", "--judge-max-tokens", "16", "--seed", "0"]
+# The 135M judge seldom writes a verdict itself in 16 tokens: the end-to-end run trains on forced ones.
+TINY = ["--num-judgments", "4", "--keep-per-pair", "4", "--instruction-max-tokens", "40", "--response-max-tokens", "24", "--judge-max-tokens", "16",
+        "--allow-forced-verdicts", "--seed", "0"]
 
 
 # --- logic on hand-made inputs ------------------------------------------------------------------------
@@ -47,6 +51,17 @@ def test_presentation_order_is_seeded_and_uses_both_positions() -> None:
     assert orders == [presentation_order(7, f"item-{i}", k) for i in range(20) for k in range(4)]
     assert 25 < orders.count("A") < 55  # a fair coin over 80 draws
     assert orders != [presentation_order(8, f"item-{i}", k) for i in range(20) for k in range(4)]
+
+
+def test_presentation_order_alternates_so_every_pair_is_judged_both_ways() -> None:
+    for n in (2, 3, 4, 5):
+        for i in range(30):
+            orders = [presentation_order(7, f"item-{i}", k) for k in range(n)]
+            assert set(orders) == {"A", "B"}, (n, i, orders)
+            assert all(a != b for a, b in itertools.pairwise(orders))  # consecutive samples swap positions
+    # the seed still decides which order sample 0 gets, and it is the coin it was before
+    firsts = [presentation_order(7, f"item-{i}", 0) for i in range(40)]
+    assert set(firsts) == {"A", "B"} and firsts == [presentation_order(7, f"item-{i}", 0) for i in range(40)]
 
 
 def test_parse_similar_instruction_counts_unfinished_empty_and_copies() -> None:
@@ -87,45 +102,42 @@ def test_balance_verdicts_drops_a_seeded_surplus_and_keeps_order() -> None:
     assert balance_verdicts(rows[:2], lambda r: r[1], seed=0) == []
 
 
-class ScriptedModel(Engine):
+def scripted_model(judge: str = "right", p_a: float = 0.0) -> ScriptedEngine:
     """x' = the question with "legs" → "eyes"; a response echoes its instruction; the judge prefers the
-    response mentioning "legs" (optionally forgetting the verdict), and forced verdicts say B."""
+    response mentioning "legs" (``judge="right"``), writes no verdict (``"verdictless"``) or names both
+    (``"contradictory"``); a forced verdict has P(A) = ``p_a``."""
 
-    name = "scripted"
-
-    def __init__(self, verdictless: bool = False) -> None:
-        super().__init__("scripted", "none")
-        self.verdictless = verdictless
-        self.calls: list[int] = []
-
-    def _generate(self, requests: list[Request], params: SamplingParams, progress: ProgressFn | None) -> list[list[Completion]]:
-        self.calls.append(len(requests))
-        return [[self._answer(r)] for r in requests]
-
-    def _answer(self, r: Request) -> Completion:
+    def respond(r: Request, params: SamplingParams, k: int) -> Completion:
         text = r.messages[-1]["content"]
         if r.prefix.endswith(VERDICT_LEAD):
-            return Completion(text="B]]")
+            return forced(p_a)
         if r.prefix.startswith(NEW_INSTRUCTION_START):
             question = text.split("[INSTRUCTION]\n")[1].split(f"\n{NEW_INSTRUCTION_END}")[0]
             return Completion(text=question.replace("legs", "eyes"), finish_reason="eos")
         if text.startswith("You are an impartial judge"):
-            a = re.search(r"\[Response A\]\n(.*)\n\n\[Response B\]", text, re.S).group(1)  # type: ignore[union-attr]
+            a = re.search(r"\[Response A\]\n(.*)\n\n\[Response B\]", text, re.DOTALL).group(1)  # type: ignore[union-attr]
             verdict = "A" if "legs" in a else "B"
-            return Completion(text="No verdict here." if self.verdictless else format_judgment("It answers the question.", verdict))
+            return Completion(text={"right": format_judgment("It answers the question.", verdict), "verdictless": "No verdict here.",
+                                    "contradictory": "At first [[A]] seemed right, but on reflection [[B]]."}[judge])
         return Completion(text=f"About: {text.splitlines()[0]} The answer is {'6' if 'legs' in text else '4'}")
 
+    return ScriptedEngine(respond)
 
-def scripted_build(engine: ScriptedModel, **config: Any) -> tuple[SelfTaughtBuilder, list[Any]]:
+
+def scripted_build(engine: ScriptedEngine, **config: Any) -> tuple[SelfTaughtBuilder, list[Any]]:
     problems = [Problem(id=f"p{i}", question=f"How many legs do {i} ants have?", answer="6") for i in range(8)]
     builder = SelfTaughtBuilder(SelfTaughtConfig(**config), BuildContext({"policy": engine, "judge": engine}, seed=5, run_id="r"))
     return builder, builder.build(problems)
 
 
+def call_sizes(engine: ScriptedEngine) -> list[int]:
+    return [len(batch) for batch in engine.calls]
+
+
 def test_scripted_build_keeps_correct_balanced_judgments_in_one_call_per_stage() -> None:
-    engine = ScriptedModel()
+    engine = scripted_model()
     builder, rows = scripted_build(engine, num_judgments=4)
-    assert engine.calls == [8, 16, 32]  # x', responses, judgments: one batched call each
+    assert call_sizes(engine) == [8, 16, 32]  # x', responses, judgments: one batched call each
     stats = builder.stats
     assert stats["pairs_built"] == 8 and stats["judgments"] == 32 and stats["judgments_correct"] == 32 and stats["judge_parsed"] == 32
     assert stats["better_verified"] == 8 and stats["worse_verified"] == 0
@@ -136,18 +148,66 @@ def test_scripted_build_keeps_correct_balanced_judgments_in_one_call_per_stage()
 
 
 def test_scripted_build_forces_missing_verdicts_and_filters_by_min_correct_fraction() -> None:
-    engine = ScriptedModel(verdictless=True)
-    builder, rows = scripted_build(engine, num_judgments=4, min_correct_fraction=0.75, iteration=2)
-    assert engine.calls == [8, 16, 32, 32]  # the forced-verdict continuation is one more batched call
+    engine = scripted_model("verdictless", p_a=0.0)
+    builder, rows = scripted_build(engine, num_judgments=4, min_correct_fraction=0.5, allow_forced_verdicts=True, iteration=2)
+    assert call_sizes(engine) == [8, 16, 32, 32]  # the forced-verdict continuation is one more batched call
     stats = builder.stats
     assert stats["judge_forced"] == 32 and stats["judge_parsed"] == stats["judge_unparsable"] == 0
-    # forced verdicts always say B: a judgment is correct exactly when it showed y^w as B
-    correct = [sum(presentation_order(5, f"p{i}", k) == "B" for k in range(4)) for i in range(8)]
-    assert stats["judgments_correct"] == sum(correct)
-    assert stats["pairs_no_correct"] == correct.count(0)
-    assert stats["dropped_min_correct"] == sum(1 for c in correct if 0 < c < 3)
+    # forced verdicts always say B: a judgment agrees with the label exactly when it showed y^w as B,
+    # which is every other judgment of a pair (the orders alternate)
+    assert stats["forced_agreeing"] == 16 and stats["judgments_correct"] == 0 and stats["pairs_no_correct"] == 0
+    assert stats["dropped_min_correct"] == 0 and stats["kept_before_balance"] == 8
     # every kept judgment says B, so balancing must drop them all
-    assert stats["kept_before_balance"] == stats["dropped_balance"] == sum(1 for c in correct if c >= 3) and rows == []
+    assert stats["dropped_balance"] == 8 and rows == []
+    strict, _ = scripted_build(scripted_model("verdictless", p_a=0.0), num_judgments=4, min_correct_fraction=0.75, allow_forced_verdicts=True)
+    assert strict.stats["dropped_min_correct"] == 8 and strict.stats["kept_before_balance"] == 0
+
+
+def test_forced_verdicts_are_not_training_targets_by_default() -> None:
+    # P(A) = 0.5: every forced verdict is a coin flip, which must never become a "correct" judgment to train on
+    builder, rows = scripted_build(scripted_model("verdictless", p_a=0.5), num_judgments=4)
+    stats = builder.stats
+    assert stats["judge_forced"] == 32 and stats["judgments_correct"] == 0
+    assert rows == [] and stats["rows"] == 0
+    assert stats["targets_excluded_forced"] == stats["forced_agreeing"] > 0 and stats["pairs_no_correct"] == 8
+    lines = dict(SelfTaughtBuilder.report(dict(stats)))
+    assert lines["correct, not a target: forced (no --allow-forced-verdicts) / text not parsing to the label"] == f"{stats['forced_agreeing']:g} / 0"
+    assert lines["correct-verdict rate (parsed verdicts)"] == "0 / 0"
+    # opted in, the same coin flips become targets, and are counted as forced rows
+    builder, rows = scripted_build(scripted_model("verdictless", p_a=0.5), num_judgments=4, allow_forced_verdicts=True)
+    assert rows and all(row.judgment_forced for row in rows) and builder.stats["targets_excluded_forced"] == 0
+
+
+def test_forced_verdict_never_yields_contradicting_target() -> None:
+    # The judge names both [[A]] and [[B]]: forcing a verdict onto that text would make a target with both.
+    engine = scripted_model("contradictory", p_a=0.5)
+    builder, rows = scripted_build(engine, num_judgments=4, allow_forced_verdicts=True)
+    stats = builder.stats
+    assert not any("[[A]]" in row.judgment and "[[B]]" in row.judgment for row in rows) and rows == []
+    assert call_sizes(engine) == [8, 16, 32]  # nothing to force
+    assert stats["judge_unparsable"] == stats["judge_contradictory"] == 32 and stats["judge_forced"] == 0
+    from judgeforge.builders.self_taught import can_force  # imported here: the test must fail by assertion on the baseline, which lacks it
+
+    assert not can_force("At first [[A]] seemed right, but on reflection [[B]].") and can_force("No verdict here.")
+
+
+def test_training_target_must_reparse_to_the_label() -> None:
+    from judgeforge.builders.self_taught import target_exclusion
+
+    def judgment(text: str, shown: str = "A", forced: bool = False) -> SampledJudgment:
+        return SampledJudgment(index=0, better_shown_as=shown, text=text, verdict=shown, forced=forced, p_a=0.9 if forced else None, correct=True)  # type: ignore[arg-type]
+
+    assert target_exclusion(judgment("Fine. [[A]]"), allow_forced=False) is None
+    assert target_exclusion(judgment("Fine. [[A]] but [[B]]"), allow_forced=True) == "not_reparsed"
+    assert target_exclusion(judgment("Fine. [[B]]"), allow_forced=True) == "not_reparsed"
+    assert target_exclusion(judgment("No verdict."), allow_forced=True) == "not_reparsed"
+    assert target_exclusion(judgment("Hm.\n\nVerdict: [[A]]", forced=True), allow_forced=False) == "forced"
+    assert target_exclusion(judgment("Hm.\n\nVerdict: [[A]]", forced=True), allow_forced=True) is None
+
+
+def test_scripted_build_judges_every_pair_in_both_orders() -> None:
+    _, rows = scripted_build(scripted_model(), num_judgments=2, keep_per_pair=2)
+    assert rows and {tuple(sorted(j.better_shown_as for j in row.judgments)) for row in rows} == {("A", "B")}
 
 
 # --- end to end on the embedded model --------------------------------------------------------------------
@@ -181,7 +241,7 @@ def test_build_writes_balanced_correct_judgments_and_a_full_manifest(ste_run: Pa
     manifest = json.loads((ste_run / "manifest.json").read_text())
     stats = Counter(manifest["builder_stats"])  # counters never incremented are absent
     assert manifest["status"] == "complete" and manifest["rows_in"] == 4 and manifest["rows_out"] == len(rows)
-    assert manifest["builder"] == {"name": "self-taught", "version": "0.1.0"} and manifest["config"]["iteration"] == 1
+    assert manifest["builder"] == {"name": "self-taught", "version": SelfTaughtBuilder.version} and manifest["config"]["iteration"] == 1
     assert stats["instructions"] == 4 and stats["judgments"] == 4 * stats["pairs_built"]
     assert stats["judgments"] == stats["judge_parsed"] + stats["judge_forced"] + stats["judge_unparsable"]
     assert stats["rows"] == len(rows) == stats["rows_A"] + stats["rows_B"] and stats["rows_A"] == stats["rows_B"]
@@ -224,9 +284,14 @@ def test_sft_view_is_the_judge_prompt_as_presented_and_trains_two_steps(ste_run:
     rows = read_rows(ste_run)
     records = sft_view(rows)
     for row, record in zip(rows, records, strict=True):
-        user, assistant = record["messages"]
+        [user], [assistant] = record["prompt"], record["completion"]
         a, b = (row["better_response"], row["worse_response"]) if row["label"] == "A" else (row["worse_response"], row["better_response"])
         assert user["content"] == response_judge_message(row["instruction"], a, b)
         assert parse_verdict(assistant["content"]) == row["label"]
     manifest = train_tiny("sft", [ste_run], tmp_path / "sft")
     assert manifest["examples"] == len(records) and all(r["loss"] == r["loss"] and r["loss"] > 0 for r in manifest["losses"])
+
+
+@slow
+def test_audit_finds_no_disagreement_in_a_real_run(ste_run: Path) -> None:
+    assert_audit_clean(ste_run)

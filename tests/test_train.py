@@ -141,7 +141,7 @@ def test_eval_scores_every_problem_with_its_own_checker(tmp_path: Path) -> None:
 LOOP_ARGS = [
     "--method", "self-rewarding", "--iterations", "2", "--limit", "2", "--eval-limit", "2", "--eval-max-tokens", "32",
     "--spec", "step_prefs_weak_judge",
-    "--build-args", "--num-candidates 3 --max-steps 2 --max-step-tokens 24 --judge-max-tokens 16",
+    "--build-args", "--num-candidates 3 --max-steps 2 --max-step-tokens 24 --judge-max-tokens 16 --tie-epsilon 0",
     "--train-args", "--max-steps 2 --batch-size 2 --micro-batch-size 2 --logging-steps 1 --max-length 384",
 ]
 
@@ -228,7 +228,7 @@ def test_self_taught_loop_judges_with_m_i_and_fine_tunes_the_seed_model(tmp_path
     out = tmp_path / "ste-loop"
     args = ["loop", "--method", "self-taught", "--iterations", "2", "--source", "gym:basic_arithmetic", "--limit", "8", "--eval-limit", "1",
             "--eval-max-tokens", "16", "--build-args",
-            "--num-judgments 6 --keep-per-pair 6 --instruction-max-tokens 40 --response-max-tokens 24 --judge-max-tokens 16",
+            "--num-judgments 6 --keep-per-pair 6 --instruction-max-tokens 40 --response-max-tokens 24 --judge-max-tokens 16 --allow-forced-verdicts",
             "--train-args", "--max-steps 2 --batch-size 2 --micro-batch-size 2", "--out", str(out)]
     result = subprocess.run([sys.executable, "-m", "judgeforge.cli", *args], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -242,7 +242,9 @@ def test_self_taught_loop_judges_with_m_i_and_fine_tunes_the_seed_model(tmp_path
         assert {r["iteration"] for r in read_rows(out / f"iter-{i}/curated")} == {i}
         assert record["build"]["quality_name"] == "correct-verdict rate"
         stats = build["builder_stats"]
-        assert record["build"]["quality"] == round(stats["judgments_correct"] / stats["judgments"], 4)
+        # The correct-verdict rate is over parsed verdicts; forced ones are reported apart.
+        assert record["build"]["quality"] == (round(stats["judgments_correct"] / stats["judge_parsed"], 4) if stats.get("judge_parsed") else None)
+        assert record["build"]["forced_quality_name"] == "forced verdicts agreeing"
         # Each iteration fine-tunes the seed model on its own judgments (Wang et al.), not M_i.
         training = json.loads((out / f"iter-{i}/model/training_manifest.json").read_text())
         assert training["base_model"]["weights_hash"] == seed and training["method"] == "sft"

@@ -17,7 +17,9 @@ from judgeforge.verify import answers_match, check_answer, extract_answer, has_f
         ("\\boxed{\\{1, 2\\}} then a cut-off \\boxed{3", "\\{1, 2\\}"),
         ("12 + 2 = 14\n#### 14\n", "14"),
         ("The answer is 42.", "42"),
-        ("So the answer is 3.5 apples. Done.", "3.5"),
+        ("So the answer is 3.5 apples.", "3.5"),
+        ("Step 3: 3 + 4 = 7, so the answer is 7.", "7"),
+        ("Therefore, the final answer is: 12", "12"),
         ("**Final Answer:** **$1,234$**.", "1,234"),
         ("Answer: $18", "18"),
         ("The answer is $\\frac{1}{2}$.", "\\frac{1}{2}"),
@@ -29,6 +31,28 @@ from judgeforge.verify import answers_match, check_answer, extract_answer, has_f
 def test_extract_answer(text: str, expected: str | None) -> None:
     assert extract_answer(text) == expected
     assert has_final_answer(text) is (expected is not None)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "To find the answer: first compute 3+4",
+        "Step 1: To find the answer: first compute 3 + 4 = 7.",
+        "the answer is not obvious yet, so let us compute 3 + 4 first",
+        "The answer is not obvious yet. Let us compute 3 + 4 = 7.",
+        "Let's find the answer. First, 3 + 4 = 7.",
+        "The answer is 7 minus the 3 we gave away. So 7 - 3 = 4 apples remain.",
+        "We know the answer is 7 minus 3, so we compute 7 - 3 = 4 next.",
+        "The answer is 7, so let us check it: 7 - 3 = 4.",
+        "Answer: first add the two numbers.",
+        "So the answer is 3.5 apples. Done.",
+        "#### Step 2: add the costs\n3 + 4 = 7",
+    ],
+)
+def test_final_answer_phrase_mid_step_is_not_final(text: str) -> None:
+    """An "answer" phrase that does not close the text with a value is reasoning, not a final answer."""
+    assert extract_answer(text) is None
+    assert has_final_answer(text) is False
 
 
 @pytest.mark.parametrize(

@@ -87,10 +87,10 @@ def _recipe_command(method: str) -> click.Command:
         cfg = validate_config(cls, kwargs, f"judgeforge train {method}")
         manifest = train(cfg)
         table = Table(title=f"judgeforge train {method} · {cfg.out}")
-        for name in ("examples", "steps", "train loss", "final loss", "seconds", "device"):
+        for name in ("examples", "dropped (too long)", "steps", "train loss", "final loss", "seconds", "device"):
             table.add_column(name, justify="right")
-        final = manifest["final_loss"]
-        table.add_row(f"{manifest['examples']:,}", str(manifest["steps"]), f"{manifest['train_loss']:.4f}",
+        final, dropped = manifest["final_loss"], manifest.get("dropped_too_long")
+        table.add_row(f"{manifest['examples']:,}", "-" if dropped is None else f"{dropped:,}", str(manifest["steps"]), f"{manifest['train_loss']:.4f}",
                       "-" if final is None else f"{final:.4f}", f"{manifest['seconds']:.1f}", manifest["device"])
         Console().print(table)
 

@@ -5,9 +5,11 @@ and a function that hands :func:`run_recipe` a factory for its TRL trainer. Ever
 once: opening the ``--data`` runs, filling unset hyper-parameters from the paper behind the data's kind,
 CPU/GPU settings (the same recipe runs on either unchanged), the effective batch as the papers state
 it, the atomic checkpoint write (work dir + rename, so a killed run leaves no half checkpoint; with
-``--save-steps`` a re-run resumes from the last intermediate checkpoint), and
+``--save-steps`` a re-run resumes from the last intermediate checkpoint), dropping (and counting)
+examples longer than ``--max-length`` rather than letting TRL truncate them (:func:`drop_too_long`), and
 ``training_manifest.json``: data runs and their manifests' hashes, base model, library versions,
-hyper-parameters and losses. Re-running a finished recipe with the same settings trains nothing.
+hyper-parameters, examples trained on and dropped, and losses. Re-running a finished recipe with the
+same settings trains nothing.
 
 Multi-GPU and multi-node training go through ``accelerate launch`` with TRL's standard configs, e.g.
 ``accelerate launch --config_file zero3.yaml -m judgeforge.cli train dpo ...``: the effective batch is
@@ -115,6 +117,24 @@ class TrainContext:
     dataset: Any
     args: dict[str, Any]
     load_model: Callable[[], Any]
+    stats: dict[str, int] = field(default_factory=dict)  # counters the recipe reports; they go into the manifest
+
+
+def drop_too_long(ctx: TrainContext, trainer: Any, max_length: int, length: Callable[[dict[str, Any]], int]) -> Any:
+    """``trainer`` with the prepared examples longer than ``max_length`` tokens dropped, counted in ``ctx.stats``.
+
+    TRL truncates a long example from the end, which silently cuts the very tokens it exists for (an
+    R-PRM verdict, S2R's final correct attempt, a chosen step's EOS). So a recipe hands TRL
+    ``max_length=None`` and calls this on the dataset the trainer prepared: ``length`` measures an
+    example exactly as the trainer tokenised it. When nothing is left it fails naming ``--max-length``.
+    """
+    prepared = trainer.train_dataset
+    kept = prepared.filter(lambda example: length(example) <= max_length, desc=f"Dropping examples longer than {max_length} tokens")
+    if len(kept) == 0:
+        raise UserError(f"every one of the {len(prepared):,} training examples is longer than --max-length {max_length} tokens: nothing to train on; raise --max-length")
+    trainer.train_dataset = kept
+    ctx.stats["dropped_too_long"] = len(prepared) - len(kept)
+    return trainer
 
 
 def resolve_defaults(cfg: RecipeConfig, runs: list[DataRun]) -> tuple[dict[str, Any], list[str]]:
@@ -244,9 +264,13 @@ def run_recipe(cfg: RecipeConfig, method: Method, make_trainer: Callable[[TrainC
         "gradient_checkpointing": cfg.gradient_checkpointing,
         **hardware_args(cfg, batch),
     }
-    trainer = make_trainer(TrainContext(cfg, runs, load_model(), tokenizer, dataset, args, load_model))
+    ctx = TrainContext(cfg, runs, load_model(), tokenizer, dataset, args, load_model)
+    trainer = make_trainer(ctx)
     trainer.add_callback(_log_last_step_callback())
-    console.print(f"[bold]train {method}[/] {base.name} on {len(dataset):,} examples ({', '.join(r.kind for r in runs)}) → {out}")
+    examples = len(trainer.train_dataset)
+    console.print(f"[bold]train {method}[/] {base.name} on {examples:,} examples ({', '.join(r.kind for r in runs)}) → {out}")
+    if ctx.stats.get("dropped_too_long"):
+        console.print(f"[yellow]dropped[/] {ctx.stats['dropped_too_long']:,} example(s) longer than --max-length tokens (not truncated)")
     if checkpoints:
         console.print(f"[yellow]resuming[/] from {checkpoints[-1].name} of an interrupted run with the same settings")
     result = trainer.train(resume_from_checkpoint=str(checkpoints[-1]) if checkpoints else None)
@@ -255,7 +279,7 @@ def run_recipe(cfg: RecipeConfig, method: Method, make_trainer: Callable[[TrainC
     losses = [{"step": h["step"], "loss": h["loss"]} for h in trainer.state.log_history if "loss" in h]
     manifest = _manifest(method, cfg, runs, base, resolved, cites, args, trainer, result, losses)
     manifest.update(fingerprint=fingerprint, command=redact(argv()), started_at=started, finished_at=_now(),
-                    seconds=round(time.perf_counter() - clock, 3), examples=len(dataset),
+                    seconds=round(time.perf_counter() - clock, 3), examples=examples, **ctx.stats,
                     resumed_from=checkpoints[-1].name if checkpoints else None)
     if not trainer.is_world_process_zero():
         return manifest

@@ -5,6 +5,10 @@ records of every ``--data`` run in the format TRL takes, built by the kind's vie
 one-line error when a run is unfinished, is of a kind the method cannot train on, or mixes formats one
 trainer cannot take together. Each run's identity (run id, kind, rows, a hash of its manifest) goes
 into the training manifest, so a checkpoint always says which data made it.
+
+Every SFT view says which tokens are targets, as the papers train: a conversational ``prompt`` /
+``completion`` (TRL trains on the completion only) or pre-tokenised ``input_ids`` with ``labels`` that
+carry -100 where nothing is learnt. None is a chat ``messages`` record, which TRL trains on whole.
 """
 
 from __future__ import annotations
@@ -38,10 +42,10 @@ def _no_tokenizer(view: Callable[[list[dict[str, Any]]], list[dict[str, Any]]]) 
 
 VIEWS: dict[Method, dict[str, View]] = {
     "sft": {
-        "ift": View(_no_tokenizer(ift.sft_view), "messages"),
-        "eft": View(_no_tokenizer(eft.sft_view), "messages"),
-        "rprm_sft": View(_no_tokenizer(rprm.sft_view), "messages"),
-        "ste_judgments": View(_no_tokenizer(self_taught.sft_view), "messages"),
+        "ift": View(_no_tokenizer(ift.sft_view), "prompt+completion"),
+        "eft": View(_no_tokenizer(eft.sft_view), "prompt+completion"),
+        "rprm_sft": View(_no_tokenizer(rprm.sft_view), "prompt+completion"),
+        "ste_judgments": View(_no_tokenizer(self_taught.sft_view), "prompt+completion"),
         "s2r_trajectories": View(s2r.sft_view, "input_ids+labels"),
     },
     "dpo": {

@@ -13,7 +13,8 @@ command of every run is the real one, and memory goes back to the system between
 Everything of iteration i lives under ``OUT/iter-<i>/`` (``build/``, ``curated/``, ``model/``,
 ``eval.json``). ``OUT/loop.json`` records the settings and, per iteration, rows built, rows kept, the
 judge's parse-failure rate, the builder's own quality signal (final-answer accuracy of the step search;
-correct-verdict rate of the judge), the training loss and the held-out accuracy; it is rewritten
+correct-verdict rate of the judge on the verdicts it wrote itself, with the forced verdicts' agreement
+with the label reported apart), the training loss and the held-out accuracy; it is rewritten
 atomically after every stage, so a killed loop re-run with the same command resumes at the first
 unfinished stage (a build resumes at its first unfinished shard). ``OUT/loop.png`` plots the metrics.
 """
@@ -52,7 +53,11 @@ def _rate(stats: dict[str, float], numerator: tuple[str, ...], denominator: str)
 
 @dataclass(frozen=True)
 class LoopMethod:
-    """How one self-improvement method maps onto builders, kinds and recipes."""
+    """How one self-improvement method maps onto builders, kinds and recipes.
+
+    ``quality`` is the builder's quality signal from its stats; ``forced_quality`` (where the builder
+    forces verdicts it judges by) the same signal on forced verdicts, kept apart from it.
+    """
 
     builder: str
     builder_options: Callable[[int], list[str]]
@@ -64,6 +69,15 @@ class LoopMethod:
     parse_failures: Callable[[dict[str, float]], float | None]
     empty_build_hint: str
     empty_curation_hint: str
+    forced_quality_name: str | None = None
+    forced_quality: Callable[[dict[str, float]], float | None] | None = None
+
+    def build_metrics(self, stats: dict[str, float]) -> dict[str, Any]:
+        """What ``loop.json`` records about a build, from its manifest's builder stats."""
+        metrics = {"judge_parse_failure_rate": self.parse_failures(stats), "quality_name": self.quality_name, "quality": self.quality(stats)}
+        if self.forced_quality_name is not None and self.forced_quality is not None:
+            metrics |= {"forced_quality_name": self.forced_quality_name, "forced_quality": self.forced_quality(stats)}
+        return metrics
 
 
 METHODS: dict[str, LoopMethod] = {
@@ -71,17 +85,21 @@ METHODS: dict[str, LoopMethod] = {
         builder="step-prefs", builder_options=lambda i: [], kind="step_prefs", recipe="dpo", train_from_seed=False, quality_name="search accuracy",
         quality=lambda s: _rate(s, ("solutions_correct",), "solutions_checked"),
         parse_failures=lambda s: _rate(s, ("judge_forced", "judge_unparsable"), "judge_judgments"),
-        empty_build_hint="pairs need candidates the judge tells apart: raise --limit or --num-candidates/--max-steps in --build-args",
+        empty_build_hint=("pairs need candidates the judge tells apart: raise --limit or --num-candidates/--max-steps in --build-args; "
+                         "a judge whose verdicts are all forced rarely clears --tie-epsilon (0 keeps soft-score decisions, counted)"),
         empty_curation_hint=("a small self-judge's soft verdicts sit close together (score_gap) and name the same position in both orders "
                              "(position_swap): try --spec step_prefs_weak_judge"),
     ),
     "self-taught": LoopMethod(
         builder="self-taught", builder_options=lambda i: ["--iteration", str(i)], kind="ste_judgments", recipe="sft", train_from_seed=True, quality_name="correct-verdict rate",
-        quality=lambda s: _rate(s, ("judgments_correct",), "judgments"),
+        quality=lambda s: _rate(s, ("judgments_correct",), "judge_parsed"),
         parse_failures=lambda s: _rate(s, ("judge_forced", "judge_unparsable"), "judgments"),
         empty_build_hint=("a position-biased judge's correct verdicts are mostly one label and balancing A/B drops the rest: "
-                          "raise --limit or --num-judgments in --build-args"),
+                          "raise --limit or --num-judgments in --build-args; a judge that seldom writes a verdict itself leaves only "
+                          "forced verdicts, which are training targets only with --allow-forced-verdicts in --build-args"),
         empty_curation_hint="loosen the spec with --spec (label_balance needs both A and B rows)",
+        forced_quality_name="forced verdicts agreeing",
+        forced_quality=lambda s: _rate(s, ("forced_agreeing",), "judge_forced"),
     ),
 }
 
@@ -182,8 +200,7 @@ class Loop:
         stats = manifest.get("builder_stats", {})
         if manifest["rows_out"] == 0:
             raise UserError(f"iteration {i}: the build produced no rows (its counters are above); nothing to train on: {m.empty_build_hint}")
-        return {"run": str(out / m.kind), "run_id": manifest["run_id"], "rows": manifest["rows_out"],
-                "judge_parse_failure_rate": m.parse_failures(stats), "quality_name": m.quality_name, "quality": m.quality(stats)}
+        return {"run": str(out / m.kind), "run_id": manifest["run_id"], "rows": manifest["rows_out"], **m.build_metrics(stats)}
 
     def _curate(self, i: int) -> dict[str, Any]:
         out = self.iter_dir(i) / "curated"
@@ -231,17 +248,19 @@ class Loop:
     def table(self) -> Table:
         """One row per iteration: the data M_i built, what curation kept, and the M_{i+1} trained on it."""
         table = Table(title=f"judgeforge loop · {self.settings.method} · {self.out}")
-        headers = ("iter", "built by", "rows built", "rows kept", "judge parse fail", self.method.quality_name, "train loss", "trained", "held-out acc")
+        forced = [self.method.forced_quality_name] if self.method.forced_quality_name else []
+        headers = ("iter", "built by", "rows built", "rows kept", "judge parse fail", self.method.quality_name, *forced, "train loss", "trained", "held-out acc")
         for name in headers:
             table.add_column(name, justify="left" if name in ("built by", "trained") else "right")
         baseline = self.state.get("baseline") or {}
-        table.add_row("0", "", "", "", "", "", "", "M1", _pct(baseline.get("eval", {}).get("accuracy")))
+        table.add_row("0", "", "", "", "", "", *("" for _ in forced), "", "M1", _pct(baseline.get("eval", {}).get("accuracy")))
         for r in self.state["iterations"]:
             build, curate, train, ev = (r.get(k, {}) for k in STAGES)
             i = r["iteration"]
             table.add_row(
                 str(i), f"M{i}", str(build.get("rows", "")), str(curate.get("rows", "")), _pct(build.get("judge_parse_failure_rate")),
-                _pct(build.get("quality")), f"{train['train_loss']:.4f}" if train else "", f"M{i + 1}", _pct(ev.get("accuracy")),
+                _pct(build.get("quality")), *(_pct(build.get("forced_quality")) for _ in forced), f"{train['train_loss']:.4f}" if train else "",
+                f"M{i + 1}", _pct(ev.get("accuracy")),
             )
         return table
 

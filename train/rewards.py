@@ -2,15 +2,23 @@
 
 S2R's RL stage (Ma et al., ACL 2025, arXiv 2502.12853) rewards a self-verifying policy either at the
 outcome level — is the final answer right? — or at the process level — is each self-verification
-right about the attempt it checks? The paper's exact reward definitions were not found; these are ours:
+right about the attempt it checks? The paper's exact reward definitions were not found (its repository
+gives per-segment rewards of ±1, 0 for a missing verdict); these are ours, and both read a completion
+with the very functions the builder lays trajectories out with
+(:mod:`judgeforge.builders.s2r_format`), so a trajectory the builder made is cut back into exactly its
+segments:
 
-- :func:`outcome_reward`: 1.0 when the completion's final answer (the answer of its last attempt) is
-  correct, else 0.0.
+- :func:`outcome_reward` grades the completion's **final state**: 1.0 when the answer that stands at the
+  end (:func:`judgeforge.builders.s2r_format.final_attempt`: the last attempt, provided its own
+  verification accepts it with "Verdict: correct") is correct, else 0.0. A completion that rejects its
+  last attempt and stops, whose last verification gives no verdict, or that never verifies its last
+  attempt has no answer standing and scores 0.0 — even when that attempt happens to be right.
 - :func:`process_reward`: the completion is cut into (attempt, verification) pairs with
-  :func:`judgeforge.builders.s2r_format.parse_trajectory`; each verification scores 1.0 when its
-  verdict ("correct" / "incorrect") matches the real correctness of the attempt it follows and 0.0
-  otherwise (no verdict counts as 0.0). TRL takes one scalar per completion, so the completion's process
-  reward is the **mean over its verifications**; a completion that never verifies scores 0.0.
+  :func:`judgeforge.builders.s2r_format.parse_trajectory` (built on ``split_segments``); each
+  verification scores 1.0 when its verdict ("correct" / "incorrect") matches the real correctness of
+  the attempt it follows and 0.0 otherwise (no verdict counts as 0.0). TRL takes one scalar per
+  completion, so the completion's process reward is the **mean over its verifications**; a completion
+  that never verifies scores 0.0.
 
 Correctness is decided by :func:`judgeforge.verify.check_answer` on the ``problem`` column (the whole
 problem as JSON, so reasoning-gym tasks use their own scorer) when the dataset has one, else by
@@ -29,7 +37,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from judgeforge.builders.s2r_format import parse_trajectory, parse_verdict
+from judgeforge.builders.s2r_format import final_attempt, parse_trajectory, parse_verdict
 from judgeforge.sources import Problem
 from judgeforge.verify import answers_match, check_answer, extract_answer
 
@@ -40,11 +48,11 @@ RewardFunc = Callable[..., list[float]]
 def outcome_reward(
     prompts: Sequence[Any], completions: Sequence[Completion], completion_ids: Sequence[Any] | None = None, **kwargs: Any
 ) -> list[float]:
-    """1.0 when the answer of the completion's last attempt is correct, else 0.0."""
+    """1.0 when the answer standing at the end (the last attempt, accepted by its own verification) is correct, else 0.0."""
     rewards = []
     for completion, grade in zip(completions, _graders(len(completions), kwargs), strict=True):
-        attempts = parse_trajectory(_text(completion))
-        rewards.append(float(bool(attempts) and grade(attempts[-1].text)))
+        final = final_attempt(_text(completion))
+        rewards.append(float(final is not None and grade(final)))
     return rewards
 
 

@@ -29,7 +29,5 @@ class StepwiseDPOTrainer(DPOTrainer):
                 "rejected_ids": tokenizer(example["rejected"], add_special_tokens=False)["input_ids"],
             }
 
-        dataset = dataset.map(tokenize, desc=f"Tokenizing {dataset_name} step-wise pairs")
-        if args.max_length is not None and args.truncation_mode == "keep_start":
-            dataset = dataset.filter(lambda example: len(example["prompt_ids"]) < args.max_length)
-        return dataset
+        # Over-long pairs are dropped and counted by the recipe (judgeforge.train.common.drop_too_long).
+        return dataset.map(tokenize, desc=f"Tokenizing {dataset_name} step-wise pairs")

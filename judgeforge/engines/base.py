@@ -99,14 +99,24 @@ ProgressFn = Callable[[int], None]
 """Called with the number of completion tokens just generated, so progress bars can show tokens/s."""
 
 
+NO_TOKENIZER = "none"
+"""The ``tokenizer_hash`` of an engine that renders no prompt itself (a chat endpoint, a scripted fake)."""
+
+
 class Engine(ABC):
-    """A text generator. Subclasses implement :meth:`_generate`; this class keeps the counters."""
+    """A text generator. Subclasses implement :meth:`_generate`; this class keeps the counters.
+
+    ``weights_hash`` identifies the weights and ``tokenizer_hash`` the tokenizer and chat template that
+    turn a request into the model's tokens (:func:`judgeforge.models.hash_tokenizer`); both are part of
+    every request-cache key.
+    """
 
     name: str = "engine"
 
-    def __init__(self, model_id: str, weights_hash: str) -> None:
+    def __init__(self, model_id: str, weights_hash: str, tokenizer_hash: str = NO_TOKENIZER) -> None:
         self.model_id = model_id
         self.weights_hash = weights_hash
+        self.tokenizer_hash = tokenizer_hash
         self.stats = EngineStats()
 
     def generate(
@@ -141,17 +151,18 @@ class Engine(ABC):
 
     def describe(self) -> dict[str, object]:
         """What the manifest records about this engine."""
-        return {"engine": self.name, "model": self.model_id, "weights_hash": self.weights_hash}
+        return {"engine": self.name, "model": self.model_id, "weights_hash": self.weights_hash, "tokenizer_hash": self.tokenizer_hash}
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release servers, GPU memory or sockets; the default has nothing to release."""
 
 
 def request_key(engine: Engine, request: Request, params: SamplingParams) -> str:
-    """The request-cache key: engine, model weights, exact prompt, sampling params and seed."""
+    """The request-cache key: engine, model weights, tokenizer and chat template, exact prompt, sampling params and seed."""
     payload = {
         "engine": engine.name,
         "weights": engine.weights_hash,
+        "tokenizer": engine.tokenizer_hash,
         "messages": list(request.messages),
         "prefix": request.prefix,
         "seed": request.effective_seed(params),

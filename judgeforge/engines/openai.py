@@ -14,6 +14,15 @@ guarantee, so this engine bridges the gaps itself:
 * **Unreliable networks and busy servers.** Requests run concurrently under a bound, are retried with
   exponential backoff and jitter on 429, 5xx, timeouts and connection errors (honouring ``Retry-After``),
   and a request that still fails becomes completions with ``error`` set, never an exception for the batch.
+* **A remote model has no weights hash.** Its identity (``weights_hash``, part of every request-cache key
+  and of the run's fingerprint) is the URL, the served name and what ``GET /v1/models`` reports about it:
+  the entry's ``id``, ``created``, ``owned_by``, ``root``, ``parent``, ``max_model_len`` and llama.cpp's
+  ``meta``/``path``, where present; the local tokenizer and chat template, when there is one, are hashed
+  as for the other engines. vLLM, SGLang and llama.cpp stamp ``created`` with the time of the
+  request, so a ``created`` from the last day counts only if a second read a second later repeats it;
+  ``transformers serve`` reports 0, or the Hub cache date. A server that does not list the served name
+  (llama.cpp answers any name with its one model: pass the id it lists) is known by URL and name alone,
+  and weights swapped behind identical metadata (vLLM reports the same name and path) go unnoticed.
 
 The API key (argument or ``OPENAI_API_KEY``) only ever lives in the HTTP client's headers: it is not
 stored on the engine, logged, or reported by :meth:`OpenAIEngine.describe`.
@@ -22,6 +31,8 @@ stored on the engine, logged, or reported by :meth:`OpenAIEngine.describe`.
 from __future__ import annotations
 
 import email.utils
+import hashlib
+import json
 import os
 import random
 import time
@@ -34,6 +45,7 @@ import httpx
 
 from judgeforge.chat import render_prompt
 from judgeforge.engines.base import (
+    NO_TOKENIZER,
     Completion,
     Engine,
     FinishReason,
@@ -45,9 +57,14 @@ from judgeforge.engines.base import (
     truncate_at_stop,
 )
 from judgeforge.errors import UserError
+from judgeforge.models import hash_tokenizer
 
 _RETRIED_STATUS = frozenset({429}) | frozenset(range(500, 600))
 _ERROR_BODY_CHARS = 200
+_MODEL_FIELDS = ("id", "created", "owned_by", "root", "parent", "max_model_len", "meta", "path")
+"""The fields of a ``/v1/models`` entry that describe the model (not ``status``, ``permission``...)."""
+_RECENT_S = 86_400.0
+_RECHECK_S = 1.1
 
 
 class _RequestFailed(Exception):
@@ -99,6 +116,30 @@ def _split(total: int, parts: int) -> list[int]:
     return [share + (1 if i < extra else 0) for i in range(parts)]
 
 
+def _model_entry(listing: Any, served: str) -> dict[str, Any] | None:
+    """The ``/v1/models`` entry whose ``id`` is the served name, reduced to the fields that describe the model.
+
+    Only an exact match counts: a server that loads models on demand lists a model only once loaded, so
+    any other entry could stand for the served one today and not tomorrow.
+    """
+    entries = listing.get("data") if isinstance(listing, dict) else None
+    for entry in entries or []:
+        if isinstance(entry, dict) and entry.get("id") == served:
+            return {k: entry[k] for k in _MODEL_FIELDS if entry.get(k) is not None}
+    return None
+
+
+def _recent(created: Any) -> bool:
+    """Whether ``created`` could be the time of the request (within a day of now, for clock skew)."""
+    return isinstance(created, int | float) and abs(created - time.time()) < _RECENT_S
+
+
+def _remote_identity(base_url: str, model: str, server_model: dict[str, Any] | None) -> str:
+    """The weights hash of a served model: URL, served name and what the server reports about it."""
+    payload = {"base_url": base_url, "model": model, "server_model": server_model}
+    return "remote:" + hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
 def _completion_logprobs(block: Any) -> list[TokenLogprob] | None:
     """Logprobs of a ``/v1/completions`` choice (parallel ``tokens`` / ``token_logprobs`` / ``top_logprobs``)."""
     if not isinstance(block, dict) or not block.get("tokens"):
@@ -131,6 +172,8 @@ class OpenAIEngine(Engine):
     name. ``tokenizer`` (the served model's) is needed to continue assistant prefixes; with it every
     request goes through ``/v1/completions``. ``backoff_s`` is the first retry delay, doubled per attempt
     up to ``max_backoff_s`` (which also caps ``Retry-After``), each delay scaled by a random 50-100 %.
+    The server's ``/v1/models`` is read once, here, for the engine's identity (see the module docs); a
+    server that does not answer it is known by URL and served name alone, and ``describe`` says why.
     """
 
     name = "openai"
@@ -149,7 +192,6 @@ class OpenAIEngine(Engine):
         max_backoff_s: float = 30.0,
     ) -> None:
         self.base_url = base_url.rstrip("/")
-        super().__init__(model, weights_hash or f"remote:{self.base_url}:{model}")
         self.tokenizer = tokenizer
         self.max_concurrency = max_concurrency
         self.max_retries = max_retries
@@ -173,12 +215,18 @@ class OpenAIEngine(Engine):
         )
         self._pool = ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="judgeforge-openai")
         self._jitter = random.Random()
+        self.server_model_error: str | None = None
+        self.server_model = self._read_server_model(model)
+        tokenizer_hash = hash_tokenizer(tokenizer) if tokenizer is not None else NO_TOKENIZER
+        super().__init__(model, weights_hash or _remote_identity(self.base_url, model, self.server_model), tokenizer_hash)
 
     def describe(self) -> dict[str, object]:
         logprobs = None if self.logprobs_returned + self.logprobs_missing == 0 else self.logprobs_missing == 0
         return {
             **super().describe(),
             "base_url": self.base_url,
+            "server_model": self.server_model,
+            "server_model_error": self.server_model_error,
             "endpoint": "completions" if self.tokenizer is not None else "chat/completions",
             "max_concurrency": self.max_concurrency,
             "max_retries": self.max_retries,
@@ -191,6 +239,30 @@ class OpenAIEngine(Engine):
     def close(self) -> None:
         self._pool.shutdown(wait=True)
         self._client.close()
+
+    def _read_server_model(self, served: str) -> dict[str, Any] | None:
+        """What ``/v1/models`` reports about the served model, without a ``created`` that is a request stamp."""
+        first = self._server_entry(served)
+        if first is None or not _recent(first.get("created")):
+            return first
+        time.sleep(_RECHECK_S)
+        second = self._server_entry(served)
+        if second is None or second.get("created") != first["created"]:
+            return {k: v for k, v in first.items() if k != "created"}
+        return first
+
+    def _server_entry(self, served: str) -> dict[str, Any] | None:
+        """One read of ``/v1/models``: the served model's entry, or None with ``server_model_error`` set."""
+        try:
+            entry = _model_entry(self._send("GET", "/models"), served)
+        except _RequestFailed as exc:
+            self.server_model_error = f"GET /models: {exc}"
+            return None
+        except ValueError as exc:
+            self.server_model_error = f"GET /models: unreadable response: {_short(str(exc))}"
+            return None
+        self.server_model_error = None if entry is not None else f"GET /models does not list '{served}'"
+        return entry
 
     def _generate(
         self, requests: list[Request], params: SamplingParams, progress: ProgressFn | None
@@ -265,7 +337,7 @@ class OpenAIEngine(Engine):
                 body["logprobs"] = True
                 body["top_logprobs"] = params.top_logprobs
         try:
-            data = self._post("/completions" if prompt is not None else "/chat/completions", body)
+            data = self._send("POST", "/completions" if prompt is not None else "/chat/completions", body)
             return self._parse(data, prompt, call.n, params)
         except _RequestFailed as exc:
             error = str(exc)
@@ -273,13 +345,13 @@ class OpenAIEngine(Engine):
             error = f"unreadable response from server: {type(exc).__name__}: {_short(str(exc))}"
         return [Completion(text="", finish_reason="error", error=error) for _ in range(call.n)]
 
-    def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        """POST with retries on 429, 5xx, timeouts and connection errors; other 4xx fail at once."""
+    def _send(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        """One HTTP call with retries on 429, 5xx, timeouts and connection errors; other 4xx fail at once."""
         attempt = 0
         while True:
             wait: float | None = None
             try:
-                response = self._client.post(path, json=body)
+                response = self._client.request(method, path, json=body)
             except httpx.TimeoutException:
                 failure = f"timed out after {self.timeout_s:g}s"
             except httpx.TransportError as exc:

@@ -28,7 +28,7 @@ from judgeforge.engines.base import (
     derive_seed,
     truncate_at_stop,
 )
-from judgeforge.models import ModelRef, load_causal_lm, load_tokenizer
+from judgeforge.models import ModelRef, hash_tokenizer, load_causal_lm, load_tokenizer
 
 _MIN_SHARED_PREFIX = 16
 
@@ -60,10 +60,11 @@ class TransformersEngine(Engine):
         model: Any | None = None,
         tokenizer: Any | None = None,
     ) -> None:
-        super().__init__(ref.model_id, ref.weights_hash)
+        tokenizer = tokenizer or load_tokenizer(ref, trust_remote_code)
+        super().__init__(ref.model_id, ref.weights_hash, hash_tokenizer(tokenizer))
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.batch_size = batch_size
-        self.tokenizer = tokenizer or load_tokenizer(ref, trust_remote_code)
+        self.tokenizer = tokenizer
         self.model = model or load_causal_lm(ref, self.device, trust_remote_code=trust_remote_code)
         eos = self.model.generation_config.eos_token_id
         eos_ids = eos if isinstance(eos, list) else [eos]

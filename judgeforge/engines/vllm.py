@@ -22,7 +22,7 @@ from judgeforge.engines.base import (
     TokenLogprob,
 )
 from judgeforge.errors import UserError
-from judgeforge.models import ModelRef
+from judgeforge.models import ModelRef, hash_tokenizer
 
 
 def _import_vllm() -> Any:
@@ -37,7 +37,6 @@ class VLLMEngine(Engine):
     name = "vllm"
 
     def __init__(self, ref: ModelRef, trust_remote_code: bool = False, gpu_memory_utilization: float = 0.85, **llm_options: Any) -> None:
-        super().__init__(ref.model_id, ref.weights_hash)
         vllm = _import_vllm()
         self._vllm = vllm
         self.llm = vllm.LLM(
@@ -48,6 +47,7 @@ class VLLMEngine(Engine):
             **llm_options,
         )
         self.tokenizer = self.llm.get_tokenizer()
+        super().__init__(ref.model_id, ref.weights_hash, hash_tokenizer(self.tokenizer))
 
     def describe(self) -> dict[str, object]:
         return {**super().describe(), "prefix_caching": True, "vllm_version": getattr(self._vllm, "__version__", "?")}
