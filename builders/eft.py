@@ -47,6 +47,9 @@ class EftConfig(BaseModel):
     judge_temperature: float = Field(0.0, ge=0.0, description="judge sampling temperature (0 = greedy)")
     judge_max_tokens: int = Field(256, ge=1, description="token budget of one judgment")
     force_verdict: bool = Field(True, description="when a judgment has no verdict, continue it with 'Verdict: [[' and read one token")
+    allow_forced_verdicts: bool = Field(
+        False, description="keep pairs whose agreeing judgment was forced as training targets (default: forced verdicts are measured and counted, never trained on)"
+    )
     judgment_source: Literal["judge", "rollouts"] = Field(
         "judge",
         description="judge: the judge model writes judgments, kept when they agree with the rollout label in both orders "
@@ -175,6 +178,9 @@ class EftBuilder(Builder[EftConfig]):
         if not (agree_first and agree_second):
             self.stats["dropped_inconsistent"] += 1
             return []
+        if (good_first.forced or good_second.forced) and not self.config.allow_forced_verdicts:
+            self.stats["dropped_forced"] += 1
+            return []
         self.stats["pairs_kept"] += 1
         pair_id = f"{problem.id}/eft-step-{len(prefix) + 1}"
         common = dict(
@@ -205,7 +211,8 @@ class EftBuilder(Builder[EftConfig]):
             ("pairs considered", f"{considered:g}"),
             ("kept by the value gap", rate(gap_ok, considered)),
             ("judgments parsed / forced / unparsable", f"{stats.get('judge_parsed', 0):g} / {stats.get('judge_forced', 0):g} / {stats.get('judge_unparsable', 0):g} of {judged:g}"),
-            ("consistent in both orders", rate(stats.get("pairs_kept", 0), gap_ok)),
+            ("consistent in both orders", rate(stats.get("pairs_kept", 0) + stats.get("dropped_forced", 0), gap_ok)),
+            ("dropped: a forced verdict (no --allow-forced-verdicts)", f"{stats.get('dropped_forced', 0):g}"),
             ("pairs kept", f"{stats.get('pairs_kept', 0):g}"),
             ("rows (A / B)", f"{stats.get('rows', 0):g} ({stats.get('label_A', 0):g} / {stats.get('label_B', 0):g})"),
             ("rollouts (unfinished / failed)", f"{stats.get('rollouts', 0):g} ({stats.get('rollouts_unfinished', 0):g} / {stats.get('rollouts_failed', 0):g})"),

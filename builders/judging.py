@@ -80,6 +80,16 @@ def format_judgment(explanation: str, verdict: Verdict) -> str:
     return f"{explanation.strip()}\n\n{VERDICT_LEAD}{verdict}]]"
 
 
+def can_force(text: str) -> bool:
+    """Whether appending a forced verdict to a verdict-less ``text`` leaves exactly that verdict in it.
+
+    False for an output that names both verdicts (so parses to none): forcing it would write a text
+    carrying both ``[[A]]`` and ``[[B]]``. Such outputs stay unparsable, counted as contradictory.
+    """
+    both: tuple[Verdict, ...] = ("A", "B")
+    return all(parse_verdict(format_judgment(text, v)) == v for v in both)
+
+
 class Judgment(BaseModel):
     """One ordered comparison: candidate ``first`` shown as A, ``second`` as B."""
 
@@ -152,6 +162,7 @@ class JudgeStats:
     parsed: int = 0
     forced: int = 0
     unparsable: int = 0
+    contradictory: int = 0
     skipped_identical: int = 0
     skipped_empty: int = 0
 
@@ -218,7 +229,9 @@ class PairwiseJudge:
         raws = [c[0].text if c[0].ok else "" for c in outputs]
         weights: list[float | None] = [_hard(parse_verdict(r)) for r in raws]
         forced = [False] * len(raws)
-        missing = [k for k, w in enumerate(weights) if w is None]
+        verdictless = [k for k, w in enumerate(weights) if w is None and outputs[k][0].ok]
+        missing = [k for k in verdictless if can_force(raws[k])]
+        self.stats.contradictory += len(verdictless) - len(missing)
         if self.force_verdict and missing:
             for k, weight in zip(missing, self._force([requests[k] for k in missing], [raws[k] for k in missing]), strict=True):
                 if weight is not None:

@@ -47,7 +47,7 @@ from typing import Literal, TypeVar
 from pydantic import BaseModel, Field
 
 from judgeforge.builders.base import Builder
-from judgeforge.builders.judging import Verdict, force_verdicts, format_judgment, parse_verdict, response_judge_message
+from judgeforge.builders.judging import Verdict, can_force, force_verdicts, format_judgment, parse_verdict, response_judge_message
 from judgeforge.engines.base import Completion, Request, SamplingParams, derive_seed
 from judgeforge.schemas.base import BaseRow
 from judgeforge.schemas.self_taught import SampledJudgment, SelfTaughtRow
@@ -135,16 +135,6 @@ def presentation_order(seed: int, item_id: str, sample: int) -> Verdict:
     """
     first_a = derive_seed(seed, item_id, "ste-order", 0) % 2 == 0
     return "A" if first_a == (sample % 2 == 0) else "B"
-
-
-def can_force(text: str) -> bool:
-    """Whether appending a forced verdict to a verdict-less ``text`` leaves exactly that verdict in it.
-
-    False for an output that names both verdicts (so parses to none): forcing it would produce a text
-    carrying both ``[[A]]`` and ``[[B]]``.
-    """
-    both: tuple[Verdict, ...] = ("A", "B")
-    return all(parse_verdict(format_judgment(text, v)) == v for v in both)
 
 
 TargetExclusion = Literal["forced", "not_reparsed"]

@@ -174,9 +174,7 @@ def _ift_verified(row: Row, ctx: AuditContext) -> bool | None:
 
 
 def _eft_judgment_reparse(row: Row, ctx: AuditContext) -> bool | None:
-    if row.get("forced_verdict"):
-        return _single_verdict_text(row["judgment"], row["label"])
-    return parse_verdict(row["judgment"]) == row["label"]
+    return _judge_target(row["judgment"], row["label"], bool(row.get("forced_verdict")), ctx)
 
 
 def _eft_label_follows_values(row: Row, ctx: AuditContext) -> bool | None:
@@ -192,9 +190,12 @@ def _eft_both_orders_agree(row: Row, ctx: AuditContext) -> bool | None:
     return parse_verdict(first) in ("A", None) and parse_verdict(second) in ("B", None)
 
 
-def _single_verdict_text(text: str, verdict: str) -> bool:
-    """A forced verdict appended to a judgment: the text must still state exactly that one verdict."""
-    return parse_verdict(text) == verdict and text.rstrip().endswith(f"{VERDICT_LEAD}{verdict}]]")
+def _judge_target(text: str, label: str, forced: bool, ctx: AuditContext) -> bool:
+    """A judge-data training target states exactly one verdict, the label; a forced one only when the run
+    allowed forced verdicts as targets, and then as the appended verdict line."""
+    if forced and not ctx.config.get("allow_forced_verdicts", False):
+        return False
+    return parse_verdict(text) == label and (not forced or text.rstrip().endswith(f"{VERDICT_LEAD}{label}]]"))
 
 
 # --- step_labels ---------------------------------------------------------------------------------------
@@ -259,11 +260,7 @@ def _rprm_reward_rederives(row: Row, ctx: AuditContext) -> bool | None:
 
 
 def _ste_kept_judgment(row: Row, ctx: AuditContext) -> bool | None:
-    if row.get("judgment_forced"):
-        if not ctx.config.get("allow_forced_verdicts", False):
-            return False  # a forced verdict is never a training target unless the run asked for it
-        return _single_verdict_text(row["judgment"], row["label"])
-    return parse_verdict(row["judgment"]) == row["label"]
+    return _judge_target(row["judgment"], row["label"], bool(row.get("judgment_forced")), ctx)
 
 
 def _ste_sampled_judgments(row: Row, ctx: AuditContext) -> bool | None:
@@ -353,7 +350,7 @@ CHECKS: dict[str, tuple[Check, ...]] = {
         Check("final answer re-graded", "verified equals the checker's grade of the stored final answer", _ift_verified),
     ),
     "eft": (
-        Check("judgment re-parses to label", "the SFT target's verdict, read by the shared parser, is the label", _eft_judgment_reparse),
+        Check("judgment re-parses to label", "the SFT target states exactly one verdict, the label, and is not forced (unless allowed)", _eft_judgment_reparse),
         Check("label follows rollout values", "the step with the higher Monte-Carlo value is the label", _eft_label_follows_values),
         Check("both orders agree", "the raw judgments prefer the better step in both presentation orders", _eft_both_orders_agree),
     ),

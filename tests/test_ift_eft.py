@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from judgeforge.builders.base import BuildContext
 from judgeforge.builders.eft import EftBuilder, EftConfig
-from judgeforge.builders.judging import format_judgment, judge_user_message, parse_verdict
+from judgeforge.builders.judging import VERDICT_LEAD, format_judgment, judge_user_message, parse_verdict
 from judgeforge.builders.rollouts import RolloutResult, rollout_values
 from judgeforge.builders.steps import STEP_STOPS, gold_steps
 from judgeforge.cli import main
@@ -23,7 +23,7 @@ from judgeforge.schemas import eft as eft_schema
 from judgeforge.schemas import ift as ift_schema
 from judgeforge.sources import Problem, SourceConfig, load_problems
 from tests.helpers import assert_audit_clean, read_rows, train_tiny
-from tests.scripted import ScriptedEngine
+from tests.scripted import ScriptedEngine, forced
 
 EASY = [("What is 3 + 4?", "7"), ("What is 2 + 2?", "4"), ("What is 5 + 1?", "6"), ("What is 10 - 3?", "7")]
 
@@ -33,14 +33,19 @@ EASY = [("What is 3 + 4?", "7"), ("What is 2 + 2?", "4"), ("What is 5 + 1?", "6"
 ADDITION = Problem(id="p", question="What is 2 + 2?", answer="4")
 
 
-def scripted_eft(candidates: list[str], rollout: Any, **config: Any) -> tuple[EftBuilder, list[Any]]:
+def scripted_eft(candidates: list[str], rollout: Any, verdictless: bool = False, **config: Any) -> tuple[EftBuilder, list[Any]]:
     """An EFT build of ADDITION whose k-th candidate is ``candidates[k]``, whose rollouts answer
-    ``rollout(candidate_step, k)``, and whose judge prefers the step holding the gold answer 4."""
+    ``rollout(candidate_step, k)``, and whose judge prefers the step holding the gold answer 4 (with
+    ``verdictless``, it writes no verdict and its forced one prefers that step)."""
 
     def respond(request: Request, params: SamplingParams, k: int) -> Completion | str:
         prompt = request.messages[-1]["content"]
         if "[Step A]" in prompt:
             step_a = prompt.split("[Step A]\n")[1].split("\n\n")[0]
+            if request.prefix.endswith(VERDICT_LEAD):
+                return forced(0.9 if "4" in step_a else 0.1)
+            if verdictless:
+                return "Both steps look plausible."
             return format_judgment("Step A reaches 4." if "4" in step_a else "Step B reaches 4.", "A" if "4" in step_a else "B")
         if params.stop == STEP_STOPS:
             return candidates[k]
@@ -85,6 +90,16 @@ def test_eft_candidate_with_no_finished_rollout_is_dropped_not_worst() -> None:
 def test_eft_problem_left_with_one_valued_candidate_is_counted() -> None:
     builder, rows = scripted_eft([" 2+2=4", " 2+2=5"], lambda step, k: " The answer is 4." if "=4" in step else Completion(text="", error="x"))
     assert rows == [] and builder.stats["too_few_candidates"] == 1 and builder.stats["pairs_considered"] == 0
+
+
+def test_eft_forced_verdicts_are_not_training_targets_by_default() -> None:
+    """A forced verdict is a measurement: a pair whose agreeing judgments were forced is dropped and counted,
+    unless --allow-forced-verdicts asks for it (then the rows say so)."""
+    rollout = lambda step, k: " The answer is 4." if "=4" in step else " The answer is 5."  # noqa: E731
+    builder, rows = scripted_eft([" 2+2=4", " 2+2=5"], rollout, verdictless=True)
+    assert rows == [] and builder.stats["dropped_forced"] == 1 and builder.stats["judge_forced"] == 2
+    builder, rows = scripted_eft([" 2+2=4", " 2+2=5"], rollout, verdictless=True, allow_forced_verdicts=True)
+    assert [(r.label, r.forced_verdict, parse_verdict(r.judgment)) for r in rows] == [("A", True, "A"), ("B", True, "B")]
 
 
 def test_rollout_value_without_a_finished_rollout_is_none_not_zero() -> None:
@@ -192,11 +207,11 @@ def test_eft_judge_path_counts_every_filter(eft_run: Path) -> None:
     gap_ok = stats["pairs_considered"] - stats.get("dropped_gap", 0)
     assert stats["judge_judgments"] == 2 * gap_ok
     assert stats["judge_judgments"] == stats.get("judge_parsed", 0) + stats.get("judge_forced", 0) + stats.get("judge_unparsable", 0)
-    assert gap_ok == stats.get("pairs_kept", 0) + stats.get("dropped_inconsistent", 0)
+    assert gap_ok == stats.get("pairs_kept", 0) + stats.get("dropped_inconsistent", 0) + stats.get("dropped_forced", 0)
     rows = read_rows(eft_run)
     assert len(rows) == 2 * stats.get("pairs_kept", 0)
     for row in rows:
-        assert parse_verdict(row["judgment"]) == row["label"]
+        assert parse_verdict(row["judgment"]) == row["label"] and not row["forced_verdict"]  # forced verdicts are not targets by default
 
 
 @pytest.mark.slow

@@ -62,6 +62,23 @@ def test_contradictory_bracketed_and_loose_verdicts_are_none() -> None:
     assert parse_verdict("Verdict: B\n\n[[B]]") == "B"  # agreeing verdicts are one verdict
 
 
+def test_forced_verdict_is_never_appended_to_a_contradictory_or_failed_judgment() -> None:
+    """Forcing an output that names both verdicts wrote a judgment carrying [[A]] and [[B]]; forcing a failed
+    completion turned an engine error into a verdict. Both stay unparsable (the first counted as contradictory)."""
+
+    def respond(request: Request, params: SamplingParams, k: int) -> Completion | str:
+        if request.prefix.endswith(VERDICT_LEAD):
+            return forced(0.9)
+        if "[Step A]\n1" in request.messages[-1]["content"]:
+            return "At first [[A]] seemed right, but on reflection [[B]]."
+        return Completion(text="", error="server error")
+
+    judge = PairwiseJudge(ScriptedEngine(respond), SamplingParams(temperature=0))
+    [ranking] = judge.rank([group("1", "2")], "all-pairs")
+    assert [(j.verdict, j.forced) for j in ranking.judgments] == [(None, False), (None, False)]
+    assert judge.stats.contradictory == 1 and judge.stats.unparsable == 2 and judge.stats.forced == 0
+
+
 def test_all_pairs_scores_are_pairwise_wins_in_both_orders() -> None:
     engine = quality_judge()
     judge = PairwiseJudge(engine, SamplingParams(temperature=0))

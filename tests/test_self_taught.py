@@ -186,7 +186,7 @@ def test_forced_verdict_never_yields_contradicting_target() -> None:
     assert not any("[[A]]" in row.judgment and "[[B]]" in row.judgment for row in rows) and rows == []
     assert call_sizes(engine) == [8, 16, 32]  # nothing to force
     assert stats["judge_unparsable"] == stats["judge_contradictory"] == 32 and stats["judge_forced"] == 0
-    from judgeforge.builders.self_taught import can_force  # imported here: the test must fail by assertion on the baseline, which lacks it
+    from judgeforge.builders.judging import can_force  # imported here: the test must fail by assertion on the baseline, which lacks it
 
     assert not can_force("At first [[A]] seemed right, but on reflection [[B]].") and can_force("No verdict here.")
 
