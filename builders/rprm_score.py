@@ -49,63 +49,14 @@ from judgeforge.engines.base import Request, SamplingParams, derive_seed
 from judgeforge.errors import UserError
 from judgeforge.schemas.base import BaseRow
 from judgeforge.schemas.rprm import RprmScoreRow
-from judgeforge.sources import FILE_READERS, GYM_PREFIX, SourceConfig
-from judgeforge.step_inputs import STEP_LABELS_KIND, LabelledSolution, read_step_solutions
-
-SUBSET_FIELD = "subset"
-_STEP_FILE_SUFFIXES = (".jsonl", ".json", ".parquet")  # the files judgeforge.step_inputs reads
-
+from judgeforge.sources import GYM_PREFIX, SourceConfig
+from judgeforge.step_inputs import LabelledSolution, read_step_solutions
 
 class RprmScoreConfig(BaseModel):
     k: int = Field(10, ge=1, description="sampled evaluations per step; the reward is their mean P(Yes) (paper: 10)")
     temperature: float = Field(0.2, ge=0.0, description="sampling temperature of the evaluations (R-PRM repository: 0.2)")
     top_p: float = Field(0.95, gt=0.0, le=1.0, description="nucleus sampling of the evaluations (R-PRM repository: 0.95)")
     max_tokens: int = Field(512, ge=1, description="token budget of one analysis before its verdict")
-
-
-# --- inputs: labelled solutions and their subsets -----------------------------------------------------
-
-
-class SubsetSolution(LabelledSolution):
-    """A labelled solution and the subset the benchmark reports it in."""
-
-    subset: str
-
-
-def read_subset_solutions(source: str | Path, limit: int | None = None) -> list[SubsetSolution]:
-    """The labelled solutions of a step-label file, step_labels run dir, or folder of step-label files
-    (in name order; ``limit``: the first N over all), each with its subset: the row's ``subset`` field,
-    else the name of its file or run dir."""
-    path = Path(source).expanduser()
-    solutions: list[SubsetSolution] = []
-    for part in _step_files(path) or [path]:
-        left = None if limit is None else limit - len(solutions)
-        if left == 0:
-            break
-        found = read_step_solutions(part, left)
-        subsets = _row_subsets(part, len(found))
-        solutions += [SubsetSolution(**s.model_dump(), subset=subset) for s, subset in zip(found, subsets, strict=True)]
-    seen: set[str] = set()
-    for solution in solutions:
-        if solution.id in seen:
-            raise UserError(f"{source}: solution id '{solution.id}' occurs in more than one file")
-        seen.add(solution.id)
-    return solutions
-
-
-def _step_files(path: Path) -> list[Path]:
-    """The step-label files of a folder of them; [] for a file or a step_labels run (dir or its --out)."""
-    if not path.is_dir() or (path / "data").is_dir() or (path / STEP_LABELS_KIND).is_dir():
-        return []
-    return sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in _STEP_FILE_SUFFIXES)
-
-
-def _row_subsets(path: Path, count: int) -> list[str]:
-    """The subset of each of the first ``count`` rows of a step-label file (one name for a run dir)."""
-    if path.is_dir():
-        return [path.stem] * count
-    rows, _ = FILE_READERS[path.suffix.lower()](path, str(path))
-    return [str(row[SUBSET_FIELD]) if isinstance(row, dict) and row.get(SUBSET_FIELD) is not None else path.stem for row in rows[:count]]
 
 
 # --- the metric ----------------------------------------------------------------------------------------
@@ -315,9 +266,9 @@ class RprmScoreBuilder(Builder[RprmScoreConfig]):
     def load_inputs(cls, source: SourceConfig) -> list[BaseModel]:
         if source.source.startswith(GYM_PREFIX):
             raise UserError(f"{cls.name} scores step-labelled solutions (a file, a folder of files or a step_labels run dir), not '{source.source}'")
-        return list(read_subset_solutions(source.source, source.limit))
+        return list(read_step_solutions(source.source, source.limit))
 
-    def build(self, items: list[SubsetSolution]) -> list[BaseRow]:
+    def build(self, items: list[LabelledSolution]) -> list[BaseRow]:
         cfg, seed = self.config, self.ctx.seed
         engine = self.ctx.engines["policy"]
         solutions = []
@@ -350,7 +301,7 @@ class RprmScoreBuilder(Builder[RprmScoreConfig]):
         self.ctx.on_inputs_done(len(items))
         return rows
 
-    def _solution_rows(self, solution: SubsetSolution, steps: list[list[tuple[str, str | None, float | None]]]) -> list[RprmScoreRow]:
+    def _solution_rows(self, solution: LabelledSolution, steps: list[list[tuple[str, str | None, float | None]]]) -> list[RprmScoreRow]:
         scored = [step_reward([p for _, _, p in evals], [v for _, v, _ in evals]) for evals in steps]
         for _, method in scored:
             self.stats[f"rewards_{method}"] += 1
@@ -361,7 +312,7 @@ class RprmScoreBuilder(Builder[RprmScoreConfig]):
             self.stats["solutions_correct" if label == -1 else "solutions_erroneous"] += 1
         return [
             RprmScoreRow(
-                id=item.id, source_id=solution.id, meta=self.row_meta(), subset=solution.subset, question=solution.question, now_step=item.now_step,
+                id=item.id, source_id=solution.id, meta=self.row_meta(), subset=solution.subset or "", question=solution.question, now_step=item.now_step,
                 step_index=item.step_index, label=item.label, reward=reward, method=method, p_yes=[p for _, _, p in evals], votes=[v for _, v, _ in evals],
                 analyses=[text for text, _, _ in evals], solution_first_wrong=label,
             )

@@ -58,6 +58,7 @@ class LabelledSolution(BaseModel):
     labels: list[bool | None]
     gold_answer: str | None = None
     layout: str
+    subset: str | None = None  # the benchmark subset it is reported in: the row's 'subset' field, else its file's or run's name
 
     @property
     def first_wrong(self) -> int | None:
@@ -128,14 +129,32 @@ def step_text(index: int, text: str) -> str:
 
 
 def read_step_solutions(source: str | Path, limit: int | None = None) -> list[LabelledSolution]:
-    """Every labelled solution of a step-label file or step_labels run dir (``limit``: the first N)."""
+    """Every labelled solution of a step-label file, a step_labels run dir, or a folder of step-label
+    files read in name order, one subset each (``limit``: the first N over all). A solution's ``subset``
+    is its row's ``subset`` field, else the name of its file or run dir."""
     path = Path(source).expanduser()
     run = _run_dir(path)
     if run is not None:
-        return _read_run(run, limit)
+        return [s.model_copy(update={"subset": path.stem}) for s in _read_run(run, limit)]
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in _STEP_FILE_SUFFIXES)
+        if not files:
+            raise UserError(f"step labels '{source}': a folder with no .jsonl/.json/.parquet files and no step_labels run")
+        solutions: list[LabelledSolution] = []
+        for part in files:
+            if limit is not None and len(solutions) >= limit:
+                break
+            solutions += _read_file(part, None if limit is None else limit - len(solutions))
+        _check_unique(solutions, str(source))
+        return solutions
+    return _read_file(path, limit)
+
+
+def _read_file(path: Path, limit: int | None) -> list[LabelledSolution]:
+    source = str(path)
     if path.suffix.lower() not in _STEP_FILE_SUFFIXES:
         raise UserError(
-            f"step labels '{source}': expected a .jsonl/.json/.parquet file or a step_labels run dir "
+            f"step labels '{source}': expected a .jsonl/.json/.parquet file, a folder of them or a step_labels run dir "
             "(built by `judgeforge build step-labels`)"
         )
     if not path.is_file():
@@ -149,8 +168,9 @@ def read_step_solutions(source: str | Path, limit: int | None = None) -> list[La
     for index, row in enumerate(rows[:limit] if limit else rows):
         where = f"{source} row {index}"
         solution_id = str(row["id"]) if row.get("id") is not None else f"{path.stem}:{index}"
-        solutions.append(reader(row, where, solution_id))
-    _check_unique(solutions, str(source))
+        subset = str(row["subset"]) if isinstance(row, dict) and row.get("subset") is not None else path.stem
+        solutions.append(reader(row, where, solution_id).model_copy(update={"subset": subset}))
+    _check_unique(solutions, source)
     return solutions
 
 

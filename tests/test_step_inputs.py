@@ -157,8 +157,11 @@ def test_a_file_missing_what_its_layout_needs_fails_with_one_line(tmp_path: Path
 
 
 def test_paths_that_are_not_step_labels(tmp_path: Path) -> None:
-    with pytest.raises(UserError, match="expected a .jsonl/.json/.parquet file or a step_labels run dir"):
+    with pytest.raises(UserError, match="expected a .jsonl/.json/.parquet file, a folder of them or a step_labels run dir"):
         read_step_solutions(tmp_path / "notes.txt")
+    (tmp_path / "notes").mkdir()
+    with pytest.raises(UserError, match="a folder with no .jsonl/.json/.parquet files"):
+        read_step_solutions(tmp_path / "notes")
     with pytest.raises(UserError, match="not found"):
         read_step_solutions(tmp_path / "missing.jsonl")
     (tmp_path / "empty.jsonl").write_text("")
