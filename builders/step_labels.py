@@ -148,8 +148,8 @@ def _operation_changes(body: str, rng: random.Random) -> Iterator[tuple[str, str
         wrong = _WRONG_OPERATION[op]
         text = f"{a}{space1}{wrong}{space2}{b}"
         if equals_sign is not None:
-            value = _apply(float(a), wrong, float(b))
-            text += equals_sign + (_format(value, result) if value is not None else result)
+            value = _evaluate(f"{a}{wrong}{b}")
+            text += equals_sign + (_format(float(value), result) if value is not None else result)
         yield body[: match.start()] + text + body[match.end() :], f"operation {match.group(0).strip()} -> {text.strip()}"
 
 
@@ -158,16 +158,6 @@ def _shifted(number: str, rng: random.Random) -> str:
     delta = rng.choice((1, 2, 3, 5, 10))
     new = value - delta if value - delta > 0 and rng.random() < 0.5 else value + delta
     return _format(new, number)
-
-
-def _apply(a: float, op: str, b: float) -> float | None:
-    if op == "+":
-        return a + b
-    if op == "-":
-        return a - b
-    if op in ("*", "×"):
-        return a * b
-    return a / b if b else None
 
 
 def _format(value: float, like: str) -> str:
