@@ -23,9 +23,10 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from judgeforge.builders.base import Builder
-from judgeforge.builders.judging import CandidateGroup, Judgment, PairwiseJudge, format_judgment
+from judgeforge.formats.judge import format_judgment
+from judgeforge.builders.judging import CandidateGroup, Judgment, PairwiseJudge
 from judgeforge.builders.rollouts import rollout_values
-from judgeforge.builders.steps import STEP_STOPS, format_step, gold_steps, next_step_request, step_body
+from judgeforge.formats.steps import STEP_STOPS, format_step, gold_steps, next_step_request, step_body
 from judgeforge.engines.base import SamplingParams, derive_seed
 from judgeforge.schemas.base import BaseRow
 from judgeforge.schemas.eft import EftRow

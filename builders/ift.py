@@ -15,7 +15,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from judgeforge.builders.base import Builder
-from judgeforge.builders.steps import gold_steps, normalise_steps, policy_user_message, solution_text, split_steps, step_header
+from judgeforge.formats.steps import gold_steps, normalise_steps, policy_user_message, solution_text, split_steps, step_header
 from judgeforge.engines.base import Request, SamplingParams, derive_seed
 from judgeforge.schemas.base import BaseRow
 from judgeforge.schemas.ift import IftRow

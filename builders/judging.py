@@ -30,7 +30,6 @@ caller accepts would have tied (or gone the other way) on hard verdicts.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -38,57 +37,9 @@ from typing import Literal
 from pydantic import BaseModel
 
 from judgeforge.engines.base import Completion, Engine, Request, SamplingParams, derive_seed
+from judgeforge.formats.judge import VERDICT_LEAD, Verdict, can_force, judge_user_message, parse_verdict
 
-Verdict = Literal["A", "B"]
 Strategy = Literal["all-pairs", "knockout"]
-
-JUDGE_INSTRUCTIONS = (
-    "You are an impartial judge. Below is a math problem, the steps of a solution written so far, and two "
-    "candidate next steps, Step A and Step B. Decide which candidate is the better next step: correct "
-    "arithmetic and logic first, then usefulness for reaching the right final answer. The order in which "
-    "the candidates appear must not influence you. Explain your reasoning in a few sentences, then write "
-    "your verdict on the last line: [[A]] if Step A is better, [[B]] if Step B is better."
-)
-VERDICT_LEAD = "Verdict: [["
-_BRACKETED = re.compile(r"\[\[\s*([AB])\s*\]\]")
-_LOOSE = re.compile(
-    r"(?i:\bverdict\b)\s*[:\-]?[\s*]*(?:(?i:step|response)\s+)?\[{0,2}\s*([AB])\s*\]{0,2}[*)]*(?=[ \t]*(?:$|[.,;!(]))",
-    re.MULTILINE,
-)
-"""A "verdict" clause closed by a bare uppercase letter (brackets, bold and punctuation allowed, no further word)."""
-
-
-def judge_user_message(question: str, previous_steps: Sequence[str], step_a: str, step_b: str) -> str:
-    """The user turn of a pairwise step judgment."""
-    previous = "\n\n".join(previous_steps) if previous_steps else "(none: the candidates are the first step)"
-    return (
-        f"{JUDGE_INSTRUCTIONS}\n\n[Problem]\n{question.strip()}\n\n[Previous steps]\n{previous}\n\n"
-        f"[Step A]\n{step_a.strip()}\n\n[Step B]\n{step_b.strip()}"
-    )
-
-
-def parse_verdict(text: str) -> Verdict | None:
-    """The verdict of a judgment, or None when it has none or names both letters (bracketed or loose)."""
-    found = set(_BRACKETED.findall(text)) | set(_LOOSE.findall(text))
-    if len(found) != 1:
-        return None
-    return "A" if "A" in found else "B"
-
-
-def format_judgment(explanation: str, verdict: Verdict) -> str:
-    """A judgment in the canonical format (what EFT trains on and :func:`parse_verdict` reads)."""
-    return f"{explanation.strip()}\n\n{VERDICT_LEAD}{verdict}]]"
-
-
-def can_force(text: str) -> bool:
-    """Whether appending a forced verdict to a verdict-less ``text`` leaves exactly that verdict in it.
-
-    False for an output that names both verdicts (so parses to none): forcing it would write a text
-    carrying both ``[[A]]`` and ``[[B]]``. Such outputs stay unparsable, counted as contradictory.
-    """
-    both: tuple[Verdict, ...] = ("A", "B")
-    return all(parse_verdict(format_judgment(text, v)) == v for v in both)
-
 
 class Judgment(BaseModel):
     """One ordered comparison: candidate ``first`` shown as A, ``second`` as B."""
@@ -288,27 +239,6 @@ def _forced_weight(completion: Completion) -> float | None:
 def _leading_verdict(text: str) -> Verdict | None:
     head = text.strip()[:1]
     return head if head in ("A", "B") else None  # type: ignore[return-value]
-
-
-# --- whole-response pairs (Self-Taught Evaluator) ----------------------------------------------------
-# The same judgment format as the step judge (reasoning, then [[A]] / [[B]]; parse_verdict, format_judgment
-# and VERDICT_LEAD apply unchanged), for two complete responses to one instruction instead of two steps.
-
-RESPONSE_JUDGE_INSTRUCTIONS = (
-    "You are an impartial judge. Below is a user's instruction and two responses to it, Response A and "
-    "Response B. Decide which response better does what the instruction asks: it must address this very "
-    "instruction, then be correct and helpful. Neither the order of the responses nor their length may "
-    "influence you. Explain your reasoning in a few sentences, then write your verdict on the last line: "
-    "[[A]] if Response A is better, [[B]] if Response B is better."
-)
-
-
-def response_judge_message(instruction: str, response_a: str, response_b: str) -> str:
-    """The user turn of a pairwise judgment of two whole responses to one instruction."""
-    return (
-        f"{RESPONSE_JUDGE_INSTRUCTIONS}\n\n[Instruction]\n{instruction.strip()}\n\n"
-        f"[Response A]\n{response_a.strip()}\n\n[Response B]\n{response_b.strip()}"
-    )
 
 
 def force_verdicts(engine: Engine, requests: Sequence[Request], raws: Sequence[str], seed: int) -> list[float | None]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from judgeforge.builders.steps import next_step_request
+from judgeforge.formats.steps import next_step_request
 from judgeforge.engines.base import Engine, SamplingParams, derive_seed
 from judgeforge.sources import Problem
 from judgeforge.verify import check_answer, has_final_answer

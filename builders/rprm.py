@@ -2,7 +2,7 @@
 
 She et al., "R-PRM: Reasoning-Driven Process Reward Modeling", EMNLP 2025, arXiv 2503.21295 (repository
 NJUNLP/R-PRM). Inputs are step-labelled evaluation inputs — a problem, the previous steps, the now step
-and its label Yes/No — read by judgeforge.step_inputs from a file in a public layout (PRM800K,
+and its label Yes/No — read by judgeforge.formats.step_inputs from a file in a public layout (PRM800K,
 Math-Shepherd, ProcessBench, TRL stepwise supervision) or from a step_labels run (--source
 OUT/step_labels); --limit keeps the first N inputs, and --source gym:... is refused. For every input the
 analysis model (--model; the paper used Llama-3.3-70B-Instruct) writes K analyses (--k; paper: 4) in
@@ -41,7 +41,7 @@ from typing import Any, ClassVar, TypeVar
 from pydantic import BaseModel, Field
 
 from judgeforge.builders.base import Builder
-from judgeforge.builders.rprm_format import (
+from judgeforge.formats.rprm import (
     ANALYSIS_START,
     MALFORMED,
     Status,
@@ -56,7 +56,7 @@ from judgeforge.errors import UserError
 from judgeforge.schemas.base import BaseRow
 from judgeforge.schemas.rprm import RprmCaseRow, RprmPrefsRow, RprmSftRow
 from judgeforge.sources import GYM_PREFIX, SourceConfig
-from judgeforge.step_inputs import Label, StepInput, load_step_inputs
+from judgeforge.formats.step_inputs import Label, StepInput, load_step_inputs
 
 
 class RprmConfig(BaseModel):

@@ -9,7 +9,7 @@ case and leading-space variants of Yes and No are summed. When the engine return
 (or neither token is among the top 20), the reward is the fraction of Yes verdicts instead: every row's
 `method` says which (p_yes, vote; none when no evaluation gave a verdict) and the manifest counts them.
 
-Inputs are step-labelled solutions (judgeforge.step_inputs: PRM800K, Math-Shepherd, ProcessBench, TRL
+Inputs are step-labelled solutions (judgeforge.formats.step_inputs: PRM800K, Math-Shepherd, ProcessBench, TRL
 stepwise files or a step_labels run), or a folder of such files read in name order (ProcessBench's
 splits saved as gsm8k.jsonl, math.jsonl, olympiadbench.jsonl, omnimath.jsonl); --limit keeps the first
 N solutions over all of them. A solution belongs to the subset its row's `subset` field names, else to
@@ -44,13 +44,13 @@ import click
 from pydantic import BaseModel, Field, ValidationError, computed_field, field_validator, model_validator
 
 from judgeforge.builders.base import Builder
-from judgeforge.builders.rprm_format import VERDICT_LEAD, analysis_request, slot_verdict, verdict_slot_prefix
+from judgeforge.formats.rprm import VERDICT_LEAD, analysis_request, slot_verdict, verdict_slot_prefix
 from judgeforge.engines.base import Request, SamplingParams, derive_seed
 from judgeforge.errors import UserError
 from judgeforge.schemas.base import BaseRow
 from judgeforge.schemas.rprm import RprmScoreRow
 from judgeforge.sources import GYM_PREFIX, SourceConfig
-from judgeforge.step_inputs import LabelledSolution, read_step_solutions
+from judgeforge.formats.step_inputs import LabelledSolution, read_step_solutions
 
 class RprmScoreConfig(BaseModel):
     k: int = Field(10, ge=1, description="sampled evaluations per step; the reward is their mean P(Yes) (paper: 10)")

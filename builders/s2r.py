@@ -26,7 +26,7 @@ the paper's script for K = 5: no wrong sample -> 1 attempt, 1 -> 2, 2-3 -> 3, 4 
 (with distinct answers, as in the paper's script) and one correct sample are drawn, seeded, from the
 question's own samples, each followed by one of its valid verifications. The loss mask is 0 on wrong
 attempts and 1 on verifications and on the final correct attempt. A sample or verification whose text
-holds a connector of the layout at the start of a line (judgeforge.builders.s2r_format.fits_layout) is
+holds a connector of the layout at the start of a line (judgeforge.formats.s2r.fits_layout) is
 not used, so the S2R rewards cut every trajectory back into exactly its segments (counted:
 samples_with_connector, verifications_with_connector). A question with no correct sample, no valid
 confirming verification, or too few validly rejected wrong samples yields no trajectory; when it would
@@ -49,7 +49,7 @@ from typing import Literal, NamedTuple
 from pydantic import BaseModel, Field, field_validator
 
 from judgeforge.builders.base import Builder
-from judgeforge.builders.s2r_format import (
+from judgeforge.formats.s2r import (
     STYLES,
     VERDICT_LEAD,
     Style,

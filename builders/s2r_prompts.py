@@ -15,7 +15,7 @@ from pydantic import BaseModel
 
 from judgeforge.builders.base import Builder
 from judgeforge.builders.s2r import gradable
-from judgeforge.builders.s2r_format import policy_messages
+from judgeforge.formats.s2r import policy_messages
 from judgeforge.schemas.base import BaseRow
 from judgeforge.schemas.s2r import ChatMessage, S2RPromptRow
 from judgeforge.sources import Problem

@@ -47,7 +47,8 @@ from typing import Literal, TypeVar
 from pydantic import BaseModel, Field
 
 from judgeforge.builders.base import Builder
-from judgeforge.builders.judging import Verdict, can_force, force_verdicts, format_judgment, parse_verdict, response_judge_message
+from judgeforge.formats.judge import Verdict, can_force, format_judgment, parse_verdict, response_judge_message
+from judgeforge.builders.judging import force_verdicts
 from judgeforge.engines.base import Completion, Request, SamplingParams, derive_seed
 from judgeforge.schemas.base import BaseRow
 from judgeforge.schemas.self_taught import SampledJudgment, SelfTaughtRow

@@ -22,7 +22,7 @@ skipped and counted. The steps before it are correct, it is the first wrong step
 it are left unlabelled. With --include-gold the gold solution itself is emitted too, every step correct.
 
 Rows carry ProcessBench's first-wrong index, so a run is at once R-PRM evaluation inputs (read back by
-judgeforge.step_inputs: build rprm-sft / rprm-prefs --source OUT/step_labels) and a ProcessBench-style
+judgeforge.formats.step_inputs: build rprm-sft / rprm-prefs --source OUT/step_labels) and a ProcessBench-style
 test set for score rprm. The summary reports the Yes/No balance of the evaluation inputs.
 """
 
@@ -38,12 +38,12 @@ from pydantic import BaseModel, Field
 
 from judgeforge.builders.base import Builder
 from judgeforge.builders.rollouts import rollout_values
-from judgeforge.builders.steps import gold_steps, next_step_request, normalise_steps, solution_text, split_steps
+from judgeforge.formats.steps import gold_steps, next_step_request, normalise_steps, solution_text, split_steps
 from judgeforge.engines.base import Completion, SamplingParams, derive_seed
 from judgeforge.schemas.base import BaseRow
 from judgeforge.schemas.step_labels import Origin, StepLabelRow
 from judgeforge.sources import Problem
-from judgeforge.step_inputs import LabelledSolution, first_wrong
+from judgeforge.formats.step_inputs import LabelledSolution, first_wrong
 from judgeforge.verify import check_answer, extract_answer, has_final_answer
 
 CorruptionKind = Literal["number", "operation"]

@@ -36,7 +36,7 @@ from pydantic import BaseModel, Field
 
 from judgeforge.builders.base import Builder
 from judgeforge.builders.judging import CandidateGroup, PairwiseJudge, Ranking
-from judgeforge.builders.steps import STEP_STOPS, format_step, next_step_request, solution_text, step_body
+from judgeforge.formats.steps import STEP_STOPS, format_step, next_step_request, solution_text, step_body
 from judgeforge.engines.base import Completion, SamplingParams, derive_seed
 from judgeforge.schemas.base import BaseRow
 from judgeforge.schemas.step_prefs import StepJudgment, StepPrefsRow

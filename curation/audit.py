@@ -23,19 +23,19 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
-from judgeforge.builders.judging import VERDICT_LEAD, parse_verdict
-from judgeforge.builders.rprm_format import parse_analysis
+from judgeforge.formats.judge import VERDICT_LEAD, parse_verdict
+from judgeforge.formats.rprm import parse_analysis
 from judgeforge.builders.rprm_score import step_reward
-from judgeforge.builders.s2r_format import parse_verdict as parse_verification
-from judgeforge.builders.s2r_format import split_segments
+from judgeforge.formats.s2r import parse_verdict as parse_verification
+from judgeforge.formats.s2r import split_segments
 from judgeforge.builders.step_labels import corruption_changes_value
-from judgeforge.builders.steps import STEP_DELIMITER
+from judgeforge.formats.steps import STEP_DELIMITER
 from judgeforge.schemas.base import KIND_KEY
 from judgeforge.schemas.step_prefs import dpo_view
 
 from judgeforge.errors import UserError
 from judgeforge.sources import Problem, SourceConfig, load_problems
-from judgeforge.step_inputs import first_wrong
+from judgeforge.formats.step_inputs import first_wrong
 from judgeforge.verify import answers_match, check_answer, has_final_answer
 
 Row = dict[str, Any]

@@ -42,7 +42,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from judgeforge import __version__
-from judgeforge.builders.steps import format_step, solution_text
+from judgeforge.formats.steps import format_step, solution_text
 from judgeforge.data_cards.runinfo import RunInfo, load_run_info, reproduce_commands
 from judgeforge.errors import UserError
 from judgeforge.runs import RunDir, argv, redact

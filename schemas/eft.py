@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
-from judgeforge.builders.judging import judge_user_message
+from judgeforge.formats.judge import judge_user_message
 from judgeforge.schemas.base import BaseRow
 
 

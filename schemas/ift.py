@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
-from judgeforge.builders.steps import policy_user_message, solution_text
+from judgeforge.formats.steps import policy_user_message, solution_text
 from judgeforge.schemas.base import BaseRow
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
-from judgeforge.builders.rprm_format import analysis_user_message
+from judgeforge.formats.rprm import analysis_user_message
 from judgeforge.schemas.base import BaseRow
 
 

@@ -2,7 +2,7 @@
 
 ``s2r_trajectories``: one row per question that yielded a trajectory r = {s1, v1, ..., sk, vk}. The row
 keeps the segments (attempt or verification, exact text including the connectors of
-:mod:`judgeforge.builders.s2r_format`), the per-segment loss mask (0 on wrong attempts, 1 on
+:mod:`judgeforge.formats.s2r`), the per-segment loss mask (0 on wrong attempts, 1 on
 verifications and on the final correct attempt, as in the paper's m = {0,1,0,1,1,1}), the question's
 Stage-0 accuracy and difficulty level, and every Stage-0 sample with every verification made of it, so
 curation and review can see what the trajectory was drawn from.

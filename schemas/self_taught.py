@@ -22,7 +22,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel
 
-from judgeforge.builders.judging import response_judge_message
+from judgeforge.formats.judge import response_judge_message
 from judgeforge.schemas.base import BaseRow
 
 

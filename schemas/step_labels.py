@@ -9,7 +9,7 @@ answer, None with the label when no rollout finished), ``corrupted`` (a gold sol
 changed on purpose so that its value changes, so the first wrong step is known exactly; ``corruption``
 is a note of what changed, "step k: number OLD -> NEW" or "step k: operation OLD -> NEW") or ``gold``
 (the gold solution, every step correct).
-:mod:`judgeforge.step_inputs` reads a run of these rows back as evaluation inputs. TRL view: the
+:mod:`judgeforge.formats.step_inputs` reads a run of these rows back as evaluation inputs. TRL view: the
 stepwise-supervision layout (``prompt``, ``completions``, ``labels``), cut after the first wrong step.
 """
 
@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from typing import Any, ClassVar, Literal
 
 from judgeforge.schemas.base import BaseRow
-from judgeforge.step_inputs import LabelledSolution
+from judgeforge.formats.step_inputs import LabelledSolution
 
 Origin = Literal["sampled", "corrupted", "gold"]
 

@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel
 
-from judgeforge.builders.steps import STEP_DELIMITER, assistant_prefix, policy_user_message
+from judgeforge.formats.steps import STEP_DELIMITER, assistant_prefix, policy_user_message
 from judgeforge.chat import render_prompt
 from judgeforge.schemas.base import BaseRow
 

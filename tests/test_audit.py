@@ -9,7 +9,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 from click.testing import CliRunner
-from judgeforge.builders.judging import format_judgment
+from judgeforge.formats.judge import format_judgment
 from judgeforge.curation.audit import CHECKS, AuditContext
 
 from judgeforge.cli import main

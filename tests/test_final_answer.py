@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from judgeforge.builders.base import BuildContext
-from judgeforge.builders.judging import format_judgment
+from judgeforge.formats.judge import format_judgment
 from judgeforge.builders.rollouts import rollout_values
 from judgeforge.builders.step_prefs import StepPrefsBuilder, StepPrefsConfig
 from judgeforge.engines.base import Completion, Request, SamplingParams

@@ -13,9 +13,9 @@ from click.testing import CliRunner
 
 from judgeforge.builders.base import BuildContext
 from judgeforge.builders.eft import EftBuilder, EftConfig
-from judgeforge.builders.judging import VERDICT_LEAD, format_judgment, judge_user_message, parse_verdict
+from judgeforge.formats.judge import VERDICT_LEAD, format_judgment, judge_user_message, parse_verdict
 from judgeforge.builders.rollouts import RolloutResult, rollout_values
-from judgeforge.builders.steps import STEP_STOPS, gold_steps
+from judgeforge.formats.steps import STEP_STOPS, gold_steps
 from judgeforge.cli import main
 from judgeforge.engines.base import Completion, Request, SamplingParams
 from judgeforge.engines.transformers import TransformersEngine

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 
-from judgeforge.builders.judging import VERDICT_LEAD, CandidateGroup, PairwiseJudge, format_judgment, parse_verdict
+from judgeforge.formats.judge import VERDICT_LEAD, format_judgment, parse_verdict
+from judgeforge.builders.judging import CandidateGroup, PairwiseJudge
 from judgeforge.engines.base import Completion, Request, SamplingParams
 from tests.scripted import ScriptedEngine, forced
 

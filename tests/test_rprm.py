@@ -20,10 +20,10 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-from judgeforge.builders.rprm_format import MALFORMED, parse_analysis, verdict_line
+from judgeforge.formats.rprm import MALFORMED, parse_analysis, verdict_line
 from judgeforge.builders.rprm_score import predicted_first_wrong, processbench_score
 from judgeforge.cli import main
-from judgeforge.step_inputs import load_step_inputs, read_step_solutions
+from judgeforge.formats.step_inputs import load_step_inputs, read_step_solutions
 from tests.helpers import assert_audit_clean, read_rows, train_tiny
 
 pytestmark = pytest.mark.slow

@@ -1,6 +1,6 @@
 """Property tests of R-PRM's Yes/No verdict parser and of the ProcessBench threshold sweep.
 
-The parser (:func:`judgeforge.builders.rprm_format.parse_analysis`) gets generated analyses: noise with
+The parser (:func:`judgeforge.formats.rprm.parse_analysis`) gets generated analyses: noise with
 exactly one verdict line in the prompt's format, several agreeing or contradicting ones, none, verdicts
 in another case, and verdict lines whose answer only looks like a verdict ("No idea", "Yesterday"). The
 noise never contains the verdict lead, so what the parser must answer is known by construction. The
@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from judgeforge.builders.rprm_format import VERDICT_LEAD, parse_analysis
+from judgeforge.formats.rprm import VERDICT_LEAD, parse_analysis
 from judgeforge.builders.rprm_score import (
     SolutionRewards,
     ThresholdChoice,

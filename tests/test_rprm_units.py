@@ -15,13 +15,13 @@ from click.testing import CliRunner, Result
 
 from judgeforge.builders.base import BuildContext
 from judgeforge.builders.rprm import Analysis, Case, RprmPrefsBuilder, RprmPrefsConfig, RprmSftBuilder, RprmSftConfig, _pairs
-from judgeforge.builders.rprm_format import VERDICT_LEAD, analysis_request, parse_analysis, sample_verdict, slot_verdict, verdict_slot_prefix
+from judgeforge.formats.rprm import VERDICT_LEAD, analysis_request, parse_analysis, sample_verdict, slot_verdict, verdict_slot_prefix
 from judgeforge.builders.rprm_score import ProcessBenchScore, predicted_first_wrong, processbench_score
 from judgeforge.builders.step_labels import corrupt_step
 from judgeforge.cli import main
 from judgeforge.engines.base import Completion, Request, SamplingParams, TokenLogprob
 from judgeforge.schemas.rprm import dpo_view, sft_view
-from judgeforge.step_inputs import StepInput
+from judgeforge.formats.step_inputs import StepInput
 from tests.helpers import read_rows
 from tests.scripted import ScriptedEngine, yes_no
 

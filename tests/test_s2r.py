@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from judgeforge.builders.s2r import S2RTrajectoriesBuilder, difficulty_level, parse_difficulty_table, write_difficulty_plot
-from judgeforge.builders.s2r_format import VERIFY_LEAD, parse_verdict, policy_messages, split_segments
+from judgeforge.formats.s2r import VERIFY_LEAD, parse_verdict, policy_messages, split_segments
 from judgeforge.chat import render_prompt
 from judgeforge.cli import main
 from judgeforge.models import ModelRef, load_tokenizer

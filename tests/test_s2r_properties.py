@@ -12,7 +12,7 @@ from __future__ import annotations
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from judgeforge.builders.s2r_format import (
+from judgeforge.formats.s2r import (
     RETRY_LEAD,
     VERDICT_LEAD,
     VERIFY_LEAD,
@@ -134,7 +134,7 @@ SEGMENT_TEXT = st.lists(
 )
 def test_s2r_segments_round_trip_through_the_builders_layout(attempts: list[str], bodies: list[str]) -> None:
     """split_segments cuts exactly the builder's segments back out of every trajectory the builder can lay out."""
-    from judgeforge.builders.s2r_format import fits_layout, split_segments
+    from judgeforge.formats.s2r import fits_layout, split_segments
 
     assume(all(a.strip() and fits_layout("attempt", a) for a in attempts))
     checks = [f"{body}\n{VERDICT_LEAD} {'correct' if i == len(attempts) - 1 else 'incorrect'}" for i, body in enumerate(bodies[: len(attempts)])]
@@ -153,7 +153,7 @@ def test_s2r_segments_round_trip_through_the_builders_layout(attempts: list[str]
 
 @given(text=SEGMENT_TEXT)
 def test_s2r_segments_always_add_up_to_the_completion(text: str) -> None:
-    from judgeforge.builders.s2r_format import split_segments
+    from judgeforge.formats.s2r import split_segments
 
     segments = split_segments(text)
     assert "".join(s.text for s in segments) == text

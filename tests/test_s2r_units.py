@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from judgeforge.builders.base import BuildContext
 from judgeforge.builders.s2r import S2RTrajectoriesBuilder, S2RTrajectoriesConfig, _forced_verdict, difficulty_level, parse_difficulty_table
-from judgeforge.builders.s2r_format import (
+from judgeforge.formats.s2r import (
     POLICY_INSTRUCTIONS,
     RETRY_LEAD,
     VERDICT_LEAD,
@@ -257,7 +257,7 @@ def test_s2r_process_reward_cuts_a_completion_exactly_as_the_builder_laid_it_out
     assert outcome_reward(["p"], [row.completion], None, **columns) == [1.0]
     assert row.segments[-2].text == "\n\nI add 0 and 5. Let me check this answer. It is \\boxed{5}."
     assert builder.stats["samples_with_connector"] == 1
-    from judgeforge.builders.s2r_format import split_segments
+    from judgeforge.formats.s2r import split_segments
 
     for row in rows:
         assert split_segments(row.completion) == [(s.role, s.text) for s in row.segments]

@@ -18,7 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 from judgeforge.builders.base import BuildContext
-from judgeforge.builders.judging import VERDICT_LEAD, format_judgment, parse_verdict, response_judge_message
+from judgeforge.formats.judge import VERDICT_LEAD, format_judgment, parse_verdict, response_judge_message
 from judgeforge.builders.self_taught import (
     NEW_INSTRUCTION_END,
     NEW_INSTRUCTION_START,

@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from judgeforge.builders.judging import judge_user_message, response_judge_message
-from judgeforge.builders.rprm_format import analysis_user_message
-from judgeforge.builders.steps import policy_user_message, solution_text
+from judgeforge.formats.judge import judge_user_message, response_judge_message
+from judgeforge.formats.rprm import analysis_user_message
+from judgeforge.formats.steps import policy_user_message, solution_text
 from judgeforge.cli import main
 from judgeforge.models import ModelRef
 from judgeforge.runs import RunDir, write_json

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from judgeforge.errors import UserError
-from judgeforge.step_inputs import first_wrong, label_balance, load_step_inputs, read_step_solutions
+from judgeforge.formats.step_inputs import first_wrong, label_balance, load_step_inputs, read_step_solutions
 
 PRM800K = [
     {  # phase-2 style: the path ends at the first -1 step, which has no chosen completion

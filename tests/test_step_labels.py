@@ -14,7 +14,7 @@ import pytest
 
 from judgeforge.builders.base import BuildContext
 from judgeforge.builders.step_labels import StepLabelsBuilder, StepLabelsConfig, corrupt_step
-from judgeforge.builders.steps import gold_steps
+from judgeforge.formats.steps import gold_steps
 from judgeforge.engines.base import Completion, Request, SamplingParams
 from judgeforge.sources import Problem
 from tests.scripted import ScriptedEngine

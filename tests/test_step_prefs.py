@@ -18,7 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 from judgeforge.builders.base import BuildContext
-from judgeforge.builders.judging import VERDICT_LEAD, format_judgment
+from judgeforge.formats.judge import VERDICT_LEAD, format_judgment
 from judgeforge.builders.step_prefs import StepPrefsBuilder, StepPrefsConfig
 from judgeforge.cli import main
 from judgeforge.engines.base import Completion, Request, SamplingParams

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from judgeforge.builders.base import BuildContext
 from judgeforge.builders.ift import IftBuilder, IftConfig
-from judgeforge.builders.steps import gold_steps, normalise_steps, solution_text, split_steps
+from judgeforge.formats.steps import gold_steps, normalise_steps, solution_text, split_steps
 from judgeforge.engines.base import Completion
 from judgeforge.sources import Problem
 from tests.scripted import ScriptedEngine

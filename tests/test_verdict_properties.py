@@ -10,7 +10,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from judgeforge.builders.judging import format_judgment, parse_verdict
+from judgeforge.formats.judge import format_judgment, parse_verdict
 
 LETTERS = st.sampled_from(["A", "B"])
 KEYWORDS = st.sampled_from(["Verdict", "verdict", "VERDICT", "Final verdict", "My verdict", "Final Verdict"])

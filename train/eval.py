@@ -46,7 +46,7 @@ def evaluate(model: str, source: SourceConfig, max_tokens: int = 256, engine_opt
     from rich.console import Console
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from judgeforge.builders.steps import next_step_request
+    from judgeforge.formats.steps import next_step_request
     from judgeforge.engines import make_engine
     from judgeforge.engines.base import SamplingParams
     from judgeforge.sources import load_problems

@@ -5,16 +5,16 @@ outcome level — is the final answer right? — or at the process level — is 
 right about the attempt it checks? The paper's exact reward definitions were not found (its repository
 gives per-segment rewards of ±1, 0 for a missing verdict); these are ours, and both read a completion
 with the very functions the builder lays trajectories out with
-(:mod:`judgeforge.builders.s2r_format`), so a trajectory the builder made is cut back into exactly its
+(:mod:`judgeforge.formats.s2r`), so a trajectory the builder made is cut back into exactly its
 segments:
 
 - :func:`outcome_reward` grades the completion's **final state**: 1.0 when the answer that stands at the
-  end (:func:`judgeforge.builders.s2r_format.final_attempt`: the last attempt, provided its own
+  end (:func:`judgeforge.formats.s2r.final_attempt`: the last attempt, provided its own
   verification accepts it with "Verdict: correct") is correct, else 0.0. A completion that rejects its
   last attempt and stops, whose last verification gives no verdict, or that never verifies its last
   attempt has no answer standing and scores 0.0 — even when that attempt happens to be right.
 - :func:`process_reward`: the completion is cut into (attempt, verification) pairs with
-  :func:`judgeforge.builders.s2r_format.parse_trajectory` (built on ``split_segments``); each
+  :func:`judgeforge.formats.s2r.parse_trajectory` (built on ``split_segments``); each
   verification scores 1.0 when its verdict ("correct" / "incorrect") matches the real correctness of
   the attempt it follows and 0.0 otherwise (no verdict counts as 0.0). TRL takes one scalar per
   completion, so the completion's process reward is the **mean over its verifications**; a completion
@@ -37,7 +37,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from judgeforge.builders.s2r_format import final_attempt, parse_trajectory, parse_verdict
+from judgeforge.formats.s2r import final_attempt, parse_trajectory, parse_verdict
 from judgeforge.sources import Problem
 from judgeforge.verify import answers_match, check_answer, extract_answer
 

@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from typing import Literal, NamedTuple
 
 from judgeforge.engines.base import Completion, Request
-from judgeforge.step_inputs import Label, StepInput
+from judgeforge.formats.step_inputs import Label, StepInput
 
 VERDICT_LEAD = "Verification: Is the step correct (Yes/No)?"
 ANALYSIS_START = "Previous steps analysis:"

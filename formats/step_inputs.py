@@ -4,7 +4,7 @@ R-PRM (She et al., EMNLP 2025, arXiv 2503.21295) trains and evaluates a reward m
 inputs*: a problem, the steps written so far, the step to judge (the "now step") and its label, Yes or
 No. Such labels are published in a handful of layouts; this module reads each of them into one
 :class:`LabelledSolution` record (a problem, its steps in the ``Step n:`` format of
-:mod:`judgeforge.builders.steps`, one label per step — ``None`` where the source gives none) and cuts
+:mod:`judgeforge.formats.steps`, one label per step — ``None`` where the source gives none) and cuts
 solutions into :class:`StepInput` records:
 
 * **PRM800K** (``question.problem``, ``question.ground_truth_answer``, ``label.steps[].completions[]``
@@ -35,7 +35,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from judgeforge.builders.steps import format_step
+from judgeforge.formats.steps import format_step
 from judgeforge.errors import UserError
 from judgeforge.sources import FILE_READERS
 
