@@ -1,8 +1,9 @@
 """Dataset builders, one module per family.
 
-The registry maps a CLI name to ``module:Class`` and imports builders lazily, so importing one builder
-(or a schema that shares its step layout) never drags in all the others. Adding a builder is one file
-plus one line here.
+There is no second registry here: every kind in :mod:`judgeforge.schemas.registry` names the builder
+that emits it (``build`` subcommand, ``module:Class``), and builders are imported lazily from there, so
+importing one builder never drags in all the others. Adding a builder is one file; its kind's
+declaration names it.
 """
 
 from __future__ import annotations
@@ -11,22 +12,20 @@ import importlib
 from typing import Any
 
 from judgeforge.builders.base import Builder
+from judgeforge.errors import UserError
+from judgeforge.schemas.registry import all_kinds
 
-REGISTRY: dict[str, str] = {
-    "step-prefs": "judgeforge.builders.step_prefs:StepPrefsBuilder",
-    "ift": "judgeforge.builders.ift:IftBuilder",
-    "eft": "judgeforge.builders.eft:EftBuilder",
-    "s2r-trajectories": "judgeforge.builders.s2r:S2RTrajectoriesBuilder",
-    "s2r-rl-prompts": "judgeforge.builders.s2r_prompts:S2RPromptsBuilder",
-    "self-taught": "judgeforge.builders.self_taught:SelfTaughtBuilder",
-    "step-labels": "judgeforge.builders.step_labels:StepLabelsBuilder",
-    "rprm-sft": "judgeforge.builders.rprm:RprmSftBuilder",
-    "rprm-prefs": "judgeforge.builders.rprm:RprmPrefsBuilder",
-    "rprm-score": "judgeforge.builders.rprm_score:RprmScoreBuilder",
-}
+
+def builder_names() -> list[str]:
+    """Every ``judgeforge build`` subcommand, in kind registry order."""
+    return [kind.builder[0] for kind in all_kinds()]
 
 
 def load_builder(name: str) -> type[Builder[Any]]:
-    module, _, attr = REGISTRY[name].partition(":")
+    """The builder class behind ``judgeforge build NAME``."""
+    targets = {kind.builder[0]: kind.builder[1] for kind in all_kinds()}
+    if name not in targets:
+        raise UserError(f"unknown builder '{name}' (known: {', '.join(targets)})")
+    module, _, attr = targets[name].partition(":")
     builder: type[Builder[Any]] = getattr(importlib.import_module(module), attr)
     return builder

@@ -420,7 +420,7 @@ def _threshold_options() -> list[click.Parameter]:
 def _score_group() -> click.Group:
     from judgeforge.cli import build
 
-    options = build.commands[RprmScoreBuilder.name].params  # the build command's options, made from the registry
+    options = build.get_command(None, RprmScoreBuilder.name).params  # type: ignore[union-attr]  # the build command's options, made from the registry
     group = click.Group("score", help="Score step-labelled solutions with a process reward model and report ProcessBench metrics.")
     doc = (__doc__ or "").replace("``", "")
     help_text = f"{RprmScoreBuilder.summary[:1].upper()}{RprmScoreBuilder.summary[1:]}.\n\n{doc}"

@@ -390,7 +390,7 @@ def write_difficulty_plot(run: Path, path: Path | None = None) -> Path:
 
     Writes ``<run>/plots/difficulty.png`` unless ``path`` says otherwise; returns the file.
     """
-    from judgeforge.data_cards import plots
+    from judgeforge import plots
 
     manifest = json.loads((run / "manifest.json").read_text())
     stats, levels = manifest["builder_stats"], parse_difficulty_table(manifest["config"]["difficulty_table"])

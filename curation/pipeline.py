@@ -43,6 +43,7 @@ from judgeforge.errors import UserError
 from judgeforge.data_cards.runinfo import reproduce_commands
 from judgeforge.runs import RunDir, open_run, redact
 from judgeforge.schemas.base import KIND_KEY, SCHEMA_VERSION_KEY, BaseRow, arrow_schema
+from judgeforge.schemas.registry import get_kind
 
 LOG_NAME = "curation_log.parquet"
 # Manifest fields that describe the input run's own files and life, not how its rows were made.
@@ -50,19 +51,6 @@ _RUN_FIELDS = {
     "judgeforge_version", "kind", "run_id", "fingerprint", "status", "started_at", "finished_at", "command",
     "shards", "chunks", "rows_in", "rows_out", "timings", "curation",
 }
-
-
-def row_model_for(kind: str) -> type[BaseRow]:
-    """The row model of a kind, found through the builders that produce it."""
-    from judgeforge.builders import REGISTRY, load_builder
-
-    models: dict[str, type[BaseRow]] = {}
-    for name in REGISTRY:
-        model = load_builder(name).row_model
-        models.setdefault(model.kind, model)
-    if kind not in models:
-        raise UserError(f"unknown kind '{kind}' (known kinds: {', '.join(sorted(models))})")
-    return models[kind]
 
 
 @dataclass(frozen=True)
@@ -91,7 +79,7 @@ class RunInput:
         manifest = run.read_manifest()
         if manifest is not None and manifest.get("kind", kind) != kind:
             raise UserError(f"{run.manifest_path}: says kind '{manifest.get('kind')}' but the shards hold '{kind}'")
-        model = row_model_for(kind)
+        model = get_kind(kind).row
         schema = arrow_schema(model)
         for shard in shards:
             found = pq.read_schema(shard)
@@ -143,9 +131,11 @@ def shipped_specs() -> Path:
 
 
 def default_spec_path(kind: str) -> Path:
-    path = shipped_specs() / f"{kind}.yaml"
+    """The spec a kind declares as its default: a shipped spec's file name, or a path of its own."""
+    name = get_kind(kind).default_spec
+    path = Path(name) if Path(name).is_absolute() else shipped_specs() / name
     if not path.is_file():
-        raise UserError(f"no default curation spec for kind '{kind}'; give one with --spec")
+        raise UserError(f"kind '{kind}' declares the default curation spec '{name}', which does not exist; give one with --spec")
     return path
 
 

@@ -13,8 +13,7 @@ the reviewers discarded), decided by the majority of its reviewers (an even spli
 was), and the manifest records, per question, how many rows and answers were reviewed and how often the
 reviewers agreed with the model.
 
-Questions are declared per kind in :data:`SPECS` (adding a kind is one entry); a kind without an entry
-gets a generic review: its text columns as fields and "Keep this row?". The server is the user's own
+What reviewers see and answer is declared by each kind (``Kind.review`` in ``schemas/``). The server is the user's own
 Argilla deployment (``ARGILLA_API_URL`` / ``ARGILLA_API_KEY``, SDK 2.x from the ``argilla`` extra).
 """
 
@@ -30,28 +29,27 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import click
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from judgeforge.data_cards.runinfo import RunInfo, load_run_info, reproduce_commands
+from judgeforge.schemas.kind import Outcome, ReviewSpec, Row
+from judgeforge.schemas.registry import get_kind
 from pydantic import BaseModel
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from judgeforge import __version__
-from judgeforge.formats.steps import format_step, solution_text
-from judgeforge.data_cards.runinfo import RunInfo, load_run_info, reproduce_commands
 from judgeforge.errors import UserError
 from judgeforge.runs import RunDir, argv, redact
 
 if TYPE_CHECKING:
     import argilla as rg
 
-Row = dict[str, Any]
-Outcome = Literal["keep", "relabel", "drop"]
 SIDECAR = "review.parquet"
 REVIEW_KEY = b"judgeforge.review"
 NOTE = "note"
@@ -63,127 +61,6 @@ _SEVERITY: dict[str, int] = {"keep": 0, "relabel": 1, "drop": 2}
 # ---------------------------------------------------------------------------------------------------
 # What reviewers see and answer, per kind
 # ---------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ReviewField:
-    """A text field shown to the reviewer, rendered (markdown) from a row."""
-
-    name: str
-    title: str
-    render: Callable[[Row], str]
-
-
-@dataclass(frozen=True)
-class ReviewQuestion:
-    """A single-choice question; ``outcomes`` says what each answer does to the row."""
-
-    name: str
-    title: str
-    labels: dict[str, str]
-    outcomes: dict[str, Outcome]
-    description: str = ""
-    model_answer: Callable[[Row], tuple[str, float | None]] | None = None
-
-
-@dataclass(frozen=True)
-class ReviewMeta:
-    """A metadata property reviewers can filter on in the Argilla UI."""
-
-    name: str
-    kind: Literal["terms", "integer", "float"]
-    value: Callable[[Row], Any]
-
-
-@dataclass(frozen=True)
-class ReviewSpec:
-    """How one kind is reviewed: fields, questions, filterable metadata, guidelines, how to relabel."""
-
-    fields: tuple[ReviewField, ...]
-    questions: tuple[ReviewQuestion, ...]
-    guidelines: str
-    metadata: tuple[ReviewMeta, ...] = ()
-    relabel: Callable[[Row], Row] | None = None
-
-    def question(self, name: str) -> ReviewQuestion:
-        return next(q for q in self.questions if q.name == name)
-
-
-def _or_placeholder(text: str, placeholder: str) -> str:
-    return text if text.strip() else placeholder
-
-
-def _step_prefs_answer(row: Row) -> tuple[str, float | None]:
-    # The judge ranked chosen above rejected; the confidence is the score margin over its maximum
-    # (every candidate meets N-1 others in both orders, one point per judgment).
-    span = 2.0 * max(len(row["candidates"]) - 1, 1)
-    return "yes", round(min(max((row["chosen_score"] - row["rejected_score"]) / span, 0.0), 1.0), 4)
-
-
-def _swap_chosen_rejected(row: Row) -> Row:
-    swapped = dict(row)
-    for a, b in (("chosen", "rejected"), ("chosen_is_final", "rejected_is_final"), ("chosen_score", "rejected_score")):
-        swapped[a], swapped[b] = row[b], row[a]
-    return swapped
-
-
-STEP_PREFS = ReviewSpec(
-    fields=(
-        ReviewField("question", "Problem", lambda r: r["question"]),
-        ReviewField("previous_steps", "Previous steps", lambda r: _or_placeholder(solution_text(r["previous_steps"]), "*(none: this is the first step)*")),
-        ReviewField("chosen", "Chosen step (the model's best)", lambda r: format_step(r["step_index"], _or_placeholder(r["chosen"], " *(empty)*"))),
-        ReviewField("rejected", "Rejected step (the model's worst)", lambda r: format_step(r["step_index"], _or_placeholder(r["rejected"], " *(empty)*"))),
-    ),
-    questions=(
-        ReviewQuestion(
-            "chosen_better",
-            "Is the chosen step really better than the rejected one?",
-            {"yes": "yes", "no": "no, the rejected one is better", "tie": "tie / can't tell"},
-            {"yes": "keep", "no": "relabel", "tie": "drop"},
-            "Judge the next step only, given the problem and the previous steps: is it correct, and does it move the solution forward?",
-            _step_prefs_answer,
-        ),
-    ),
-    guidelines=(
-        "Each record is one step of a step-by-step solution. The model sampled several candidate next steps "
-        "and judged them against each other; it kept the best as **chosen** and the worst as **rejected**.\n\n"
-        "Answer **yes** if the chosen step is better, **no** if the rejected one is better (the pair is then "
-        "swapped), **tie** if neither is clearly better (the pair is dropped). Discard a record that cannot be "
-        "judged (it is dropped). Use the note for anything worth telling the dataset's maintainers."
-    ),
-    metadata=(
-        ReviewMeta("step_index", "integer", lambda r: r["step_index"]),
-        ReviewMeta("solution_status", "terms", lambda r: r["solution_status"]),
-    ),
-    relabel=_swap_chosen_rejected,
-)
-
-# kind → how it is reviewed. Kinds without an entry get :func:`generic_spec`.
-SPECS: dict[str, ReviewSpec] = {"step_prefs": STEP_PREFS}
-
-_KEEP = ReviewQuestion("keep", "Should this row stay in the dataset?", {"yes": "yes", "no": "no"}, {"yes": "keep", "no": "drop"})
-
-
-def _text_value(value: Any) -> str:
-    if isinstance(value, list):
-        return "\n\n".join(str(v) for v in value)
-    return "" if value is None else str(value)
-
-
-def generic_spec(schema: pa.Schema) -> ReviewSpec:
-    """Every text column (or list of texts) as a field, and one keep/drop question."""
-    text_types = (pa.string(), pa.large_string(), pa.list_(pa.string()))
-    names = [f.name for f in schema if f.type in text_types and f.name not in ("id", "source_id")]
-    if not names:
-        raise UserError("the run has no text columns to show reviewers")
-    fields = tuple(
-        ReviewField(n.lower(), n.replace("_", " "), lambda r, n=n: _or_placeholder(_text_value(r[n]), "*(empty)*")) for n in names
-    )
-    return ReviewSpec(fields, (_KEEP,), "Read the row and answer whether it belongs in the dataset. Discarded records are dropped.")
-
-
-def spec_for(kind: str, schema: pa.Schema) -> ReviewSpec:
-    return SPECS.get(kind) or generic_spec(schema)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -258,7 +135,11 @@ def _argilla_errors(url: str) -> Iterator[None]:
     import warnings
 
     import httpx
-    from argilla._exceptions import ArgillaAPIError, ArgillaCredentialsError, ArgillaError
+    from argilla._exceptions import (
+        ArgillaAPIError,
+        ArgillaCredentialsError,
+        ArgillaError,
+    )
 
     try:
         with warnings.catch_warnings():
@@ -375,7 +256,7 @@ def push(info: RunInfo, conn: Connection, name: str, sample: int, stratify_by: s
     """Create (or reuse) the dataset for the run's kind and upsert a sample of its rows as records."""
     import argilla as rg
 
-    spec = spec_for(info.kind, info.dataset().schema)
+    spec = get_kind(info.kind).review
     ids = sample_ids(info, sample, stratify_by, seed)
     rows = read_rows(info, ids)
     client = connect(conn)
@@ -440,7 +321,7 @@ def _atomic_parquet(table: pa.Table, path: Path) -> None:
 
 def pull(info: RunInfo, conn: Connection, name: str) -> tuple[Path, ReviewSource, int]:
     """Fetch submitted and discarded responses into ``RUN_DIR/review.parquet``; return it, its source, #answers."""
-    spec = spec_for(info.kind, info.dataset().schema)
+    spec = get_kind(info.kind).review
     client = connect(conn)
     with _argilla_errors(conn.api_url or ""):
         dataset = _find_dataset(client, name, conn.workspace)
@@ -585,7 +466,7 @@ def default_out(root: Path) -> Path:
 def apply(info: RunInfo, out: Path) -> dict[str, Any]:
     """Write ``out/<kind>/``: the run with reviewed rows kept, relabelled or dropped; return its manifest."""
     answers, source = read_sidecar(info)
-    spec = spec_for(info.kind, info.dataset().schema)
+    spec = get_kind(info.kind).review
     if [q.name for q in spec.questions] != source.questions:
         raise UserError(f"{info.root / SIDECAR}: answers questions {source.questions}, but '{info.kind}' asks {[q.name for q in spec.questions]}")
     decisions, stats = decide(spec, answers)

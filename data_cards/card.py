@@ -10,21 +10,16 @@ meaning (sampling parameters included), the source, the seed — then the curati
 review agreement when the run has them, the columns, how to train on it with TRL, and the exact
 commands that rebuild it.
 
-Per kind, :data:`CARDS` adds the paper, Hub task categories and tags, and plots; the TRL snippet is
-derived from the kind's view functions (``sft_view``, ``dpo_view``, ...), so a new kind gets a working
-card from its builder and schema alone and needs an entry here only for its paper and pictures.
+What a card says per kind (the paper, Hub task categories and tags, plots, the trainer and view of the
+TRL snippet, the review questions' titles) comes from the kind's declaration in ``schemas/``
+(:class:`judgeforge.schemas.kind.Kind`); nothing here is per kind.
 """
 
 from __future__ import annotations
 
-import inspect
 import os
 import re
 import shlex
-import sys
-from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,91 +29,18 @@ import pyarrow.parquet as pq
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from rich.console import Console
 
-from judgeforge.data_cards import plots
+from judgeforge import plots
 from judgeforge.data_cards.runinfo import RunInfo, load_run_info, reproduce_commands
 from judgeforge.errors import UserError
+from judgeforge.schemas.kind import CardExtras, Kind, Plot, View
+from judgeforge.schemas.registry import get_kind
 
 DATA_FILES = "data/shard-*.parquet"
 PLOT_PREFIX = "plot-"
 
 
-@dataclass(frozen=True)
-class Paper:
-    title: str
-    authors: str
-    venue: str
-    arxiv: str
-    key: str
-
-    @property
-    def url(self) -> str:
-        return f"https://arxiv.org/abs/{self.arxiv}"
-
-    def bibtex(self) -> str:
-        year = "20" + self.arxiv[:2]
-        return (
-            f"@article{{{self.key},\n  title = {{{self.title}}},\n  author = {{{self.authors}}},\n"
-            f"  journal = {{arXiv preprint arXiv:{self.arxiv}}},\n  year = {{{year}}},\n  note = {{{self.venue}}}\n}}"
-        )
-
-
-PROCESS_SELF_REWARDING = Paper("Process-based Self-Rewarding Language Models", "Zhang, Shimao and others", "ACL Findings 2025", "2503.03746", "zhang2025process")
-R_PRM = Paper("R-PRM: Reasoning-Driven Process Reward Modeling", "She, Shuaijie and others", "EMNLP 2025", "2503.21295", "she2025rprm")
-SELF_TAUGHT_EVALUATORS = Paper("Self-Taught Evaluators", "Wang, Tianlu and others", "arXiv 2024", "2408.02666", "wang2024selftaught")
-S2R = Paper("S$^2$R: Teaching LLMs to Self-verify and Self-correct via Reinforcement Learning", "Ma, Ruotian and others", "ACL 2025", "2502.12853", "ma2025s2r")
-
-Plotter = Callable[[RunInfo, Path], list[tuple[Path, str]]]
-
-
-@dataclass(frozen=True)
-class KindCard:
-    """What a card says about one kind beyond what the builder and schema already document."""
-
-    pretty: str
-    task_categories: tuple[str, ...] = ("text-generation",)
-    tags: tuple[str, ...] = ()
-    paper: Paper | None = None
-    plots: tuple[Plotter, ...] = ()
-    trainer: tuple[str, str] | None = None  # (module, class) replacing the view's TRL trainer
-
-
-def _step_prefs_plots(info: RunInfo, out: Path) -> list[tuple[Path, str]]:
-    table = info.dataset().to_table(columns=["chosen_score", "rejected_score", "step_index", "solution_status"])
-    margins = [c - r for c, r in zip(table.column("chosen_score").to_pylist(), table.column("rejected_score").to_pylist(), strict=True)]
-    status = Counter(table.column("solution_status").to_pylist())
-    return [
-        (plots.histogram(margins, "Judge score margin, chosen − rejected", "pairwise wins", out / f"{PLOT_PREFIX}score-margin.png"),
-         "How decisively the judge preferred the chosen step (pairwise wins of chosen minus rejected)."),
-        (plots.histogram(table.column("step_index").to_pylist(), "Pairs per step position", "step index", out / f"{PLOT_PREFIX}step-index.png"),
-         "At which step of the solution each pair was taken."),
-        (plots.bars(sorted(status), [status[k] for k in sorted(status)], "How each row's solution search ended", out / f"{PLOT_PREFIX}solution-status.png"),
-         "Rows by how their problem's search ended (final answer reached, step limit, rollback limit)."),
-    ]
-
-
-# kind → its card extras. Kinds without an entry get GENERIC.
-CARDS: dict[str, KindCard] = {
-    "step_prefs": KindCard(
-        "Step-wise preference pairs", ("text-generation",), ("dpo", "step-wise-dpo", "process-supervision", "self-rewarding", "llm-as-a-judge"),
-        PROCESS_SELF_REWARDING, (_step_prefs_plots,), ("judgeforge.train.stepwise_dpo", "StepwiseDPOTrainer"),
-    ),
-    "ift": KindCard("Step-formatted solutions (IFT)", ("text-generation",), ("sft", "self-rewarding"), PROCESS_SELF_REWARDING),
-    "eft": KindCard("Pairwise step judgments (EFT)", ("text-generation",), ("sft", "llm-as-a-judge", "self-rewarding"), PROCESS_SELF_REWARDING),
-    "rprm_sft": KindCard("Step verification analyses (R-PRM SFT)", ("text-generation",), ("sft", "process-reward-model"), R_PRM),
-    "rprm_prefs": KindCard("Step verification preference pairs (R-PRM DPO)", ("text-generation",), ("dpo", "process-reward-model"), R_PRM),
-    "ste_judgments": KindCard("Synthetic judge training data (Self-Taught Evaluator)", ("text-generation",), ("llm-as-a-judge", "reward-model"), SELF_TAUGHT_EVALUATORS),
-    "s2r_trajectories": KindCard("Self-verify and self-correct trajectories (S²R)", ("text-generation",), ("sft", "self-verification"), S2R),
-    "s2r_rl_prompts": KindCard("RL prompts with verifiable answers (S²R)", ("reinforcement-learning", "text-generation"), ("grpo", "self-verification"), S2R),
-}
-GENERIC = KindCard("Dataset")
 BASE_TAGS = ("judgeforge", "synthetic")
 
-# view function → (TRL trainer module, trainer, config) used in the usage snippet
-_VIEW_TRAINERS: dict[str, tuple[str, str, str]] = {
-    "sft_view": ("trl", "SFTTrainer", "SFTConfig"),
-    "dpo_view": ("trl", "DPOTrainer", "DPOConfig"),
-    "grpo_view": ("trl", "GRPOTrainer", "GRPOConfig"),
-}
 _SIZES = ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"), (10_000_000, "1M<n<10M"),
           (100_000_000, "10M<n<100M"), (1_000_000_000, "100M<n<1B"))
 
@@ -161,7 +83,7 @@ def dataset_info(info: RunInfo) -> dict[str, Any]:
     return {"config_name": "default", **result}
 
 
-def front_matter(info: RunInfo, kind_card: KindCard, license_id: str, pretty_name: str) -> str:
+def front_matter(info: RunInfo, kind_card: CardExtras, license_id: str, pretty_name: str) -> str:
     from huggingface_hub import DatasetCardData
 
     data = DatasetCardData(
@@ -177,19 +99,18 @@ def front_matter(info: RunInfo, kind_card: KindCard, license_id: str, pretty_nam
     return data.to_yaml()
 
 
-def usage_snippet(info: RunInfo, kind_card: KindCard, repo_id: str) -> str:
+def usage_snippet(info: RunInfo, kind: Kind, repo_id: str) -> str:
     """Python that loads the dataset and trains on it with the kind's TRL view (or just loads it)."""
-    builder = info.builder
     model = (info.manifest.get("models") or {}).get("policy", {}).get("model", "YOUR_MODEL")
-    module = sys.modules[builder.row_model.__module__] if builder else None
-    views = [name for name in _VIEW_TRAINERS if module is not None and hasattr(module, name)]
     context: dict[str, Any] = {"repo_id": repo_id, "model": model, "view": None}
-    if views and module is not None:
+    views = [v for m in kind.trained_by() if isinstance(v := kind.view(m), View)]
+    if views:
         view = views[0]
-        trl_module, trainer, config = _VIEW_TRAINERS[view]
-        trainer_module, trainer = kind_card.trainer or (trl_module, trainer)
+        trl_module, trainer, config = view.trainer
+        trainer_module, trainer = kind.card.trainer or (trl_module, trainer)
+        view_module, _, view_name = view.name.partition(":")
         context.update(
-            view=view, view_module=module.__name__, needs_tokenizer="tokenizer" in inspect.signature(getattr(module, view)).parameters,
+            view=view_name, view_module=view_module, needs_tokenizer=view.needs_tokenizer,
             trainer=trainer, trainer_module=trainer_module, config=config,
         )
     return _env().get_template("usage.py.j2").render(**context).strip()
@@ -218,11 +139,13 @@ def _funnel(funnel: Any) -> list[dict[str, Any]] | None:
     return out
 
 
-def _review_titles(kind: str) -> dict[str, str]:
-    from judgeforge.curation.review import SPECS
-
-    spec = SPECS.get(kind)
-    return {q.name: q.title for q in spec.questions} if spec else {}
+def _draw(plot: Plot, info: RunInfo, out: Path) -> tuple[Path, str]:
+    data = plot.data(info.dataset().to_table(columns=list(plot.columns)))
+    path = out / f"{PLOT_PREFIX}{plot.name}.png"
+    if plot.draw == "histogram":
+        return plots.histogram(data, plot.title, plot.xlabel, path), plot.caption
+    labels, counts = data
+    return plots.bars(labels, counts, plot.title, path, xlabel=plot.xlabel or "rows"), plot.caption
 
 
 def _env() -> Environment:
@@ -268,7 +191,8 @@ def _build_rows(info: RunInfo) -> list[tuple[str, str]]:
 
 def render_card(info: RunInfo, out: Path, repo_id: str | None = None, license_id: str | None = None, pretty_name: str | None = None) -> list[Path]:
     """Write README.md and its plots into ``out``; return the files written."""
-    kind_card = CARDS.get(info.kind, GENERIC)
+    kind = get_kind(info.kind)
+    kind_card = kind.card
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -277,7 +201,7 @@ def render_card(info: RunInfo, out: Path, repo_id: str | None = None, license_id
         stale.unlink()
     builder = info.builder
     pretty = pretty_name or f"{kind_card.pretty} ({info.kind})"
-    figures = [fig for plotter in kind_card.plots for fig in plotter(info, out)]
+    figures = [_draw(plot, info, out) for plot in kind_card.plots]
     raw_funnel = funnel_of(info.manifest)
     funnel = _funnel(raw_funnel)
     if funnel and all(isinstance(s["rows_out"], (int, float)) for s in funnel):
@@ -298,17 +222,17 @@ def render_card(info: RunInfo, out: Path, repo_id: str | None = None, license_id
         summary=builder.summary if builder else "",
         builder_doc=_markdown(info.builder_doc()),
         schema_doc=_markdown(info.schema_doc()),
-        paper=kind_card.paper,
+        paper=kind.paper,
         build_rows=_build_rows(info),
         config_rows=_config_rows(info),
         report_rows=builder.report(info.manifest.get("builder_stats") or {}) if builder else [],
         funnel=funnel,
         raw_funnel=raw_funnel if raw_funnel and not funnel else None,
         review=info.manifest.get("review"),
-        review_titles=_review_titles(info.kind),
+        review_titles={q.name: q.title for q in kind.review.questions},
         figures=[(p.name, caption) for p, caption in figures],
         columns=[(f.name, _type_name(f.type)) for f in schema],
-        usage=usage_snippet(info, kind_card, repo),
+        usage=usage_snippet(info, kind, repo),
         commands=[shlex.join(c) for c in reproduce_commands(info.manifest)],
     )
     readme = out / "README.md"

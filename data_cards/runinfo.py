@@ -18,7 +18,7 @@ from typing import Any
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
-from judgeforge.builders import REGISTRY, load_builder
+from judgeforge.builders import builder_names, load_builder
 from judgeforge.builders.base import Builder
 from judgeforge.errors import UserError
 from judgeforge.runs import RunDir, open_run
@@ -55,7 +55,7 @@ class RunInfo:
     def builder(self) -> type[Builder[Any]] | None:
         """The builder class that made the rows, when it is still registered under the manifest's name."""
         name = (self.manifest.get("builder") or {}).get("name")
-        return load_builder(name) if name in REGISTRY else None
+        return load_builder(name) if name in builder_names() else None
 
     def builder_doc(self) -> str:
         """The builder module's docstring: the method, its paper and its parameters, in the builder's words."""

@@ -20,7 +20,7 @@ from pydantic import BaseModel
 from rich.console import Console
 
 from judgeforge import __version__
-from judgeforge.builders import REGISTRY, load_builder
+from judgeforge.builders import builder_names, load_builder
 from judgeforge.engines import ENGINE_KINDS, Engine, make_engine
 from judgeforge.options import field_option
 
@@ -109,7 +109,17 @@ def _quiet_libraries() -> None:
     hf_logging.disable_progress_bar()
 
 
-@main.group()
+class _BuildGroup(click.Group):
+    """One subcommand per registered kind's builder, made when it is asked for (so a new kind needs no line here)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return builder_names()
+
+    def get_command(self, ctx: click.Context | None, cmd_name: str) -> click.Command | None:
+        return _make_build_command(cmd_name) if cmd_name in builder_names() else None
+
+
+@main.group(cls=_BuildGroup)
 def build() -> None:
     """Build a dataset with one of the builders (one subcommand per dataset family)."""
 
@@ -169,9 +179,6 @@ def _engines(roles: tuple[str, ...], kwargs: dict[str, Any]) -> dict[str, Engine
         engines["judge"] = policy if same else make_engine(kwargs["engine"], judge_model, **options)
     return engines
 
-
-for _name in REGISTRY:
-    build.add_command(_make_build_command(_name))
 
 # Top-level commands that live beside the code they drive ("module:attribute" of a click command).
 # Their modules must import heavy libraries inside the command, not at import time.

@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 
 from judgeforge.formats.judge import judge_user_message
 from judgeforge.schemas.base import BaseRow
+from judgeforge.schemas.kind import PROCESS_SELF_REWARDING, TRL_SFT, CardExtras, Kind, NotTrained, TrainDefaults, generic_review, view
 
 
 class EftRow(BaseRow):
@@ -47,3 +48,20 @@ def sft_view(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         }
         for row in rows
     ]
+
+
+KIND = Kind(
+    name="eft",
+    row=EftRow,
+    builder=("eft", "judgeforge.builders.eft:EftBuilder"),
+    paper=PROCESS_SELF_REWARDING,
+    views={
+        "sft": view(sft_view, "prompt+completion", TRL_SFT),
+        "dpo": NotTrained("EFT trains the judge by SFT on its kept judgments (the paper has no judge DPO)"),
+        "grpo": NotTrained("EFT rows are supervised judge targets, not RL prompts"),
+    },
+    train_defaults={"sft": TrainDefaults(1e-6, 3, 32, "Zhang et al. 2025, M0 -> M1 on IFT + EFT: 3 epochs, lr 1e-6, batch 32")},
+    default_spec="eft.yaml",
+    review=generic_review(EftRow),
+    card=CardExtras("Pairwise step judgments (EFT)", ("text-generation",), ("sft", "llm-as-a-judge", "self-rewarding")),
+)

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 
 from judgeforge.formats.steps import policy_user_message, solution_text
 from judgeforge.schemas.base import BaseRow
+from judgeforge.schemas.kind import PROCESS_SELF_REWARDING, TRL_SFT, CardExtras, Kind, NotTrained, TrainDefaults, generic_review, view
 
 
 class IftRow(BaseRow):
@@ -36,3 +37,20 @@ def sft_view(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         }
         for row in rows
     ]
+
+
+KIND = Kind(
+    name="ift",
+    row=IftRow,
+    builder=("ift", "judgeforge.builders.ift:IftBuilder"),
+    paper=PROCESS_SELF_REWARDING,
+    views={
+        "sft": view(sft_view, "prompt+completion", TRL_SFT),
+        "dpo": NotTrained("IFT rows are single solutions, not preference pairs"),
+        "grpo": NotTrained("IFT rows are supervised targets; RL prompts come from s2r-rl-prompts"),
+    },
+    train_defaults={"sft": TrainDefaults(1e-6, 3, 32, "Zhang et al. 2025, M0 -> M1 on IFT + EFT: 3 epochs, lr 1e-6, batch 32")},
+    default_spec="ift.yaml",
+    review=generic_review(IftRow),
+    card=CardExtras("Step-formatted solutions (IFT)", ("text-generation",), ("sft", "self-rewarding")),
+)

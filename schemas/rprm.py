@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 
 from judgeforge.formats.rprm import analysis_user_message
 from judgeforge.schemas.base import BaseRow
+from judgeforge.schemas.kind import R_PRM, TRL_DPO, TRL_SFT, CardExtras, Kind, NotTrained, TrainDefaults, generic_review, view
 
 
 class RprmCaseRow(BaseRow):
@@ -97,3 +98,48 @@ def dpo_view(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         }
         for row in rows
     ]
+
+
+_RPRM = "She et al. 2025, R-PRM: 1 epoch, batch 128"
+_SCORES_ONLY = "rewards are measurements of a PRM (ProcessBench metrics come from them), not training data"
+SFT_KIND = Kind(
+    name="rprm_sft",
+    row=RprmSftRow,
+    builder=("rprm-sft", "judgeforge.builders.rprm:RprmSftBuilder"),
+    paper=R_PRM,
+    views={
+        "sft": view(sft_view, "prompt+completion", TRL_SFT),
+        "dpo": NotTrained("rprm_sft rows hold one kept analysis; preference pairs are the rprm_prefs kind"),
+        "grpo": NotTrained("R-PRM trains by SFT then DPO, not RL"),
+    },
+    train_defaults={"sft": TrainDefaults(5e-6, 1, 128, f"{_RPRM}, SFT lr 5e-6")},
+    default_spec="rprm_sft.yaml",
+    review=generic_review(RprmSftRow),
+    card=CardExtras("Step verification analyses (R-PRM SFT)", ("text-generation",), ("sft", "process-reward-model")),
+)
+PREFS_KIND = Kind(
+    name="rprm_prefs",
+    row=RprmPrefsRow,
+    builder=("rprm-prefs", "judgeforge.builders.rprm:RprmPrefsBuilder"),
+    paper=R_PRM,
+    views={
+        "sft": NotTrained("rprm_prefs rows are preference pairs; SFT data is the rprm_sft kind"),
+        "dpo": view(dpo_view, "conversational", TRL_DPO),
+        "grpo": NotTrained("R-PRM trains by SFT then DPO, not RL"),
+    },
+    train_defaults={"dpo": TrainDefaults(5e-7, 1, 128, f"{_RPRM}, DPO lr 5e-7 (beta not found)")},
+    default_spec="rprm_prefs.yaml",
+    review=generic_review(RprmPrefsRow),
+    card=CardExtras("Step verification preference pairs (R-PRM DPO)", ("text-generation",), ("dpo", "process-reward-model")),
+)
+SCORES_KIND = Kind(
+    name="rprm_scores",
+    row=RprmScoreRow,
+    builder=("rprm-score", "judgeforge.builders.rprm_score:RprmScoreBuilder"),
+    paper=R_PRM,
+    views={"sft": NotTrained(_SCORES_ONLY), "dpo": NotTrained(_SCORES_ONLY), "grpo": NotTrained(_SCORES_ONLY)},
+    train_defaults={},
+    default_spec="rprm_scores.yaml",
+    review=generic_review(RprmScoreRow),
+    card=CardExtras("Per-step process rewards (R-PRM scores)", ("text-classification",), ("process-reward-model", "processbench")),
+)

@@ -36,6 +36,7 @@ from pydantic import BaseModel
 
 from judgeforge.chat import render_prompt
 from judgeforge.schemas.base import BaseRow
+from judgeforge.schemas.kind import S2R, TRL_GRPO, TRL_SFT, CardExtras, Kind, NotTrained, TrainDefaults, generic_review, view
 
 IGNORE_INDEX = -100
 
@@ -154,3 +155,35 @@ def trained_tokens(offsets: list[tuple[int, int]], trained: list[bool]) -> list[
 def grpo_view(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """``prompt`` (conversational) with the ``answer`` and ``problem`` columns the S2R rewards read."""
     return [{"prompt": [dict(m) for m in row["prompt"]], "answer": row["answer"], "problem": row["problem"]} for row in rows]
+
+
+TRAJECTORIES_KIND = Kind(
+    name="s2r_trajectories",
+    row=S2RTrajectoryRow,
+    builder=("s2r-trajectories", "judgeforge.builders.s2r:S2RTrajectoriesBuilder"),
+    paper=S2R,
+    views={
+        "sft": view(sft_view, "input_ids+labels", TRL_SFT, needs_tokenizer=True),
+        "dpo": NotTrained("S2R initialises by SFT on trajectories, then trains by RL on s2r_rl_prompts"),
+        "grpo": NotTrained("the RL stage trains on the s2r_rl_prompts kind"),
+    },
+    train_defaults={"sft": TrainDefaults(5e-6, 5, 32, "Ma et al. 2025, S2R initialisation: 5 epochs, lr 5e-6, batch 32")},
+    default_spec="s2r_trajectories.yaml",
+    review=generic_review(S2RTrajectoryRow),
+    card=CardExtras("Self-verify and self-correct trajectories (S²R)", ("text-generation",), ("sft", "self-verification")),
+)
+RL_PROMPTS_KIND = Kind(
+    name="s2r_rl_prompts",
+    row=S2RPromptRow,
+    builder=("s2r-rl-prompts", "judgeforge.builders.s2r_prompts:S2RPromptsBuilder"),
+    paper=S2R,
+    views={
+        "sft": NotTrained("RL prompts carry no target completion"),
+        "dpo": NotTrained("RL prompts carry no preference pairs"),
+        "grpo": view(grpo_view, "prompt+reward columns", TRL_GRPO),
+    },
+    train_defaults={"grpo": TrainDefaults(5e-7, 1, 32, "Ma et al. 2025, S2R RL lr 5e-7, KL 0.01; epochs and batch not found (ours: 1, 32)")},
+    default_spec="s2r_rl_prompts.yaml",
+    review=generic_review(S2RPromptRow),
+    card=CardExtras("RL prompts with verifiable answers (S²R)", ("reinforcement-learning", "text-generation"), ("grpo", "self-verification")),
+)

@@ -24,6 +24,7 @@ from pydantic import BaseModel
 
 from judgeforge.formats.judge import response_judge_message
 from judgeforge.schemas.base import BaseRow
+from judgeforge.schemas.kind import SELF_TAUGHT_EVALUATORS, TRL_SFT, CardExtras, Kind, NotTrained, TrainDefaults, generic_review, view
 
 
 class SampledJudgment(BaseModel):
@@ -83,3 +84,20 @@ def sft_view(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         }
         for row in rows
     ]
+
+
+KIND = Kind(
+    name="ste_judgments",
+    row=SelfTaughtRow,
+    builder=("self-taught", "judgeforge.builders.self_taught:SelfTaughtBuilder"),
+    paper=SELF_TAUGHT_EVALUATORS,
+    views={
+        "sft": view(sft_view, "prompt+completion", TRL_SFT),
+        "dpo": NotTrained("the Self-Taught Evaluator trains the judge by SFT on its correct judgments"),
+        "grpo": NotTrained("Self-Taught judgments are supervised targets, not RL prompts"),
+    },
+    train_defaults={"sft": TrainDefaults(1e-6, 1, 32, "Wang et al. 2024, released judge SFT lr 1e-6; epochs and batch not found (ours: 1, 32)")},
+    default_spec="ste_judgments.yaml",
+    review=generic_review(SelfTaughtRow),
+    card=CardExtras("Synthetic judge training data (Self-Taught Evaluator)", ("text-generation",), ("llm-as-a-judge", "reward-model")),
+)

@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from typing import Any, ClassVar, Literal
 
 from judgeforge.schemas.base import BaseRow
+from judgeforge.schemas.kind import CardExtras, Kind, NotTrained, generic_review
 from judgeforge.formats.step_inputs import LabelledSolution
 
 Origin = Literal["sampled", "corrupted", "gold"]
@@ -51,3 +52,17 @@ def stepwise_view(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         if count:
             out.append({"prompt": row["question"], "completions": row["steps"][:count], "labels": row["labels"][:count]})
     return out
+
+
+_EVAL_ONLY = "step labels are evaluation inputs (R-PRM builds its training data from them), not a training set"
+KIND = Kind(
+    name="step_labels",
+    row=StepLabelRow,
+    builder=("step-labels", "judgeforge.builders.step_labels:StepLabelsBuilder"),
+    paper=None,
+    views={"sft": NotTrained(_EVAL_ONLY), "dpo": NotTrained(_EVAL_ONLY), "grpo": NotTrained(_EVAL_ONLY)},
+    train_defaults={},
+    default_spec="step_labels.yaml",
+    review=generic_review(StepLabelRow),
+    card=CardExtras("Step-labelled solutions (process supervision)", ("text-generation",), ("process-supervision", "process-reward-model")),
+)

@@ -13,14 +13,32 @@ intermediate step with the step delimiter and only a final step with EOS, and
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
+import pyarrow as pa
 from pydantic import BaseModel
 
-from judgeforge.formats.steps import STEP_DELIMITER, assistant_prefix, policy_user_message
+from judgeforge.formats.steps import STEP_DELIMITER, assistant_prefix, format_step, policy_user_message, solution_text
 from judgeforge.chat import render_prompt
 from judgeforge.schemas.base import BaseRow
+from judgeforge.schemas.kind import (
+    PROCESS_SELF_REWARDING,
+    TRL_DPO,
+    CardExtras,
+    Kind,
+    NotTrained,
+    Plot,
+    ReviewField,
+    ReviewMeta,
+    ReviewQuestion,
+    ReviewSpec,
+    Row,
+    TrainDefaults,
+    or_placeholder,
+    view,
+)
 
 
 class StepJudgment(BaseModel):
@@ -74,3 +92,95 @@ def dpo_view(rows: Iterable[dict[str, Any]], tokenizer: Any) -> list[dict[str, s
             }
         )
     return out
+
+
+# --- review ----------------------------------------------------------------------------------------
+
+
+def _model_answer(row: Row) -> tuple[str, float | None]:
+    # The judge ranked chosen above rejected; the confidence is the score margin over its maximum
+    # (every candidate meets N-1 others in both orders, one point per judgment).
+    span = 2.0 * max(len(row["candidates"]) - 1, 1)
+    return "yes", round(min(max((row["chosen_score"] - row["rejected_score"]) / span, 0.0), 1.0), 4)
+
+
+def _swap_chosen_rejected(row: Row) -> Row:
+    swapped = dict(row)
+    for a, b in (("chosen", "rejected"), ("chosen_is_final", "rejected_is_final"), ("chosen_score", "rejected_score")):
+        swapped[a], swapped[b] = row[b], row[a]
+    return swapped
+
+
+REVIEW = ReviewSpec(
+    fields=(
+        ReviewField("question", "Problem", lambda r: r["question"]),
+        ReviewField("previous_steps", "Previous steps", lambda r: or_placeholder(solution_text(r["previous_steps"]), "*(none: this is the first step)*")),
+        ReviewField("chosen", "Chosen step (the model's best)", lambda r: format_step(r["step_index"], or_placeholder(r["chosen"], " *(empty)*"))),
+        ReviewField("rejected", "Rejected step (the model's worst)", lambda r: format_step(r["step_index"], or_placeholder(r["rejected"], " *(empty)*"))),
+    ),
+    questions=(
+        ReviewQuestion(
+            "chosen_better",
+            "Is the chosen step really better than the rejected one?",
+            {"yes": "yes", "no": "no, the rejected one is better", "tie": "tie / can't tell"},
+            {"yes": "keep", "no": "relabel", "tie": "drop"},
+            "Judge the next step only, given the problem and the previous steps: is it correct, and does it move the solution forward?",
+            _model_answer,
+        ),
+    ),
+    guidelines=(
+        "Each record is one step of a step-by-step solution. The model sampled several candidate next steps "
+        "and judged them against each other; it kept the best as **chosen** and the worst as **rejected**.\n\n"
+        "Answer **yes** if the chosen step is better, **no** if the rejected one is better (the pair is then "
+        "swapped), **tie** if neither is clearly better (the pair is dropped). Discard a record that cannot be "
+        "judged (it is dropped). Use the note for anything worth telling the dataset's maintainers."
+    ),
+    metadata=(
+        ReviewMeta("step_index", "integer", lambda r: r["step_index"]),
+        ReviewMeta("solution_status", "terms", lambda r: r["solution_status"]),
+    ),
+    relabel=_swap_chosen_rejected,
+)
+
+
+# --- card plots ------------------------------------------------------------------------------------
+
+
+def _margins(table: pa.Table) -> list[float]:
+    return [c - r for c, r in zip(table.column("chosen_score").to_pylist(), table.column("rejected_score").to_pylist(), strict=True)]
+
+
+def _status_counts(table: pa.Table) -> tuple[list[str], list[int]]:
+    status = Counter(table.column("solution_status").to_pylist())
+    return sorted(status), [status[k] for k in sorted(status)]
+
+
+PLOTS = (
+    Plot("score-margin", "histogram", "Judge score margin, chosen − rejected",
+         "How decisively the judge preferred the chosen step (pairwise wins of chosen minus rejected).",
+         ("chosen_score", "rejected_score"), _margins, "pairwise wins"),
+    Plot("step-index", "histogram", "Pairs per step position", "At which step of the solution each pair was taken.",
+         ("step_index",), lambda t: t.column("step_index").to_pylist(), "step index"),
+    Plot("solution-status", "bars", "How each row's solution search ended",
+         "Rows by how their problem's search ended (final answer reached, step limit, rollback limit).",
+         ("solution_status",), _status_counts),
+)
+
+KIND = Kind(
+    name="step_prefs",
+    row=StepPrefsRow,
+    builder=("step-prefs", "judgeforge.builders.step_prefs:StepPrefsBuilder"),
+    paper=PROCESS_SELF_REWARDING,
+    views={
+        "sft": NotTrained("step preferences are pairs; the M0 -> M1 SFT data is the ift and eft kinds"),
+        "dpo": view(dpo_view, "stepwise", TRL_DPO, needs_tokenizer=True),
+        "grpo": NotTrained("the paper trains on step preferences by step-wise DPO, not RL"),
+    },
+    train_defaults={"dpo": TrainDefaults(5e-7, 1, 32, "Zhang et al. 2025, step-wise DPO: 1 epoch, lr 5e-7, batch 32 (beta not found)")},
+    default_spec="step_prefs.yaml",
+    review=REVIEW,
+    card=CardExtras(
+        "Step-wise preference pairs", ("text-generation",), ("dpo", "step-wise-dpo", "process-supervision", "self-rewarding", "llm-as-a-judge"),
+        PLOTS, ("judgeforge.train.stepwise_dpo", "StepwiseDPOTrainer"),
+    ),
+)

@@ -23,6 +23,8 @@ from click.testing import CliRunner
 
 from judgeforge.cli import main
 from judgeforge.data_cards.card import size_category
+from judgeforge.schemas.kind import CardExtras, Kind, NotTrained, ReviewField, ReviewQuestion, ReviewSpec
+from judgeforge.schemas.registry import KINDS
 from judgeforge.runs import RunDir
 from judgeforge.schemas.base import BaseRow, RowMeta, rows_to_table
 from judgeforge.schemas.step_prefs import StepPrefsRow
@@ -134,7 +136,16 @@ class ToyRow(BaseRow):
     score: float
 
 
-def test_generic_card_with_funnel_and_review(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+_NOT = NotTrained("a toy kind")
+TOY_KIND = Kind(
+    name="toy_kind", row=ToyRow, builder=("toy-builder", "tests.test_cards:NotImported"), paper=None, views={"sft": _NOT, "dpo": _NOT, "grpo": _NOT},
+    train_defaults={}, default_spec="step_prefs.yaml", card=CardExtras("Toy rows"),
+    review=ReviewSpec((ReviewField("prompt", "prompt", lambda r: r["prompt"]),), (ReviewQuestion("keep", "Keep?", {"yes": "yes", "no": "no"}, {"yes": "keep", "no": "drop"}),), "Keep or drop."),
+)
+
+
+def test_card_of_a_kind_without_paper_or_views_with_funnel_and_review(tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(KINDS, "toy_kind", "tests.test_cards:TOY_KIND")
     rows = [ToyRow(id=f"t{i}", source_id=f"s{i}", meta=META, prompt=f"p{i}", answers=["x", "y"], score=i / 10) for i in range(5)]
     funnel = [  # as `judgeforge curate` records it
         {"name": "dedup", "filter": "exact_dedup", "action": "drop", "rows_in": 9, "rows_out": 7, "dropped": 2,
@@ -155,7 +166,7 @@ def test_generic_card_with_funnel_and_review(tmp_path: Path, caplog: pytest.LogC
     _parse_card_without_warnings(readme, caplog)
     text = readme.read_text()
     assert "| dedup | exact_dedup | drop | 9 | 7 | `t7`: duplicate of t1 |" in text and "| min_score | range | drop | 7 | 5 |  |" in text
-    assert "4 answers from 2 reviewers" in text and "| keep | 3 | 4 | – | 100.0% | no 1, yes 3 |" in text
+    assert "4 answers from 2 reviewers" in text and "| Keep? | 3 | 4 | – | 100.0% | no 1, yes 3 |" in text
     assert "judgeforge build toy\njudgeforge curate x\njudgeforge review apply x" in text
     assert "Not set (`other`)" in text and "| builder | `toy` 9.9.9 |" in text
     assert "## Citation" not in text and "Builder options" not in text  # an unknown builder: no made-up method or paper

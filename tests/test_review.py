@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
+from judgeforge.schemas import step_prefs
 from judgeforge.cli import main
 from judgeforge.curation import review
 from judgeforge.runs import open_run
@@ -272,7 +273,7 @@ def test_stratified_sample_keeps_shares_and_is_reproducible(tmp_path: Path) -> N
 
 
 def test_decisions_follow_the_majority() -> None:
-    spec = review.STEP_PREFS
+    spec = step_prefs.REVIEW
 
     def answer(row: str, who: str, status: str, value: str | None) -> dict[str, Any]:
         return {"row_id": row, "reviewer": who, "status": status, "chosen_better": value, "model_chosen_better": "yes", "note": None}
@@ -286,16 +287,6 @@ def test_decisions_follow_the_majority() -> None:
     assert decisions == {"a": "keep", "b": "drop", "c": "relabel", "d": None}
     report = stats["chosen_better"].report()
     assert report["rows_reviewed"] == 4 and report["answers"] == 7 and report["agreement_with_model"] == pytest.approx(3 / 7, abs=1e-4)
-
-
-def test_unknown_kind_gets_a_generic_review() -> None:
-    import pyarrow as pa
-
-    schema = pa.schema([("id", pa.string()), ("source_id", pa.string()), ("prompt", pa.string()), ("answers", pa.list_(pa.string())), ("score", pa.float64())])
-    spec = review.spec_for("not_a_registered_kind", schema)
-    assert [f.name for f in spec.fields] == ["prompt", "answers"]
-    assert [q.name for q in spec.questions] == ["keep"] and spec.questions[0].outcomes == {"yes": "keep", "no": "drop"}
-    assert spec.fields[1].render({"answers": ["one", "two"]}) == "one\n\ntwo"
 
 
 def test_apply_without_pull_is_one_clear_line(tmp_path: Path) -> None:

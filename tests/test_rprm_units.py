@@ -270,6 +270,6 @@ def test_help_documents_every_option(command: list[str]) -> None:
     assert result.exit_code == 0
     group: Any = main
     for name in command:
-        group = group.commands[name]
+        group = group.get_command(None, name)
     for param in group.params:
         assert param.opts[0] in result.output and param.help, param.opts[0]

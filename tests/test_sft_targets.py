@@ -28,7 +28,8 @@ from judgeforge.schemas.base import BaseRow, RowMeta, rows_to_table
 from judgeforge.schemas.ift import IftRow
 from judgeforge.schemas.rprm import RprmPrefsRow
 from judgeforge.schemas.s2r import S2RTrajectoryRow
-from judgeforge.train.data import VIEWS
+from judgeforge.schemas.kind import View
+from judgeforge.schemas.registry import all_kinds
 
 QUESTION = "Tom has 3 apples and buys 4 more. How many apples does he have?"
 STEPS = ["Step 1: He has 3+4=7 apples.", "Step 2: The answer is 7."]
@@ -97,7 +98,7 @@ def test_chat_sft_views_are_prompt_and_completion() -> None:
         assert record["prompt"] == [{**user, "content": prompt}]
         assert record["completion"] == [{"role": "assistant", "content": answer}]
     # ift + eft (M0 -> M1) still train together: one record format, and every SFT format names its targets.
-    formats = {kind: view.format for kind, view in VIEWS["sft"].items()}
+    formats = {kind.name: view.format for kind in all_kinds() if isinstance(view := kind.view("sft"), View)}
     assert formats["ift"] == formats["eft"] == formats["rprm_sft"] == formats["ste_judgments"] == "prompt+completion"
     assert set(formats.values()) == {"prompt+completion", "input_ids+labels"}
 

@@ -151,7 +151,7 @@ def eval_command(models: tuple[str, ...], source: str, question_col: str, answer
     task's own scorer (reasoning-gym) or math-verify. Prints one row per model.
     """
     from judgeforge.sources import SourceConfig
-    from judgeforge.data_cards.plots import lines
+    from judgeforge.plots import lines
     from judgeforge.runs import write_json
     from judgeforge.train.eval import evaluate
 

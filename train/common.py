@@ -34,33 +34,11 @@ from pydantic import TypeAdapter, ValidationError
 
 from judgeforge import __version__
 from judgeforge.errors import UserError
-from judgeforge.train.data import DataRun, Method, open_data, training_dataset
+from judgeforge.schemas.kind import Method
+from judgeforge.schemas.registry import get_kind
+from judgeforge.train.data import DataRun, open_data, training_dataset
 
 MANIFEST = "training_manifest.json"
-
-
-@dataclass(frozen=True)
-class PaperDefaults:
-    """Hyper-parameters a paper reports for training on one kind, and where they come from."""
-
-    learning_rate: float
-    epochs: float
-    batch_size: int
-    cite: str
-
-
-_PROCESS_SFT = PaperDefaults(1e-6, 3, 32, "Zhang et al. 2025, M0 -> M1 on IFT + EFT: 3 epochs, lr 1e-6, batch 32")
-_RPRM = "She et al. 2025, R-PRM: 1 epoch, batch 128"
-PAPER_DEFAULTS: dict[str, PaperDefaults] = {
-    "ift": _PROCESS_SFT,
-    "eft": _PROCESS_SFT,
-    "step_prefs": PaperDefaults(5e-7, 1, 32, "Zhang et al. 2025, step-wise DPO: 1 epoch, lr 5e-7, batch 32 (beta not found)"),
-    "rprm_sft": PaperDefaults(5e-6, 1, 128, f"{_RPRM}, SFT lr 5e-6"),
-    "rprm_prefs": PaperDefaults(5e-7, 1, 128, f"{_RPRM}, DPO lr 5e-7 (beta not found)"),
-    "ste_judgments": PaperDefaults(1e-6, 1, 32, "Wang et al. 2024, released judge SFT lr 1e-6; epochs and batch not found (ours: 1, 32)"),
-    "s2r_trajectories": PaperDefaults(5e-6, 5, 32, "Ma et al. 2025, S2R initialisation: 5 epochs, lr 5e-6, batch 32"),
-    "s2r_rl_prompts": PaperDefaults(5e-7, 1, 32, "Ma et al. 2025, S2R RL lr 5e-7, KL 0.01; epochs and batch not found (ours: 1, 32)"),
-}
 
 
 def opt(default: Any, help: str) -> Any:  # noqa: A002 - mirrors click's keyword
@@ -137,9 +115,9 @@ def drop_too_long(ctx: TrainContext, trainer: Any, max_length: int, length: Call
     return trainer
 
 
-def resolve_defaults(cfg: RecipeConfig, runs: list[DataRun]) -> tuple[dict[str, Any], list[str]]:
+def resolve_defaults(cfg: RecipeConfig, runs: list[DataRun], method: Method) -> tuple[dict[str, Any], list[str]]:
     """learning_rate / epochs / batch_size: the user's value, else the one paper value all data kinds agree on."""
-    defaults = {PAPER_DEFAULTS[r.kind] for r in runs}
+    defaults = {get_kind(r.kind).train_defaults[method] for r in runs}
     resolved = {}
     for name in ("learning_rate", "epochs", "batch_size"):
         given = getattr(cfg, name)
@@ -220,7 +198,7 @@ def run_recipe(cfg: RecipeConfig, method: Method, make_trainer: Callable[[TrainC
     console = console or Console(stderr=True)
     runs = open_data(cfg.data, method)
     base = resolve_model(cfg.model)
-    resolved, cites = resolve_defaults(cfg, runs)
+    resolved, cites = resolve_defaults(cfg, runs, method)
     fingerprint = _fingerprint(method, cfg, resolved, runs, base.weights_hash)
     out = Path(cfg.out)
     done = finished_checkpoint(out)

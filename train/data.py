@@ -14,53 +14,22 @@ carry -100 where nothing is learnt. None is a chat ``messages`` record, which TR
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from judgeforge.errors import UserError
-from judgeforge.schemas import eft, ift, rprm, s2r, self_taught, step_prefs
-
-Method = Literal["sft", "dpo", "grpo"]
-
-
-@dataclass(frozen=True)
-class View:
-    """How one kind trains under one method: its TRL records and the record format's name."""
-
-    build: Callable[[list[dict[str, Any]], Any], list[dict[str, Any]]]
-    format: str
-
-
-def _no_tokenizer(view: Callable[[list[dict[str, Any]]], list[dict[str, Any]]]) -> Callable[[list[dict[str, Any]], Any], list[dict[str, Any]]]:
-    return lambda rows, tokenizer: view(rows)
-
-
-VIEWS: dict[Method, dict[str, View]] = {
-    "sft": {
-        "ift": View(_no_tokenizer(ift.sft_view), "prompt+completion"),
-        "eft": View(_no_tokenizer(eft.sft_view), "prompt+completion"),
-        "rprm_sft": View(_no_tokenizer(rprm.sft_view), "prompt+completion"),
-        "ste_judgments": View(_no_tokenizer(self_taught.sft_view), "prompt+completion"),
-        "s2r_trajectories": View(s2r.sft_view, "input_ids+labels"),
-    },
-    "dpo": {
-        "step_prefs": View(step_prefs.dpo_view, "stepwise"),
-        "rprm_prefs": View(_no_tokenizer(rprm.dpo_view), "conversational"),
-    },
-    "grpo": {
-        "s2r_rl_prompts": View(_no_tokenizer(s2r.grpo_view), "prompt+reward columns"),
-    },
-}
-
+from judgeforge.schemas.kind import Method, NotTrained, View
+from judgeforge.schemas.registry import all_kinds, get_kind
 
 def method_for(kind: str) -> Method | None:
-    """The method that trains on ``kind``, if any."""
-    return next((m for m, views in VIEWS.items() if kind in views), None)
+    """The first method that trains on ``kind``, if any."""
+    trained = get_kind(kind).trained_by()
+    return trained[0] if trained else None
 
 
 @dataclass(frozen=True)
@@ -79,6 +48,13 @@ class DataRun:
 
 
 
+def _view(kind: str, method: Method) -> View:
+    found = get_kind(kind).view(method)
+    if not isinstance(found, View):
+        raise UserError(f"kind '{kind}' has no {method} view ({found.reason})")
+    return found
+
+
 def open_data(paths: Sequence[Path], method: Method) -> list[DataRun]:
     """Check every ``--data`` run: finished, of a kind ``method`` trains on, in one record format."""
     from judgeforge.curation.pipeline import RunInput
@@ -90,15 +66,16 @@ def open_data(paths: Sequence[Path], method: Method) -> list[DataRun]:
         run = RunInput.open(Path(path))
         if run.manifest is None or run.manifest.get("status") != "complete":
             raise UserError(f"run dir '{path}' is unfinished (its manifest.json is missing or not 'complete'): finish the build first by re-running its command")
-        views = VIEWS[method]
-        if run.kind not in views:
+        kind_view = get_kind(run.kind).view(method)
+        if isinstance(kind_view, NotTrained):
             other = method_for(run.kind)
-            hint = f"; train it with 'judgeforge train {other}'" if other else "; no recipe trains on it directly"
-            raise UserError(f"run dir '{path}' holds '{run.kind}' rows: 'judgeforge train {method}' trains on {', '.join(views)}{hint}")
+            hint = f"train it with 'judgeforge train {other}'" if other else "no recipe trains on it"
+            trained = ", ".join(k.name for k in all_kinds() if isinstance(k.view(method), View))
+            raise UserError(f"run dir '{path}' holds '{run.kind}' rows: 'judgeforge train {method}' trains on {trained} ({kind_view.reason}); {hint}")
         digest = hashlib.sha256((run.root / "manifest.json").read_bytes()).hexdigest()
         rows = sum(pq.read_metadata(s).num_rows for s in run.shards)
         runs.append(DataRun(run.root, run.kind, str(run.manifest.get("run_id", "")), rows, digest, tuple(run.shards)))
-    formats = {VIEWS[method][r.kind].format for r in runs}
+    formats = {_view(r.kind, method).format for r in runs}
     if len(formats) > 1:
         kinds = ", ".join(sorted({r.kind for r in runs}))
         raise UserError(f"--data mixes kinds one {method} trainer cannot take together ({kinds}: formats {', '.join(sorted(formats))}); train them separately")
@@ -116,7 +93,7 @@ def training_dataset(runs: Sequence[DataRun], method: Method, tokenizer: Any) ->
     from datasets import Dataset
 
     parts = [
-        pa.Table.from_pylist(VIEWS[method][run.kind].build(pq.read_table(shard).to_pylist(), tokenizer))
+        pa.Table.from_pylist(_view(run.kind, method).build(pq.read_table(shard).to_pylist(), tokenizer))
         for run in runs
         for shard in run.shards
         if pq.read_metadata(shard).num_rows

@@ -4,7 +4,7 @@ The model solves each problem greedily in the same step-by-step format the build
 prompt, the assistant turn opened with ``Step 1:``), in one batched engine call; the answer is checked
 by the problem's own checker (reasoning-gym's scorer for ``gym:`` tasks, math-verify otherwise).
 ``judgeforge eval`` prints one row per model and, with ``--plot``, draws accuracy across the models in
-the order given (M1, M2, ... of a loop) with :func:`judgeforge.data_cards.plots.lines`.
+the order given (M1, M2, ... of a loop) with :func:`judgeforge.plots.lines`.
 """
 
 from __future__ import annotations

@@ -265,7 +265,7 @@ class Loop:
         return table
 
     def plot(self) -> Path:
-        from judgeforge.data_cards.plots import lines
+        from judgeforge.plots import lines
 
         records = self.state["iterations"]
         labels = [f"M{k}" for k in range(1, len(records) + 2)]
