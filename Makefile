@@ -7,7 +7,7 @@ PIP := $(BIN)/python -m pip
 CONSTRAINTS ?= constraints-cpu.txt
 DEMO_OUT ?= runs/demo
 
-.PHONY: install demo test clean argilla-server redis-server
+.PHONY: install demo test lint clean argilla-server redis-server
 
 install: $(VENV)/.installed
 
@@ -22,11 +22,17 @@ demo: install
 	$(BIN)/judgeforge build step-prefs --model smollm2 --source gym:gsm_symbolic --limit 3 \
 		--num-candidates 3 --max-steps 3 --max-step-tokens 48 --judge-max-tokens 32 --tie-epsilon 0 --out $(DEMO_OUT)
 
-test: install argilla-server
+test: install argilla-server lint
 	$(BIN)/python -m pytest -q
 
+# Lint and types, part of `make test`: ruff's checks and formatting, mypy (strict on formats/ and schemas/).
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python tools/typecheck.py
+
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs .pytest_cache build
 
 # The review tests run a real Argilla server (tests/argilla_launch.py): argilla-server in its own
 # virtualenv (its CLI pins click/typer below judgeforge's) and Debian's redis-server on a loopback port.

@@ -45,6 +45,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from judgeforge.files import write_json
 from judgeforge.runs import RunDir
 from judgeforge.schemas.base import arrow_schema
 from judgeforge.schemas.step_prefs import StepPrefsRow
@@ -131,18 +132,28 @@ def base_shard(c: Corpus, rows: np.ndarray, plants: dict[str, np.ndarray]) -> pa
     unfinished = (prob % 10) == 3  # search stopped at max_steps: no final answer, not correct
     final = np.where(p["wrong"], "999999", np.where(unfinished, None, c.gold[prob]))
     ids = np.char.add(np.char.add("p", prob.astype(str)), np.char.add("/step-", step.astype(str)))
-    meta = pa.StructArray.from_arrays(
-        [pa.array(np.full(n, v)) for v in ("bench", "0", "bench", "synthetic")], fields=list(SCHEMA.field("meta").type)
-    )
+    meta = pa.StructArray.from_arrays([pa.array(np.full(n, v)) for v in ("bench", "0", "bench", "synthetic")], fields=list(SCHEMA.field("meta").type))
     columns: dict[str, Any] = {
-        "id": pa.array(ids), "source_id": pa.array(np.char.add("p", prob.astype(str))), "meta": meta,
-        "question": question, "previous_steps": _lists(prev_text, step - 1), "step_index": pa.array(step, pa.int64()),
-        "chosen": chosen, "rejected": rejected, "chosen_is_final": pa.array(np.zeros(n, bool)), "rejected_is_final": pa.array(np.zeros(n, bool)),
-        "chosen_score": pa.array(chosen_score), "rejected_score": pa.array(rejected_score), "candidates": candidates,
+        "id": pa.array(ids),
+        "source_id": pa.array(np.char.add("p", prob.astype(str))),
+        "meta": meta,
+        "question": question,
+        "previous_steps": _lists(prev_text, step - 1),
+        "step_index": pa.array(step, pa.int64()),
+        "chosen": chosen,
+        "rejected": rejected,
+        "chosen_is_final": pa.array(np.zeros(n, bool)),
+        "rejected_is_final": pa.array(np.zeros(n, bool)),
+        "chosen_score": pa.array(chosen_score),
+        "rejected_score": pa.array(rejected_score),
+        "candidates": candidates,
         "candidate_scores": _lists(pa.array(np.stack([chosen_score, rejected_score, np.full(n, 2.0)], 1).ravel()), np.full(n, 3)),
-        "judgments": _lists(judgments, np.full(n, 6)), "judge_unparsable": pa.array(np.zeros(n, np.int64)),
-        "gold_answer": pa.array(c.gold[prob]), "final_answer": pa.array(final, pa.string()),
-        "solution_correct": pa.array(~(p["wrong"] | unfinished)), "solution_status": pa.array(np.where(unfinished, "max_steps", "final_answer")),
+        "judgments": _lists(judgments, np.full(n, 6)),
+        "judge_unparsable": pa.array(np.zeros(n, np.int64)),
+        "gold_answer": pa.array(c.gold[prob]),
+        "final_answer": pa.array(final, pa.string()),
+        "solution_correct": pa.array(~(p["wrong"] | unfinished)),
+        "solution_status": pa.array(np.where(unfinished, "max_steps", "final_answer")),
     }
     return pa.table(columns, schema=SCHEMA)
 
@@ -240,7 +251,10 @@ def generate(root: Path, total: int, seed: int) -> dict[str, Any]:
     for start in range(0, len(planted_rows), SHARD_ROWS):
         run.write_chunk(shard, pa.Table.from_pylist(planted_rows[start : start + SHARD_ROWS], schema=SCHEMA), {"rows": 0})
         shard += 1
-    run.write_json(run.manifest_path, {"kind": "step_prefs", "run_id": "bench", "fingerprint": "bench", "status": "complete", "builder": {"name": "bench-synthetic", "version": "0"}})
+    write_json(
+        run.manifest_path,
+        {"kind": "step_prefs", "run_id": "bench", "fingerprint": "bench", "status": "complete", "builder": {"name": "bench-synthetic", "version": "0"}},
+    )
     evals = root.parent / "eval.jsonl"
     with evals.open("w") as handle:
         for q in c.text(c.evals).to_pylist():

@@ -18,8 +18,8 @@ from pathlib import Path
 from judgeforge.builders.step_prefs import StepPrefsBuilder, StepPrefsConfig
 from judgeforge.engines.base import Completion, Engine, ProgressFn, Request, SamplingParams
 from judgeforge.engines.transformers import TransformersEngine
+from judgeforge.executors.local import RunOptions, execute
 from judgeforge.models import resolve_model
-from judgeforge.runs import RunOptions, execute
 from judgeforge.sources import SourceConfig, load_problems
 
 
@@ -54,7 +54,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as out:
         tokens_before = engine.stats.completion_tokens
         start = time.perf_counter()
-        manifest = execute(StepPrefsBuilder, config, source, problems, {"policy": recorder, "judge": recorder}, RunOptions(out=Path(out), chunk_size=args.limit))
+        manifest = execute(
+            StepPrefsBuilder, config, source, problems, {"policy": recorder, "judge": recorder}, RunOptions(out=Path(out), chunk_size=args.limit)
+        )
         builder_seconds = time.perf_counter() - start
         builder_tokens = engine.stats.completion_tokens - tokens_before
 
@@ -67,7 +69,7 @@ def main() -> None:
 
     builder_rate, raw_rate = builder_tokens / builder_seconds, raw_tokens / raw_seconds
     print(f"engine calls replayed        {len(recorder.calls)}")
-    print(f"rows built                   {manifest['rows_out']}")
+    print(f"rows built                   {manifest.rows_out}")
     print(f"builder: {builder_tokens} tokens in {builder_seconds:.1f} s = {builder_rate:.1f} tok/s")
     print(f"raw engine: {raw_tokens} tokens in {raw_seconds:.1f} s = {raw_rate:.1f} tok/s")
     print(f"ratio builder/raw            {builder_rate / raw_rate:.3f}   (target >= 0.85)")

@@ -5,14 +5,21 @@ A builder is a name, a semver ``version`` (bump it when the meaning of its rows 
 one method that turns a chunk of inputs (problems by default; a builder may load its own, e.g.
 step-labelled evaluation inputs, by overriding ``load_inputs``) into rows. Batching across the chunk is the builder's job
 (one engine call per search step, never one prompt at a time); sharding, progress, the request cache,
-resume and the manifest belong to the framework (:mod:`judgeforge.runs`).
+resume and the manifest belong to the framework (:mod:`judgeforge.executors`).
+
+Counters are declared, typed names. Each builder declares ``Stats``, a :class:`BuilderStats` subclass whose
+attributes are :class:`Stat` (one counter) or :class:`StatFamily` (one counter per value of something,
+``prefix_value``); it counts with ``self.stats.add(Stats.NAME)`` or ``self.stats.add(Stats.FAMILY[value])``,
+and counting a name it did not declare raises. A :class:`Stat` is the string the manifest keys the
+counter by, so the loop, the card and the summary read ``builder_stats[Stats.NAME]`` by symbol while
+old manifests keep reading as they did.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -23,6 +30,103 @@ from judgeforge.schemas.base import BaseRow, RowMeta
 from judgeforge.sources import SourceConfig, load_problems
 
 ConfigT = TypeVar("ConfigT", bound=BaseModel)
+
+
+class Stat(str):
+    """One declared builder counter; the string is its key in the chunk stats and the manifest."""
+
+    __slots__ = ()
+
+    def read(self, stats: Mapping[str, float]) -> float:
+        """This counter's value in a manifest's (or a chunk's) stats: 0 where it was never counted."""
+        return stats.get(self, 0)
+
+
+class StatFamily:
+    """Declared counters ``prefix_value``, one per value: of ``values`` when given, of any value otherwise."""
+
+    def __init__(self, prefix: str, values: Iterable[object] | None = None) -> None:
+        self.prefix = prefix
+        self.values = None if values is None else tuple(str(v) for v in values)
+
+    def __getitem__(self, value: object) -> Stat:
+        if self.values is not None and str(value) not in self.values:
+            raise KeyError(f"'{value}' is not a declared value of the counters {self.prefix}_* (declared: {', '.join(self.values)})")
+        return Stat(f"{self.prefix}_{value}")
+
+    def owns(self, key: str) -> bool:
+        """Whether ``key`` is one of this family's counters."""
+        value = key.removeprefix(f"{self.prefix}_")
+        return value != key and (self.values is None or value in self.values)
+
+    def read(self, stats: Mapping[str, float]) -> dict[str, float]:
+        """This family's counters in ``stats``, by value."""
+        return {k.removeprefix(f"{self.prefix}_"): v for k, v in stats.items() if self.owns(k)}
+
+
+class BuilderStats:
+    """A builder's counter declaration: subclass it and assign :class:`Stat` and :class:`StatFamily` attributes.
+
+    A subclass of a declaration adds to it (shared counters, such as a judge's, are declared once) and
+    may redeclare one of its names.
+    """
+
+    _keys: ClassVar[frozenset[str]] = frozenset()
+    _families: ClassVar[tuple[StatFamily, ...]] = ()
+
+    def __init_subclass__(cls) -> None:
+        super().__init_subclass__()
+        names: dict[str, object] = {}
+        for klass in reversed(cls.__mro__):
+            names.update(vars(klass))
+        declared = list(names.values())
+        cls._keys = frozenset(str(v) for v in declared if isinstance(v, Stat))
+        cls._families = tuple(v for v in declared if isinstance(v, StatFamily))
+
+    @classmethod
+    def plain(cls) -> tuple[Stat, ...]:
+        """Every single (non-family) counter declared, in name order."""
+        return tuple(Stat(k) for k in sorted(cls._keys))
+
+    @classmethod
+    def declares(cls, key: str) -> bool:
+        """Whether ``key`` is a counter this declaration (or one it extends) names."""
+        return key in cls._keys or any(f.owns(key) for f in cls._families)
+
+
+class Counters(Mapping[str, int]):
+    """A builder's counts of one chunk: only declared counters can be counted; reading one never counted gives 0.
+
+    Counting 0 still records the counter (as ``Counter`` did), so the manifest shows it was measured.
+    """
+
+    def __init__(self, declared: type[BuilderStats]) -> None:
+        self.declared = declared
+        self._counts: Counter[str] = Counter()
+
+    def add(self, stat: Stat, n: int | bool = 1) -> None:
+        if not self.declared.declares(stat):
+            raise KeyError(f"'{stat}' is not a counter {self.declared.__qualname__} declares")
+        self._counts[str(stat)] += int(n)
+
+    def merge(self, other: Counters) -> None:
+        """Add every count of ``other`` (a helper's counters, e.g. a judge's) to these."""
+        for key, n in other.items():
+            self.add(Stat(key), n)
+
+    def __getitem__(self, key: str) -> int:
+        if not self.declared.declares(key):
+            raise KeyError(f"'{key}' is not a counter {self.declared.__qualname__} declares")
+        return self._counts[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._counts
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._counts)
+
+    def __len__(self) -> int:
+        return len(self._counts)
 
 
 class BuildContext:
@@ -50,11 +154,12 @@ class Builder(ABC, Generic[ConfigT]):
     row_model: ClassVar[type[BaseRow]]
     Config: ClassVar[type[BaseModel]]
     roles: ClassVar[tuple[str, ...]] = ("policy",)
+    Stats: ClassVar[type[BuilderStats]] = BuilderStats
 
     def __init__(self, config: ConfigT, ctx: BuildContext) -> None:
         self.config = config
         self.ctx = ctx
-        self.stats: Counter[str] = Counter()
+        self.stats = Counters(self.Stats)
 
     def row_meta(self) -> RowMeta:
         return RowMeta(
@@ -78,6 +183,6 @@ class Builder(ABC, Generic[ConfigT]):
         """Called once a run is complete (its manifest written): add run-level artefacts such as plots."""
 
     @classmethod
-    def report(cls, stats: dict[str, float]) -> list[tuple[str, str]]:
+    def report(cls, stats: Mapping[str, float]) -> list[tuple[str, str]]:
         """Lines for the end-of-run summary table, from the run's summed stats. Default: every counter."""
         return [(k.replace("_", " "), f"{v:g}") for k, v in sorted(stats.items())]

@@ -11,23 +11,25 @@ at least ``--min-gap``. Candidates are distinct as the judge sees them (stripped
 whose rollouts finished has no value and is dropped (counted), never ranked as the worst. The judge
 (``--judge-model``, default the policy itself) then judges the pair in both orders with the shared
 pairwise prompt; only judgments agreeing with the rollout label in both orders are kept, and both
-orders are emitted, so "A is better" and "B is better" balance exactly.
+orders are emitted, so "A is better" and "B is better" balance exactly. A candidate sample or a
+judgment whose engine call failed is dropped and counted (``failed_candidates``, ``judge_failed``); a pair
+missing a judgment in either order is dropped (``dropped_judge_failed``), never judged as empty.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from judgeforge.builders.base import Builder
-from judgeforge.formats.judge import format_judgment
-from judgeforge.builders.judging import CandidateGroup, Judgment, PairwiseJudge
-from judgeforge.builders.rollouts import rollout_values
-from judgeforge.formats.steps import STEP_STOPS, format_step, gold_steps, next_step_request, step_body
+from judgeforge.builders.base import Builder, Stat, StatFamily
+from judgeforge.builders.judging import CandidateGroup, JudgeStats, Judgment, PairwiseJudge
+from judgeforge.builders.rollouts import RolloutStats, rollout_values
 from judgeforge.engines.base import SamplingParams, derive_seed
+from judgeforge.formats.judge import VERDICTS, Verdict, format_judgment
+from judgeforge.formats.steps import STEP_STOPS, format_step, gold_steps, next_step_request, step_body
 from judgeforge.schemas.base import BaseRow
 from judgeforge.schemas.eft import EftRow
 from judgeforge.sources import Problem
@@ -49,13 +51,33 @@ class EftConfig(BaseModel):
     judge_max_tokens: int = Field(256, ge=1, description="token budget of one judgment")
     force_verdict: bool = Field(True, description="when a judgment has no verdict, continue it with 'Verdict: [[' and read one token")
     allow_forced_verdicts: bool = Field(
-        False, description="keep pairs whose agreeing judgment was forced as training targets (default: forced verdicts are measured and counted, never trained on)"
+        False,
+        description="keep pairs whose agreeing judgment was forced as training targets (default: forced verdicts are measured and counted, never trained on)",
     )
     judgment_source: Literal["judge", "rollouts"] = Field(
         "judge",
         description="judge: the judge model writes judgments, kept when they agree with the rollout label in both orders "
         "(the paper); rollouts: write each judgment from the rollout evidence itself (no judge call; for judges too weak to agree)",
     )
+
+
+class EftStats(JudgeStats, RolloutStats):
+    PROBLEMS = Stat("problems")
+    NO_GOLD_ANSWER = Stat("no_gold_answer")
+    CANDIDATES = Stat("candidates")
+    FAILED_CANDIDATES = Stat("failed_candidates")
+    CANDIDATES_NO_FINISHED_ROLLOUT = Stat("candidates_no_finished_rollout")
+    TOO_FEW_CANDIDATES = Stat("too_few_candidates")
+    PAIRS_CONSIDERED = Stat("pairs_considered")
+    DROPPED_GAP = Stat("dropped_gap")
+    AGREE_GOOD_FIRST = Stat("agree_good_first")
+    AGREE_GOOD_SECOND = Stat("agree_good_second")
+    DROPPED_JUDGE_FAILED = Stat("dropped_judge_failed")
+    DROPPED_INCONSISTENT = Stat("dropped_inconsistent")
+    DROPPED_FORCED = Stat("dropped_forced")
+    PAIRS_KEPT = Stat("pairs_kept")
+    ROWS = Stat("rows")
+    LABEL = StatFamily("label", VERDICTS)
 
 
 def distinct_candidates(bodies: Iterable[str]) -> list[str]:
@@ -71,7 +93,7 @@ def distinct_candidates(bodies: Iterable[str]) -> list[str]:
     return list(kept.values())
 
 
-def _evidence_judgment(pair: tuple[Problem, list[str], str, str, float, float], rollouts: int, better_slot: str) -> Judgment:
+def _evidence_judgment(pair: tuple[Problem, list[str], str, str, float, float], rollouts: int, better_slot: Verdict) -> Judgment:
     """A judgment written from the rollout values alone, showing the better step in ``better_slot``."""
     _, _, _, _, v_good, v_bad = pair
     worse_slot = "B" if better_slot == "A" else "A"
@@ -80,7 +102,7 @@ def _evidence_judgment(pair: tuple[Problem, list[str], str, str, float, float], 
         f"({rollouts} tries), from Step {worse_slot} only {v_bad:.0%} of the time, so Step {better_slot} is the better next step."
     )
     first, second = (0, 1) if better_slot == "A" else (1, 0)
-    return Judgment(first=first, second=second, raw=format_judgment(text, better_slot), verdict=better_slot)  # type: ignore[arg-type]
+    return Judgment(first=first, second=second, raw=format_judgment(text, better_slot), verdict=better_slot)
 
 
 class EftBuilder(Builder[EftConfig]):
@@ -89,34 +111,39 @@ class EftBuilder(Builder[EftConfig]):
     summary = "pairwise next-step judgments labelled by Monte-Carlo rollouts, kept when consistent in both orders"
     row_model = EftRow
     Config = EftConfig
+    Stats = EftStats
     roles = ("policy", "judge")
 
     def build(self, items: list[Problem]) -> list[BaseRow]:
         cfg, seed = self.config, self.ctx.seed
         policy = self.ctx.engines["policy"]
         problems = [p for p in items if p.answer is not None]
-        self.stats["problems"] += len(items)
-        self.stats["no_gold_answer"] += len(items) - len(problems)
+        self.stats.add(EftStats.PROBLEMS, len(items))
+        self.stats.add(EftStats.NO_GOLD_ANSWER, len(items) - len(problems))
         prefixes = [self._prefix(p) for p in problems]
 
-        step_params = SamplingParams(n=cfg.num_candidates, temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_step_tokens, stop=STEP_STOPS, seed=seed)
+        step_params = SamplingParams(
+            n=cfg.num_candidates, temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_step_tokens, stop=STEP_STOPS, seed=seed
+        )
         requests = [next_step_request(p.question, prefix, derive_seed(seed, p.id, "eft-step")) for p, prefix in zip(problems, prefixes, strict=True)]
-        candidates = [distinct_candidates(step_body(c) for c in out if c.ok) for out in policy.generate(requests, step_params)]
-        self.stats["candidates"] += sum(map(len, candidates))
+        outputs = policy.generate(requests, step_params)
+        self.stats.add(EftStats.FAILED_CANDIDATES, sum(not c.ok for out in outputs for c in out))
+        candidates = [distinct_candidates(step_body(c) for c in out if c.ok) for out in outputs]
+        self.stats.add(EftStats.CANDIDATES, sum(map(len, candidates)))
 
         pairs: list[tuple[Problem, list[str], str, str, float, float]] = []
         for problem, prefix, scored in zip(problems, prefixes, self._values(problems, prefixes, candidates), strict=True):
             cands = [c for c, v in scored if v is not None]
             vals = [v for _, v in scored if v is not None]
-            self.stats["candidates_no_finished_rollout"] += len(scored) - len(cands)
+            self.stats.add(EftStats.CANDIDATES_NO_FINISHED_ROLLOUT, len(scored) - len(cands))
             if len(cands) < 2:
-                self.stats["too_few_candidates"] += 1
+                self.stats.add(EftStats.TOO_FEW_CANDIDATES)
                 continue
-            self.stats["pairs_considered"] += 1
+            self.stats.add(EftStats.PAIRS_CONSIDERED)
             best = max(range(len(cands)), key=lambda i: (vals[i], -i))
             worst = min(range(len(cands)), key=lambda i: (vals[i], -i))
             if vals[best] - vals[worst] < cfg.min_gap:
-                self.stats["dropped_gap"] += 1
+                self.stats.add(EftStats.DROPPED_GAP)
                 continue
             pairs.append((problem, prefix, cands[best], cands[worst], vals[best], vals[worst]))
 
@@ -125,13 +152,17 @@ class EftBuilder(Builder[EftConfig]):
             for pair in pairs:
                 rows.extend(self._rows(pair, _evidence_judgment(pair, cfg.rollouts, "A"), _evidence_judgment(pair, cfg.rollouts, "B")))
         else:
-            judge = PairwiseJudge(self.ctx.engines["judge"], SamplingParams(temperature=cfg.judge_temperature, max_tokens=cfg.judge_max_tokens, seed=seed), cfg.force_verdict)
+            judge = PairwiseJudge(
+                self.ctx.engines["judge"], SamplingParams(temperature=cfg.judge_temperature, max_tokens=cfg.judge_max_tokens, seed=seed), cfg.force_verdict
+            )
             groups = [CandidateGroup(p.question, tuple(prefix), (good, bad), derive_seed(seed, p.id, "eft-judge")) for p, prefix, good, bad, _, _ in pairs]
             for pair, ranking in zip(pairs, judge.rank(groups, "all-pairs"), strict=True):
                 by_order = {(j.first, j.second): j for j in ranking.judgments}
-                rows.extend(self._rows(pair, by_order[(0, 1)], by_order[(1, 0)]))
-            for key, value in judge.stats.as_dict().items():
-                self.stats[f"judge_{key}"] += value
+                if (0, 1) in by_order and (1, 0) in by_order:
+                    rows.extend(self._rows(pair, by_order[(0, 1)], by_order[(1, 0)]))
+                else:
+                    self.stats.add(EftStats.DROPPED_JUDGE_FAILED)
+            self.stats.merge(judge.stats)
         self.ctx.on_inputs_done(len(items))
         return rows
 
@@ -164,9 +195,7 @@ class EftBuilder(Builder[EftConfig]):
                     row.append((body, 1.0 if check_answer(problem, body) else 0.0))
                     continue
                 result = next(results)
-                self.stats["rollouts"] += result.rollouts
-                self.stats["rollouts_unfinished"] += result.unfinished
-                self.stats["rollouts_failed"] += result.failed
+                result.count(self.stats)
                 row.append((body, result.value))
             values.append(row)
         return values
@@ -174,47 +203,79 @@ class EftBuilder(Builder[EftConfig]):
     def _rows(self, pair: tuple[Problem, list[str], str, str, float, float], good_first: Judgment, good_second: Judgment) -> list[EftRow]:
         problem, prefix, good, bad, v_good, v_bad = pair
         agree_first, agree_second = good_first.verdict == "A", good_second.verdict == "B"
-        self.stats["agree_good_first"] += int(agree_first)
-        self.stats["agree_good_second"] += int(agree_second)
+        self.stats.add(EftStats.AGREE_GOOD_FIRST, agree_first)
+        self.stats.add(EftStats.AGREE_GOOD_SECOND, agree_second)
         if not (agree_first and agree_second):
-            self.stats["dropped_inconsistent"] += 1
+            self.stats.add(EftStats.DROPPED_INCONSISTENT)
             return []
         if (good_first.forced or good_second.forced) and not self.config.allow_forced_verdicts:
-            self.stats["dropped_forced"] += 1
+            self.stats.add(EftStats.DROPPED_FORCED)
             return []
-        self.stats["pairs_kept"] += 1
+        self.stats.add(EftStats.PAIRS_KEPT)
         pair_id = f"{problem.id}/eft-step-{len(prefix) + 1}"
         common = dict(
-            source_id=problem.id, meta=self.row_meta(), pair_id=pair_id, question=problem.question, previous_steps=prefix,
-            step_index=len(prefix) + 1, rollouts=self.config.rollouts, gold_answer=problem.answer,
-            judge_raw_better_first=good_first.raw, judge_raw_better_second=good_second.raw,
+            source_id=problem.id,
+            meta=self.row_meta(),
+            pair_id=pair_id,
+            question=problem.question,
+            previous_steps=prefix,
+            step_index=len(prefix) + 1,
+            rollouts=self.config.rollouts,
+            gold_answer=problem.answer,
+            judge_raw_better_first=good_first.raw,
+            judge_raw_better_second=good_second.raw,
         )
-        self.stats["rows"] += 2
-        self.stats["label_A"] += 1
-        self.stats["label_B"] += 1
+        self.stats.add(EftStats.ROWS, 2)
+        self.stats.add(EftStats.LABEL["A"])
+        self.stats.add(EftStats.LABEL["B"])
         return [
-            EftRow(id=f"{pair_id}/AB", step_a=good, step_b=bad, label="A", judgment=good_first.raw, forced_verdict=good_first.forced, value_a=v_good, value_b=v_bad, **common),
-            EftRow(id=f"{pair_id}/BA", step_a=bad, step_b=good, label="B", judgment=good_second.raw, forced_verdict=good_second.forced, value_a=v_bad, value_b=v_good, **common),
+            EftRow(
+                id=f"{pair_id}/AB",
+                step_a=good,
+                step_b=bad,
+                label="A",
+                judgment=good_first.raw,
+                forced_verdict=good_first.forced,
+                value_a=v_good,
+                value_b=v_bad,
+                **common,
+            ),
+            EftRow(
+                id=f"{pair_id}/BA",
+                step_a=bad,
+                step_b=good,
+                label="B",
+                judgment=good_second.raw,
+                forced_verdict=good_second.forced,
+                value_a=v_bad,
+                value_b=v_good,
+                **common,
+            ),
         ]
 
     @classmethod
-    def report(cls, stats: dict[str, float]) -> list[tuple[str, str]]:
-        considered = stats.get("pairs_considered", 0)
+    def report(cls, stats: Mapping[str, float]) -> list[tuple[str, str]]:
+        S = EftStats
+
+        def n(stat: Stat) -> str:
+            return f"{stat.read(stats):g}"
 
         def rate(part: float, whole: float) -> str:
             return f"{part:g} / {whole:g} ({part / whole:.0%})" if whole else f"{part:g} / 0"
 
-        gap_ok = considered - stats.get("dropped_gap", 0)
-        judged = stats.get("judge_judgments", 0)
+        considered = S.PAIRS_CONSIDERED.read(stats)
+        gap_ok = considered - S.DROPPED_GAP.read(stats)
+        labels = S.LABEL.read(stats)
         return [
-            ("candidates (dropped: no finished rollout)", f"{stats.get('candidates', 0):g} ({stats.get('candidates_no_finished_rollout', 0):g})"),
-            ("problems with fewer than two valued candidates", f"{stats.get('too_few_candidates', 0):g}"),
+            ("candidates (dropped: no finished rollout; failed)", f"{n(S.CANDIDATES)} ({n(S.CANDIDATES_NO_FINISHED_ROLLOUT)}; {n(S.FAILED_CANDIDATES)})"),
+            ("problems with fewer than two valued candidates", n(S.TOO_FEW_CANDIDATES)),
             ("pairs considered", f"{considered:g}"),
             ("kept by the value gap", rate(gap_ok, considered)),
-            ("judgments parsed / forced / unparsable", f"{stats.get('judge_parsed', 0):g} / {stats.get('judge_forced', 0):g} / {stats.get('judge_unparsable', 0):g} of {judged:g}"),
-            ("consistent in both orders", rate(stats.get("pairs_kept", 0) + stats.get("dropped_forced", 0), gap_ok)),
-            ("dropped: a forced verdict (no --allow-forced-verdicts)", f"{stats.get('dropped_forced', 0):g}"),
-            ("pairs kept", f"{stats.get('pairs_kept', 0):g}"),
-            ("rows (A / B)", f"{stats.get('rows', 0):g} ({stats.get('label_A', 0):g} / {stats.get('label_B', 0):g})"),
-            ("rollouts (unfinished / failed)", f"{stats.get('rollouts', 0):g} ({stats.get('rollouts_unfinished', 0):g} / {stats.get('rollouts_failed', 0):g})"),
+            ("judgments parsed / forced / unparsable", f"{n(S.PARSED)} / {n(S.FORCED)} / {n(S.UNPARSABLE)} of {n(S.JUDGMENTS)}"),
+            ("pairs dropped: a judgment failed", n(S.DROPPED_JUDGE_FAILED)),
+            ("consistent in both orders", rate(S.PAIRS_KEPT.read(stats) + S.DROPPED_FORCED.read(stats), gap_ok)),
+            ("dropped: a forced verdict (no --allow-forced-verdicts)", n(S.DROPPED_FORCED)),
+            ("pairs kept", n(S.PAIRS_KEPT)),
+            ("rows (A / B)", f"{n(S.ROWS)} ({labels.get('A', 0):g} / {labels.get('B', 0):g})"),
+            ("rollouts (unfinished / failed)", f"{n(S.ROLLOUTS)} ({n(S.ROLLOUTS_UNFINISHED)} / {n(S.ROLLOUTS_FAILED)})"),
         ]

@@ -10,13 +10,14 @@ gold answer (at most ``--keep-per-problem``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from judgeforge.builders.base import Builder
-from judgeforge.formats.steps import gold_steps, normalise_steps, policy_user_message, solution_text, split_steps, step_header
+from judgeforge.builders.base import Builder, BuilderStats, Stat
 from judgeforge.engines.base import Request, SamplingParams, derive_seed
+from judgeforge.formats.steps import gold_steps, normalise_steps, policy_user_message, solution_text, split_steps, step_header
 from judgeforge.schemas.base import BaseRow
 from judgeforge.schemas.ift import IftRow
 from judgeforge.sources import Problem
@@ -36,17 +37,26 @@ class IftConfig(BaseModel):
     max_tokens: int = Field(256, ge=1, description="token budget of one sampled solution")
 
 
+class IftStats(BuilderStats):
+    ROWS = Stat("rows")
+    NO_GOLD_SOLUTION = Stat("no_gold_solution")
+    SAMPLED = Stat("sampled")
+    FAILED = Stat("failed")
+    VERIFIED = Stat("verified")
+
+
 class IftBuilder(Builder[IftConfig]):
     name = "ift"
     version = "0.2.0"
     summary = "step-by-step solutions {x, y} for instruction fine-tuning (gold or rejection-sampled)"
     row_model = IftRow
     Config = IftConfig
+    Stats = IftStats
 
     def build(self, items: list[Problem]) -> list[BaseRow]:
         rows = self._from_gold(items) if self.config.mode == "gold" else self._from_samples(items)
         self.ctx.on_inputs_done(len(items))
-        self.stats["rows"] += len(rows)
+        self.stats.add(IftStats.ROWS, len(rows))
         return rows
 
     def _row(self, problem: Problem, steps: list[str], index: int, verified: bool | None) -> IftRow:
@@ -71,7 +81,7 @@ class IftBuilder(Builder[IftConfig]):
         for problem in problems:
             steps = gold_steps(problem)
             if not steps:
-                self.stats["no_gold_solution"] += 1
+                self.stats.add(IftStats.NO_GOLD_SOLUTION)
                 continue
             rows.append(self._row(problem, steps, 0, check_answer(problem, solution_text(steps))))
         return rows
@@ -79,20 +89,18 @@ class IftBuilder(Builder[IftConfig]):
     def _from_samples(self, problems: list[Problem]) -> list[BaseRow]:
         cfg = self.config
         params = SamplingParams(n=cfg.samples_per_problem, temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_tokens, seed=self.ctx.seed)
-        requests = [
-            Request.chat(policy_user_message(p.question), prefix=step_header(1), seed=derive_seed(self.ctx.seed, p.id, "ift")) for p in problems
-        ]
+        requests = [Request.chat(policy_user_message(p.question), prefix=step_header(1), seed=derive_seed(self.ctx.seed, p.id, "ift")) for p in problems]
         rows: list[BaseRow] = []
         for problem, completions in zip(problems, self.ctx.engines["policy"].generate(requests, params), strict=True):
             kept: list[str] = []
             for completion in completions:
-                self.stats["sampled"] += 1
+                self.stats.add(IftStats.SAMPLED)
                 if not completion.ok:
-                    self.stats["failed"] += 1
+                    self.stats.add(IftStats.FAILED)
                     continue
                 steps = normalise_steps(split_steps(step_header(1) + completion.text), None)
                 verified = bool(steps) and check_answer(problem, solution_text(steps))
-                self.stats["verified"] += int(bool(verified))
+                self.stats.add(IftStats.VERIFIED, bool(verified))
                 text = solution_text(steps)
                 if verified and text not in kept and len(kept) < cfg.keep_per_problem:
                     kept.append(text)
@@ -100,10 +108,11 @@ class IftBuilder(Builder[IftConfig]):
         return rows
 
     @classmethod
-    def report(cls, stats: dict[str, float]) -> list[tuple[str, str]]:
-        lines = [("IFT rows", f"{stats.get('rows', 0):g}")]
-        if stats.get("sampled"):
-            lines.append(("solutions sampled / verified", f"{stats['sampled']:g} / {stats.get('verified', 0):g}"))
-        if stats.get("no_gold_solution"):
-            lines.append(("problems without a gold solution", f"{stats['no_gold_solution']:g}"))
+    def report(cls, stats: Mapping[str, float]) -> list[tuple[str, str]]:
+        S = IftStats
+        lines = [("IFT rows", f"{S.ROWS.read(stats):g}")]
+        if S.SAMPLED.read(stats):
+            lines.append(("solutions sampled / failed / verified", f"{S.SAMPLED.read(stats):g} / {S.FAILED.read(stats):g} / {S.VERIFIED.read(stats):g}"))
+        if S.NO_GOLD_SOLUTION.read(stats):
+            lines.append(("problems without a gold solution", f"{S.NO_GOLD_SOLUTION.read(stats):g}"))
         return lines

@@ -1,4 +1,4 @@
-"""The pairwise LLM-as-a-judge: one prompt, one verdict parser, one ranking procedure.
+"""The pairwise LLM-as-a-judge: one ranking procedure over the judge format of :mod:`judgeforge.formats.judge`.
 
 Step-prefs judges candidate next steps with it; EFT trains models on judgments in exactly this format,
 so a model trained on EFT judges in the format the step search parses. The prompt follows the
@@ -6,16 +6,13 @@ MT-Bench pairwise style (Zheng et al., 2023): the problem, the previous steps, s
 explanation, then a verdict ``[[A]]`` or ``[[B]]``. Every pair is judged in both presentation orders to
 cancel position bias; a candidate's score is its number of pairwise wins, score_i = Σ_{j≠i} O(s_i, s_j)
 (Zhang et al., 2025, arXiv 2503.03746). When an output carries no verdict the judge can *force* one by
-continuing its own output with ``Verdict: [[`` and reading the next token — counted separately, so the
-manifest tells parsed, forced and unparsable verdicts apart. A forced verdict is soft when the engine
+continuing its own output with ``Verdict: [[`` and reading the next token (:mod:`judgeforge.formats.verdicts`)
+— counted separately, so the manifest tells parsed, forced and unparsable verdicts apart. A judgment
+whose engine call failed is no judgment: it is dropped and counted (``judge_failed``), never forced and
+never recorded as an empty text. A forced verdict is soft when the engine
 returns log-probabilities: the first candidate wins P(A) / (P(A) + P(B)) of the comparison and the second
 the rest, so a judge that merely prefers whichever step it saw first scores both candidates alike
 instead of handing out arbitrary wins. Parsed verdicts are hard wins, as in the paper.
-
-A verdict is an uppercase ``A`` or ``B`` standing as a token: inside ``[[ ]]``, or closing a "verdict:"
-clause ("Final verdict: B", "**Verdict:** [A]."). Anything else — a lowercase letter ("verdict: a"),
-an article ("My verdict: A tie"), a sentence ("Verdict: A is better") — is no verdict, and an output
-naming both letters contradicts itself and has none either.
 
 A :class:`Ranking` keeps both signals: ``scores`` (the soft wins above, what orders candidates) and
 ``wins`` (every judgment's verdict, parsed or forced, as one whole win), plus the number of distinct
@@ -29,17 +26,19 @@ caller accepts would have tied (or gone the other way) on hard verdicts.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
 from pydantic import BaseModel
 
-from judgeforge.engines.base import Completion, Engine, Request, SamplingParams, derive_seed
-from judgeforge.formats.judge import VERDICT_LEAD, Verdict, can_force, judge_user_message, parse_verdict
+from judgeforge.builders.base import BuilderStats, Counters, Stat
+from judgeforge.engines.base import Engine, Request, SamplingParams, derive_seed
+from judgeforge.formats.judge import JUDGMENT, Verdict, judge_user_message
+from judgeforge.formats.verdicts import Settled, settle
 
 Strategy = Literal["all-pairs", "knockout"]
+
 
 class Judgment(BaseModel):
     """One ordered comparison: candidate ``first`` shown as A, ``second`` as B."""
@@ -107,18 +106,24 @@ class Ranking:
         return not self.identical and self.wins[self.best] <= self.wins[self.worst]
 
 
-@dataclass
-class JudgeStats:
-    judgments: int = 0
-    parsed: int = 0
-    forced: int = 0
-    unparsable: int = 0
-    contradictory: int = 0
-    skipped_identical: int = 0
-    skipped_empty: int = 0
+class JudgeStats(BuilderStats):
+    """The pairwise judge's counters, shared by the builders that rank with it (their ``Stats`` extend these)."""
 
-    def as_dict(self) -> dict[str, int]:
-        return dict(self.__dict__)
+    JUDGMENTS = Stat("judge_judgments")
+    PARSED = Stat("judge_parsed")
+    FORCED = Stat("judge_forced")
+    UNPARSABLE = Stat("judge_unparsable")
+    CONTRADICTORY = Stat("judge_contradictory")
+    FAILED = Stat("judge_failed")
+    SKIPPED_IDENTICAL = Stat("judge_skipped_identical")
+    SKIPPED_EMPTY = Stat("judge_skipped_empty")
+
+    @classmethod
+    def count(cls, stats: Counters, judgment: Settled[Verdict]) -> None:
+        """Count one judgment by how its verdict came."""
+        stats.add(cls.JUDGMENTS)
+        stats.add(cls.CONTRADICTORY, judgment.status == "contradictory")
+        stats.add({"parsed": cls.PARSED, "forced": cls.FORCED, "unparsable": cls.UNPARSABLE}[judgment.how])
 
 
 Match = tuple[int, int, int]
@@ -132,13 +137,12 @@ class PairwiseJudge:
         self.engine = engine
         self.params = params
         self.force_verdict = force_verdict
-        self.stats = JudgeStats()
+        self.stats = Counters(JudgeStats)
+        for stat in JudgeStats.plain():  # every judge counter is in the manifest, 0 when nothing was judged
+            self.stats.add(stat, 0)
 
     def rank(self, groups: Sequence[CandidateGroup], strategy: Strategy) -> list[Ranking]:
-        rankings = [
-            Ranking(scores=[0.0] * len(g.candidates), wins=[0] * len(g.candidates), distinct=len({c.strip() for c in g.candidates}))
-            for g in groups
-        ]
+        rankings = [Ranking(scores=[0.0] * len(g.candidates), wins=[0] * len(g.candidates), distinct=len({c.strip() for c in g.candidates})) for g in groups]
         if strategy == "all-pairs":
             matches = [(g, i, j) for g, group in enumerate(groups) for i in range(len(group.candidates)) for j in range(i + 1, len(group.candidates))]
             self._play(groups, rankings, matches)
@@ -163,10 +167,10 @@ class PairwiseJudge:
             margin[match] = 0.0
             cx, cy = group.candidates[x].strip(), group.candidates[y].strip()
             if cx == cy:
-                self.stats.skipped_identical += 2
+                self.stats.add(JudgeStats.SKIPPED_IDENTICAL, 2)
                 continue
             if not cx or not cy:
-                self.stats.skipped_empty += 2
+                self.stats.add(JudgeStats.SKIPPED_EMPTY, 2)
                 winner = x if cx else y
                 rankings[g].scores[winner] += 2
                 rankings[g].wins[winner] += 2
@@ -176,71 +180,28 @@ class PairwiseJudge:
                 text = judge_user_message(group.question, group.previous_steps, group.candidates[first], group.candidates[second])
                 requests.append(Request.chat(text, seed=derive_seed(group.seed, "judge", first, second)))
                 slots.append((match, first, second))
-        outputs = self.engine.generate(requests, self.params)
-        raws = [c[0].text if c[0].ok else "" for c in outputs]
-        weights: list[float | None] = [_hard(parse_verdict(r)) for r in raws]
-        forced = [False] * len(raws)
-        verdictless = [k for k, w in enumerate(weights) if w is None and outputs[k][0].ok]
-        missing = [k for k in verdictless if can_force(raws[k])]
-        self.stats.contradictory += len(verdictless) - len(missing)
-        if self.force_verdict and missing:
-            for k, weight in zip(missing, self._force([requests[k] for k in missing], [raws[k] for k in missing]), strict=True):
-                if weight is not None:
-                    weights[k], forced[k] = weight, True
-                    raws[k] = raws[k].rstrip() + "\n\n" + VERDICT_LEAD + _verdict(weight) + "]]"
-        for (match, first, second), raw, weight, was_forced in zip(slots, raws, weights, forced, strict=True):
-            self.stats.judgments += 1
-            if weight is None:
-                self.stats.unparsable += 1
-            elif was_forced:
-                self.stats.forced += 1
-            else:
-                self.stats.parsed += 1
+        outputs = [c[0] for c in self.engine.generate(requests, self.params)]
+        settled = settle(self.engine, JUDGMENT, list(zip(requests, outputs, strict=True)), self.params.seed, self.force_verdict)
+        for (match, first, second), judgment in zip(slots, settled, strict=True):
+            if judgment is None:
+                self.stats.add(JudgeStats.FAILED)
+                continue
+            JudgeStats.count(self.stats, judgment)
+            weight = judgment.weight("A")
             ranking = rankings[match[0]]
-            verdict = None if weight is None else _verdict(weight)
             ranking.judgments.append(
-                Judgment(first=first, second=second, raw=raw, verdict=verdict, forced=was_forced, p_first=weight if was_forced else None)
+                Judgment(
+                    first=first,
+                    second=second,
+                    raw=judgment.text,
+                    verdict=judgment.verdict,
+                    forced=judgment.forced is not None,
+                    p_first=weight if judgment.forced else None,
+                )
             )
             if weight is not None:
                 ranking.scores[first] += weight
                 ranking.scores[second] += 1 - weight
-                ranking.wins[first if verdict == "A" else second] += 1
+                ranking.wins[first if judgment.verdict == "A" else second] += 1
                 margin[match] += (2 * weight - 1) * (1 if first == match[1] else -1)
         return margin
-
-    def _force(self, requests: list[Request], raws: list[str]) -> list[float | None]:
-        """Continue each verdict-less judgment with ``Verdict: [[``; return P(first is better) or None."""
-        continued = [
-            Request(messages=r.messages, prefix=raw.rstrip() + "\n\n" + VERDICT_LEAD, seed=r.seed) for r, raw in zip(requests, raws, strict=True)
-        ]
-        params = SamplingParams(n=1, temperature=0.0, max_tokens=1, seed=self.params.seed, logprobs=True, top_logprobs=20)
-        return [_forced_weight(c[0]) if c[0].ok else None for c in self.engine.generate(continued, params)]
-
-
-def _hard(verdict: Verdict | None) -> float | None:
-    return None if verdict is None else (1.0 if verdict == "A" else 0.0)
-
-
-def _verdict(weight: float) -> Verdict:
-    """The hard verdict of a (possibly soft) weight: the more likely letter, A on an exact coin."""
-    return "A" if weight >= 0.5 else "B"
-
-
-def _forced_weight(completion: Completion) -> float | None:
-    """P(A) / (P(A) + P(B)) at the verdict slot; the greedy token when no log-probabilities came back."""
-    if completion.logprobs:
-        top = completion.logprobs[0].top
-        p_a, p_b = math.exp(top.get("A", -math.inf)), math.exp(top.get("B", -math.inf))
-        if p_a + p_b > 0:
-            return p_a / (p_a + p_b)
-    return _hard(_leading_verdict(completion.text))
-
-
-def _leading_verdict(text: str) -> Verdict | None:
-    head = text.strip()[:1]
-    return head if head in ("A", "B") else None  # type: ignore[return-value]
-
-
-def force_verdicts(engine: Engine, requests: Sequence[Request], raws: Sequence[str], seed: int) -> list[float | None]:
-    """P(A is better) for verdict-less judgments, read after ``Verdict: [[`` (one batched call; None if unreadable)."""
-    return PairwiseJudge(engine, SamplingParams(seed=seed))._force(list(requests), list(raws))

@@ -13,10 +13,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from judgeforge.formats.steps import next_step_request
+from judgeforge.builders.base import BuilderStats, Counters, Stat
 from judgeforge.engines.base import Engine, SamplingParams, derive_seed
+from judgeforge.formats.steps import next_step_request
 from judgeforge.sources import Problem
 from judgeforge.verify import check_answer, has_final_answer
+
+
+class RolloutStats(BuilderStats):
+    """The counters of every builder that grades by rollouts (its ``Stats`` extend these)."""
+
+    ROLLOUTS = Stat("rollouts")
+    ROLLOUTS_UNFINISHED = Stat("rollouts_unfinished")
+    ROLLOUTS_FAILED = Stat("rollouts_failed")
 
 
 @dataclass(frozen=True)
@@ -40,6 +49,12 @@ class RolloutResult:
         callers drop or leave unlabelled what has no value, never read it as 0."""
         return self.correct / (self.rollouts - self.failed) if self.finished else None
 
+    def count(self, stats: Counters) -> None:
+        """Add this result's rollouts (unfinished, failed) to a builder's :class:`RolloutStats` counters."""
+        stats.add(RolloutStats.ROLLOUTS, self.rollouts)
+        stats.add(RolloutStats.ROLLOUTS_UNFINISHED, self.unfinished)
+        stats.add(RolloutStats.ROLLOUTS_FAILED, self.failed)
+
 
 def rollout_values(
     engine: Engine,
@@ -54,10 +69,7 @@ def rollout_values(
     stop strings apply (a rollout runs to the end of the solution). A rollout that hits its token budget
     without a final answer counts as unfinished (and not correct); see :attr:`RolloutResult.value`.
     """
-    requests = [
-        next_step_request(problem.question, list(steps), derive_seed(seed, problem.id, "rollout", *steps))
-        for problem, steps in prefixes
-    ]
+    requests = [next_step_request(problem.question, list(steps), derive_seed(seed, problem.id, "rollout", *steps)) for problem, steps in prefixes]
     sampling = params.model_copy(update={"n": rollouts, "stop": ()})
     results = []
     outputs = engine.generate(requests, sampling)
@@ -74,4 +86,3 @@ def rollout_values(
                 correct += 1
         results.append(RolloutResult(rollouts=len(completions), correct=correct, unfinished=unfinished, failed=failed))
     return results
-

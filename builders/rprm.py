@@ -2,20 +2,22 @@
 
 She et al., "R-PRM: Reasoning-Driven Process Reward Modeling", EMNLP 2025, arXiv 2503.21295 (repository
 NJUNLP/R-PRM). Inputs are step-labelled evaluation inputs — a problem, the previous steps, the now step
-and its label Yes/No — read by judgeforge.formats.step_inputs from a file in a public layout (PRM800K,
+and its label Yes/No — read by judgeforge.builders.step_inputs from a file in a public layout (PRM800K,
 Math-Shepherd, ProcessBench, TRL stepwise supervision) or from a step_labels run (--source
 OUT/step_labels); --limit keeps the first N inputs, and --source gym:... is refused. For every input the
 analysis model (--model; the paper used Llama-3.3-70B-Instruct) writes K analyses (--k; paper: 4) in
-one batched call, with the prompt of builders/rprm_format.py: previous-steps analysis, now-step
-analysis, calculation analysis, then "Verification: Is the step correct (Yes/No)? Yes|No".
+one batched call, with the prompt of judgeforge.formats.rprm: previous-steps analysis, now-step
+analysis, calculation analysis, then "Verification: Is the step correct (Yes/No)? Yes|No". An analysis
+whose engine call failed is dropped and counted (analyses_failed), never parsed as an empty text.
 
-Verdicts are parsed by builders/rprm_format.py: only the verdict line the prompt asks for counts ("Yes"
+Verdicts are parsed by judgeforge.formats.rprm: only the verdict line the prompt asks for counts ("Yes"
 or "No" spelt so, standing alone after the lead). Analyses with none, with both Yes and No, with several
 (agreeing or contradictory) verdict lines, with their verdict off the format (another case) or cut by
 the token budget are malformed: counted per kind and never kept. With --force-verdict an analysis
 without a verdict (none, truncated) is continued with the verdict lead and its verdict is drawn from the
 model's own Yes/No distribution there (P(Yes) from the softmax over the two tokens, at --temperature;
-the greedy token when the engine gives no log-probabilities), counted as forced, and such an analysis
+the greedy token when the engine gives no log-probabilities; judgeforge.formats.verdicts), counted as
+forced (a failed call at the slot leaves it malformed, counted as verdict_slots_failed), and such an analysis
 is a training target like any other: rows mark it (forced_verdict; chosen_forced_verdict /
 rejected_forced_verdict). The paper drops such analyses, hence off by default.
 
@@ -33,30 +35,23 @@ from __future__ import annotations
 
 import random
 from abc import abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import product
-from typing import Any, ClassVar, TypeVar
+from typing import Any, TypeVar, cast
 
 from pydantic import BaseModel, Field
 
-from judgeforge.builders.base import Builder
-from judgeforge.formats.rprm import (
-    ANALYSIS_START,
-    MALFORMED,
-    Status,
-    analysis_request,
-    parse_analysis,
-    sample_verdict,
-    slot_verdict,
-    verdict_slot_prefix,
-)
-from judgeforge.engines.base import Request, SamplingParams, derive_seed
+from judgeforge.builders.base import Builder, BuilderStats, Stat, StatFamily
+from judgeforge.builders.step_inputs import load_step_inputs
+from judgeforge.engines.base import SamplingParams, derive_seed
 from judgeforge.errors import UserError
+from judgeforge.formats.rprm import ANALYSIS, MALFORMED, Status, analysis_request
+from judgeforge.formats.step_inputs import Label, StepInput
+from judgeforge.formats.verdicts import SlotReading, draw, settle
 from judgeforge.schemas.base import BaseRow
 from judgeforge.schemas.rprm import RprmCaseRow, RprmPrefsRow, RprmSftRow
 from judgeforge.sources import GYM_PREFIX, SourceConfig
-from judgeforge.formats.step_inputs import Label, StepInput, load_step_inputs
 
 
 class RprmConfig(BaseModel):
@@ -125,6 +120,31 @@ class Case:
 
 
 ConfigT = TypeVar("ConfigT", bound=RprmConfig)
+STATUSES: tuple[Status, ...] = ("ok", *MALFORMED)
+LABELS = ("yes", "no")
+UNPAIRED_REASONS = ("all_matching", "all_mismatching", "no_valid_analysis")
+
+
+class RprmStats(BuilderStats):
+    INPUTS = StatFamily("inputs", LABELS)
+    INPUTS_DROPPED_BY_BALANCE = Stat("inputs_dropped_by_balance")
+    ANALYSES = Stat("analyses")
+    ANALYSES_FAILED = Stat("analyses_failed")
+    VERDICTS = StatFamily("verdicts", STATUSES)
+    VERDICTS_FORCED = Stat("verdicts_forced")
+    VERDICT_SLOTS_FAILED = Stat("verdict_slots_failed")
+    ANALYSES_MATCHING = Stat("analyses_matching")
+    ANALYSES_MISMATCHING = Stat("analyses_mismatching")
+    ROWS = Stat("rows")
+    ROWS_BY_LABEL = StatFamily("rows", LABELS)
+
+
+class RprmSftStats(RprmStats):
+    INPUTS_WITHOUT_MATCH = Stat("inputs_without_match")
+
+
+class RprmPrefsStats(RprmStats):
+    UNPAIRED = StatFamily("inputs", UNPAIRED_REASONS)
 
 
 class _RprmBuilder(Builder[ConfigT]):
@@ -133,8 +153,8 @@ class _RprmBuilder(Builder[ConfigT]):
     def build(self, items: list[StepInput]) -> list[BaseRow]:
         rows = [row for case in self.analyse(items) for row in self.rows(case)]
         for row in rows:
-            self.stats[f"rows_{row.label.lower()}"] += 1
-        self.stats["rows"] += len(rows)
+            self.stats.add(RprmStats.ROWS_BY_LABEL[row.label.lower()])
+        self.stats.add(RprmStats.ROWS, len(rows))
         return list(rows)
 
     @abstractmethod
@@ -154,63 +174,68 @@ class _RprmBuilder(Builder[ConfigT]):
         """K analyses per input (one batched call), verdicts parsed, missing verdicts forced if asked."""
         cfg, seed = self.config, self.ctx.seed
         for item in items:
-            self.stats[f"inputs_{item.label.lower()}"] += 1
+            self.stats.add(RprmStats.INPUTS[item.label.lower()])
         kept = [i for i in items if i.in_balanced_subset or not cfg.balance]
-        self.stats["inputs_dropped_by_balance"] += len(items) - len(kept)
+        self.stats.add(RprmStats.INPUTS_DROPPED_BY_BALANCE, len(items) - len(kept))
         engine = self.ctx.engines["policy"]
         params = SamplingParams(n=cfg.k, temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_tokens, seed=seed)
         requests = [analysis_request(item, derive_seed(seed, item.id, "analysis")) for item in kept]
         cases = [Case(item) for item in kept]
-        unfinished: list[tuple[Analysis, Request]] = []
-        for case, request, completions in zip(cases, requests, engine.generate(requests, params), strict=True):
-            for index, completion in enumerate(completions):
-                if not completion.ok:
-                    self.stats["analyses_failed"] += 1
-                    continue
-                parsed = parse_analysis(ANALYSIS_START + completion.text, completion.finish_reason)
-                analysis = Analysis(index, parsed.text, parsed.verdict, parsed.status)
-                case.analyses.append(analysis)
-                if cfg.force_verdict and parsed.status in ("none", "truncated"):
-                    prefix = verdict_slot_prefix(request, completion)
-                    unfinished.append((analysis, Request(messages=request.messages, prefix=prefix, seed=derive_seed(seed, case.item.id, "verdict", index))))
-        if unfinished:
-            read = SamplingParams(n=1, temperature=0.0, max_tokens=1, seed=seed, logprobs=True, top_logprobs=20)
-            for (analysis, request), completions in zip(unfinished, engine.generate([r for _, r in unfinished], read), strict=True):
-                verdict, p_yes = slot_verdict(completions[0])
-                if p_yes is not None:
-                    verdict = sample_verdict(p_yes, cfg.temperature, random.Random(request.seed))
-                if verdict is not None:
-                    analysis.text = f"{request.prefix} {verdict}"
-                    analysis.verdict, analysis.status, analysis.forced = verdict, "ok", True
-        for case in cases:
-            for a in case.analyses:
-                self.stats["analyses"] += 1
-                self.stats[f"verdicts_{a.status}"] += 1
-                self.stats["verdicts_forced"] += a.forced
-                if a.verdict is not None:
-                    self.stats["analyses_matching" if a.verdict == case.item.label else "analyses_mismatching"] += 1
+        outputs = [
+            (case, index, request, completion)
+            for case, request, completions in zip(cases, requests, engine.generate(requests, params), strict=True)
+            for index, completion in enumerate(completions)
+        ]
+
+        def choose(n: int, reading: SlotReading[Label]) -> Label | None:  # drawn at the sampling temperature, seeded per analysis
+            case, index = outputs[n][0], outputs[n][1]
+            return draw(reading, cfg.temperature, random.Random(derive_seed(seed, case.item.id, "verdict", index)))
+
+        settled = settle(engine, ANALYSIS, [(request, completion) for _, _, request, completion in outputs], seed, cfg.force_verdict, choose)
+        for (case, index, _, _), analysis in zip(outputs, settled, strict=True):
+            if analysis is None:
+                self.stats.add(RprmStats.ANALYSES_FAILED)
+                continue
+            status = cast(Status, "ok" if analysis.verdict is not None else analysis.status)
+            case.analyses.append(Analysis(index, analysis.text, analysis.verdict, status, forced=analysis.forced is not None))
+            self.stats.add(RprmStats.ANALYSES)
+            self.stats.add(RprmStats.VERDICTS[status])
+            self.stats.add(RprmStats.VERDICTS_FORCED, analysis.forced is not None)
+            self.stats.add(RprmStats.VERDICT_SLOTS_FAILED, analysis.slot_failed)
+            if analysis.verdict is not None:
+                self.stats.add(RprmStats.ANALYSES_MATCHING if analysis.verdict == case.item.label else RprmStats.ANALYSES_MISMATCHING)
         self.ctx.on_inputs_done(len(items))
         return cases
 
     def case_fields(self, case: Case) -> dict[str, Any]:
         item = case.item
         return dict(
-            source_id=item.id, meta=self.row_meta(), question=item.question, previous_steps=item.previous_steps, now_step=item.now_step,
-            step_index=item.step_index, label=item.label, gold_answer=item.gold_answer, **case.counts(),
+            source_id=item.id,
+            meta=self.row_meta(),
+            question=item.question,
+            previous_steps=item.previous_steps,
+            now_step=item.now_step,
+            step_index=item.step_index,
+            label=item.label,
+            gold_answer=item.gold_answer,
+            **case.counts(),
         )
 
     @classmethod
-    def report(cls, stats: dict[str, float]) -> list[tuple[str, str]]:
-        yes, no = stats.get("inputs_yes", 0), stats.get("inputs_no", 0)
-        valid = stats.get("analyses_matching", 0) + stats.get("analyses_mismatching", 0)
+    def report(cls, stats: Mapping[str, float]) -> list[tuple[str, str]]:
+        S = RprmStats
+        inputs, verdicts, rows = S.INPUTS.read(stats), S.VERDICTS.read(stats), S.ROWS_BY_LABEL.read(stats)
+        yes, no = inputs.get("yes", 0), inputs.get("no", 0)
+        matching, forced = S.ANALYSES_MATCHING.read(stats), S.VERDICTS_FORCED.read(stats)
+        valid = matching + S.ANALYSES_MISMATCHING.read(stats)
         return [
             ("inputs Yes / No", f"{yes:g} / {no:g}" + (f" ({yes / (yes + no):.0%} Yes)" if yes + no else "")),
-            ("inputs dropped by --balance", f"{stats.get('inputs_dropped_by_balance', 0):g}"),
-            ("analyses (failed)", f"{stats.get('analyses', 0):g} ({stats.get('analyses_failed', 0):g})"),
-            ("verdicts parsed / forced", f"{stats.get('verdicts_ok', 0) - stats.get('verdicts_forced', 0):g} / {stats.get('verdicts_forced', 0):g}"),
-            ("malformed: " + " / ".join(MALFORMED), " / ".join(f"{stats.get(f'verdicts_{s}', 0):g}" for s in MALFORMED)),
-            ("verdicts matching the label", f"{stats.get('analyses_matching', 0):g} of {valid:g}" + (f" ({stats.get('analyses_matching', 0) / valid:.0%})" if valid else "")),
-            ("rows (label Yes / No)", f"{stats.get('rows', 0):g} ({stats.get('rows_yes', 0):g} / {stats.get('rows_no', 0):g})"),
+            ("inputs dropped by --balance", f"{S.INPUTS_DROPPED_BY_BALANCE.read(stats):g}"),
+            ("analyses (failed, dropped)", f"{S.ANALYSES.read(stats):g} ({S.ANALYSES_FAILED.read(stats):g})"),
+            ("verdicts parsed / forced (slot calls failed)", f"{verdicts.get('ok', 0) - forced:g} / {forced:g} ({S.VERDICT_SLOTS_FAILED.read(stats):g})"),
+            ("malformed: " + " / ".join(MALFORMED), " / ".join(f"{verdicts.get(s, 0):g}" for s in MALFORMED)),
+            ("verdicts matching the label", f"{matching:g} of {valid:g}" + (f" ({matching / valid:.0%})" if valid else "")),
+            ("rows (label Yes / No)", f"{S.ROWS.read(stats):g} ({rows.get('yes', 0):g} / {rows.get('no', 0):g})"),
         ]
 
 
@@ -220,22 +245,27 @@ class RprmSftBuilder(_RprmBuilder[RprmSftConfig]):
     summary = "R-PRM SFT data: sampled step analyses whose Yes/No verdict matches the step label"
     row_model = RprmSftRow
     Config = RprmSftConfig
+    Stats = RprmSftStats
 
     def rows(self, case: Case) -> list[RprmSftRow]:
         kept = case.matching()[: self.config.keep_per_input]
         if not kept:
-            self.stats["inputs_without_match"] += 1
+            self.stats.add(RprmSftStats.INPUTS_WITHOUT_MATCH)
         return [
             RprmSftRow(
-                id=f"{case.item.id}/analysis-{a.index}", analysis=a.text, verdict=a.verdict or "", forced_verdict=a.forced, analysis_index=a.index,
+                id=f"{case.item.id}/analysis-{a.index}",
+                analysis=a.text,
+                verdict=a.verdict or "",
+                forced_verdict=a.forced,
+                analysis_index=a.index,
                 **self.case_fields(case),
             )
             for a in kept
         ]
 
     @classmethod
-    def report(cls, stats: dict[str, float]) -> list[tuple[str, str]]:
-        return [*super().report(stats), ("inputs without a matching analysis", f"{stats.get('inputs_without_match', 0):g}")]
+    def report(cls, stats: Mapping[str, float]) -> list[tuple[str, str]]:
+        return [*super().report(stats), ("inputs without a matching analysis", f"{RprmSftStats.INPUTS_WITHOUT_MATCH.read(stats):g}")]
 
 
 class RprmPrefsBuilder(_RprmBuilder[RprmPrefsConfig]):
@@ -244,29 +274,36 @@ class RprmPrefsBuilder(_RprmBuilder[RprmPrefsConfig]):
     summary = "R-PRM preference pairs: a label-matching step analysis (chosen) against a non-matching one (rejected)"
     row_model = RprmPrefsRow
     Config = RprmPrefsConfig
-    unpaired_reasons: ClassVar[tuple[str, ...]] = ("all_matching", "all_mismatching", "no_valid_analysis")
+    Stats = RprmPrefsStats
 
     def rows(self, case: Case) -> list[RprmPrefsRow]:
         chosen, rejected = case.matching(), case.mismatching()
         if not chosen or not rejected:
             reason = "no_valid_analysis" if not chosen and not rejected else "all_matching" if chosen else "all_mismatching"
-            self.stats[f"inputs_{reason}"] += 1
+            self.stats.add(RprmPrefsStats.UNPAIRED[reason])
             return []
         rng = random.Random(derive_seed(self.ctx.seed, case.item.id, "pairs"))
         rng.shuffle(chosen)
         rng.shuffle(rejected)
         return [
             RprmPrefsRow(
-                id=f"{case.item.id}/pair-{c.index}-{r.index}", chosen=c.text, rejected=r.text, chosen_verdict=c.verdict or "",
-                rejected_verdict=r.verdict or "", chosen_forced_verdict=c.forced, rejected_forced_verdict=r.forced, chosen_index=c.index,
-                rejected_index=r.index, **self.case_fields(case),
+                id=f"{case.item.id}/pair-{c.index}-{r.index}",
+                chosen=c.text,
+                rejected=r.text,
+                chosen_verdict=c.verdict or "",
+                rejected_verdict=r.verdict or "",
+                chosen_forced_verdict=c.forced,
+                rejected_forced_verdict=r.forced,
+                chosen_index=c.index,
+                rejected_index=r.index,
+                **self.case_fields(case),
             )
             for c, r in _pairs(chosen, rejected, self.config.max_pairs_per_input)
         ]
 
     @classmethod
-    def report(cls, stats: dict[str, float]) -> list[tuple[str, str]]:
-        unpaired = ", ".join(f"{r.replace('_', ' ')} {stats.get(f'inputs_{r}', 0):g}" for r in cls.unpaired_reasons)
+    def report(cls, stats: Mapping[str, float]) -> list[tuple[str, str]]:
+        unpaired = ", ".join(f"{r.replace('_', ' ')} {RprmPrefsStats.UNPAIRED[r].read(stats):g}" for r in UNPAIRED_REASONS)
         return [*super().report(stats), ("inputs without a pair", unpaired)]
 
 

@@ -2,14 +2,16 @@
 
 She et al., "R-PRM", EMNLP 2025, arXiv 2503.21295: a step's reward is the mean over K sampled analyses
 (paper: K = 10; repository defaults T = 0.2, top_p = 0.95) of P(Yes), the softmax over the Yes and No
-tokens at the verdict slot. Each analysis (the prompt of builders/rprm_format.py) is sampled up to the
+tokens at the verdict slot. Each analysis (the prompt of judgeforge.formats.rprm) is sampled up to the
 verdict lead "Verification: Is the step correct (Yes/No)?" (an analysis that ends or runs out of tokens
-first gets the lead appended), then one greedy token is read there with its top log-probabilities;
-case and leading-space variants of Yes and No are summed. When the engine returns no log-probabilities
-(or neither token is among the top 20), the reward is the fraction of Yes verdicts instead: every row's
-`method` says which (p_yes, vote; none when no evaluation gave a verdict) and the manifest counts them.
+first gets the lead appended), then one greedy token is read there with its top log-probabilities
+(judgeforge.formats.verdicts); case and leading-space variants of Yes and No are summed. When the engine
+returns no log-probabilities (or neither token is among the top 20), the reward is the fraction of Yes
+verdicts instead: every row's `method` says which (p_yes, vote; none when no evaluation gave a verdict)
+and the manifest counts them. An analysis, or a read at its slot, whose engine call failed is no
+evaluation: it is dropped and counted (evaluations_failed), never recorded as one without a verdict.
 
-Inputs are step-labelled solutions (judgeforge.formats.step_inputs: PRM800K, Math-Shepherd, ProcessBench, TRL
+Inputs are step-labelled solutions (judgeforge.builders.step_inputs: PRM800K, Math-Shepherd, ProcessBench, TRL
 stepwise files or a step_labels run), or a folder of such files read in name order (ProcessBench's
 splits saved as gsm8k.jsonl, math.jsonl, olympiadbench.jsonl, omnimath.jsonl); --limit keeps the first
 N solutions over all of them. A solution belongs to the subset its row's `subset` field names, else to
@@ -33,24 +35,25 @@ to OUT/rprm_scores/summary.json. The rewards do not depend on the threshold: re-
 
 from __future__ import annotations
 
-import functools
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from itertools import pairwise
 from pathlib import Path
 from typing import Any, Literal
 
-import click
-from pydantic import BaseModel, Field, ValidationError, computed_field, field_validator, model_validator
+from pydantic import BaseModel, Field, computed_field, field_validator, model_validator
 
-from judgeforge.builders.base import Builder
-from judgeforge.formats.rprm import VERDICT_LEAD, analysis_request, slot_verdict, verdict_slot_prefix
+from judgeforge.builders.base import Builder, BuilderStats, Stat, StatFamily
+from judgeforge.builders.step_inputs import read_step_solutions
 from judgeforge.engines.base import Request, SamplingParams, derive_seed
 from judgeforge.errors import UserError
+from judgeforge.formats.rprm import ANALYSIS, VERDICT_LEAD, analysis_request, step_reward
+from judgeforge.formats.step_inputs import Label, LabelledSolution
+from judgeforge.formats.verdicts import SlotReading, read_slots
 from judgeforge.schemas.base import BaseRow
 from judgeforge.schemas.rprm import RprmScoreRow
 from judgeforge.sources import GYM_PREFIX, SourceConfig
-from judgeforge.formats.step_inputs import LabelledSolution, read_step_solutions
+
 
 class RprmScoreConfig(BaseModel):
     k: int = Field(10, ge=1, description="sampled evaluations per step; the reward is their mean P(Yes) (paper: 10)")
@@ -157,8 +160,10 @@ def sweep_threshold(solutions: Sequence[SolutionRewards], name: str) -> float:
 
     def f1(threshold: float) -> float:
         score = ProcessBenchScore(
-            erroneous=len(erroneous), erroneous_right=sum(lo < threshold <= hi for lo, hi in erroneous),
-            correct=len(correct), correct_right=sum(lo < threshold <= hi for lo, hi in correct),
+            erroneous=len(erroneous),
+            erroneous_right=sum(lo < threshold <= hi for lo, hi in erroneous),
+            correct=len(correct),
+            correct_right=sum(lo < threshold <= hi for lo, hi in correct),
         )
         return score.f1 or 0.0
 
@@ -175,8 +180,7 @@ class ThresholdChoice(BaseModel):
     )
     threshold_split: str | None = Field(
         None,
-        description="with --threshold sweep: the subset (its 'subset' field, or its file's name) the threshold is chosen on, "
-        "e.g. gsm8k",
+        description="with --threshold sweep: the subset (its 'subset' field, or its file's name) the threshold is chosen on, e.g. gsm8k",
     )
 
     @field_validator("threshold", mode="before")
@@ -223,8 +227,11 @@ def processbench(solutions: Sequence[SolutionRewards], choice: ThresholdChoice) 
     subsets = {name: score_at(group, threshold) for name, group in groups.items()}
     f1s = [s.f1 for s in subsets.values() if s.f1 is not None]
     return ProcessBenchResult(
-        f1=sum(f1s) / len(f1s) if f1s and len(f1s) == len(subsets) else None, threshold=threshold,
-        threshold_chosen_by="fixed" if isinstance(choice.threshold, float) else "sweep", threshold_split=split, subsets=subsets,
+        f1=sum(f1s) / len(f1s) if f1s and len(f1s) == len(subsets) else None,
+        threshold=threshold,
+        threshold_chosen_by="fixed" if isinstance(choice.threshold, float) else "sweep",
+        threshold_split=split,
+        subsets=subsets,
     )
 
 
@@ -243,24 +250,30 @@ def solution_rewards(rows: Iterable[dict[str, Any]]) -> list[SolutionRewards]:
     return solutions
 
 
-def step_reward(p_yes: list[float | None], votes: list[str | None]) -> tuple[float | None, str]:
-    """A step's reward from its K evaluations: mean P(Yes) where log-probabilities came back, else the
-    share of Yes votes, else none; and which of the three it was."""
-    probabilities = [p for p in p_yes if p is not None]
-    if probabilities:
-        return sum(probabilities) / len(probabilities), "p_yes"
-    given = [v for v in votes if v is not None]
-    if given:
-        return sum(v == "Yes" for v in given) / len(given), "vote"
-    return None, "none"
+REWARD_METHODS = ("p_yes", "vote", "none")
+
+
+class RprmScoreStats(BuilderStats):
+    SOLUTIONS_UNLABELLED = Stat("solutions_unlabelled")
+    SOLUTIONS_UNSCORED = Stat("solutions_unscored")
+    SOLUTIONS_CORRECT = Stat("solutions_correct")
+    SOLUTIONS_ERRONEOUS = Stat("solutions_erroneous")
+    EVALUATIONS = Stat("evaluations")
+    EVALUATIONS_FAILED = Stat("evaluations_failed")
+    REWARDS = StatFamily("rewards", REWARD_METHODS)
+
+
+Evaluation = tuple[str, SlotReading[Label]]
+"""One of a step's K evaluations: the analysis up to its verdict slot, and what was read there."""
 
 
 class RprmScoreBuilder(Builder[RprmScoreConfig]):
     name = "rprm-score"
-    version = "0.2.0"
+    version = "0.3.0"
     summary = "per-step R-PRM rewards (mean P(Yes) over K analyses) for step-labelled solutions, with the ProcessBench F1"
     row_model = RprmScoreRow
     Config = RprmScoreConfig
+    Stats = RprmScoreStats
 
     @classmethod
     def load_inputs(cls, source: SourceConfig) -> list[BaseModel]:
@@ -274,7 +287,7 @@ class RprmScoreBuilder(Builder[RprmScoreConfig]):
         solutions = []
         for solution in items:
             if solution.first_wrong is None or not solution.evaluated_steps:
-                self.stats["solutions_unlabelled"] += 1
+                self.stats.add(RprmScoreStats.SOLUTIONS_UNLABELLED)
             else:
                 solutions.append(solution)
         inputs = [item for s in solutions for item in s.inputs()]
@@ -282,18 +295,23 @@ class RprmScoreBuilder(Builder[RprmScoreConfig]):
         params = SamplingParams(n=cfg.k, temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_tokens, stop=(VERDICT_LEAD,), seed=seed)
         analyses = engine.generate(requests, params)
         slots = [
-            (i, Request(messages=request.messages, prefix=verdict_slot_prefix(request, c), seed=derive_seed(seed, inputs[i].id, "slot", j)))
+            (
+                i,
+                Request(
+                    messages=request.messages, prefix=ANALYSIS.slot(request.prefix + c.text, c.finish_reason), seed=derive_seed(seed, inputs[i].id, "slot", j)
+                ),
+            )
             for i, (request, completions) in enumerate(zip(requests, analyses, strict=True))
             for j, c in enumerate(completions)
             if c.ok
         ]
-        read = SamplingParams(n=1, temperature=0.0, max_tokens=1, seed=seed, logprobs=True, top_logprobs=20)
-        per_step: list[list[tuple[str, str | None, float | None]]] = [[] for _ in inputs]
-        for (i, request), completions in zip(slots, engine.generate([r for _, r in slots], read), strict=True):
-            verdict, p_yes = slot_verdict(completions[0])
-            per_step[i].append((request.prefix, verdict, p_yes))
-        self.stats["evaluations"] += len(slots)
-        self.stats["evaluations_failed"] += len(inputs) * cfg.k - len(slots)
+        per_step: list[list[Evaluation]] = [[] for _ in inputs]
+        for (i, request), reading in zip(slots, read_slots(engine, ANALYSIS.vocabulary, [r for _, r in slots], seed), strict=True):
+            if reading is not None:  # a failed call at the slot is no evaluation: dropped, counted below
+                per_step[i].append((request.prefix, reading))
+        evaluated = sum(map(len, per_step))
+        self.stats.add(RprmScoreStats.EVALUATIONS, evaluated)
+        self.stats.add(RprmScoreStats.EVALUATIONS_FAILED, len(inputs) * cfg.k - evaluated)
         rewards = iter(per_step)
         rows: list[BaseRow] = []
         for solution in solutions:
@@ -301,30 +319,45 @@ class RprmScoreBuilder(Builder[RprmScoreConfig]):
         self.ctx.on_inputs_done(len(items))
         return rows
 
-    def _solution_rows(self, solution: LabelledSolution, steps: list[list[tuple[str, str | None, float | None]]]) -> list[RprmScoreRow]:
-        scored = [step_reward([p for _, _, p in evals], [v for _, v, _ in evals]) for evals in steps]
+    def _solution_rows(self, solution: LabelledSolution, steps: list[list[Evaluation]]) -> list[RprmScoreRow]:
+        evaluations = [([r.probability("Yes") for _, r in evals], [r.token for _, r in evals], [text for text, _ in evals]) for evals in steps]
+        scored = [step_reward(p_yes, votes) for p_yes, votes, _ in evaluations]
         for _, method in scored:
-            self.stats[f"rewards_{method}"] += 1
+            self.stats.add(RprmScoreStats.REWARDS[method])
         label = solution.first_wrong if solution.first_wrong is not None else -1
         if any(r is None for r, _ in scored):
-            self.stats["solutions_unscored"] += 1
+            self.stats.add(RprmScoreStats.SOLUTIONS_UNSCORED)
         else:
-            self.stats["solutions_correct" if label == -1 else "solutions_erroneous"] += 1
+            self.stats.add(RprmScoreStats.SOLUTIONS_CORRECT if label == -1 else RprmScoreStats.SOLUTIONS_ERRONEOUS)
         return [
             RprmScoreRow(
-                id=item.id, source_id=solution.id, meta=self.row_meta(), subset=solution.subset or "", question=solution.question, now_step=item.now_step,
-                step_index=item.step_index, label=item.label, reward=reward, method=method, p_yes=[p for _, _, p in evals], votes=[v for _, v, _ in evals],
-                analyses=[text for text, _, _ in evals], solution_first_wrong=label,
+                id=item.id,
+                source_id=solution.id,
+                meta=self.row_meta(),
+                subset=solution.subset or "",
+                question=solution.question,
+                now_step=item.now_step,
+                step_index=item.step_index,
+                label=item.label,
+                reward=reward,
+                method=method,
+                p_yes=p_yes,
+                votes=votes,
+                analyses=texts,
+                solution_first_wrong=label,
             )
-            for item, (reward, method), evals in zip(solution.inputs(), scored, steps, strict=True)
+            for item, (reward, method), (p_yes, votes, texts) in zip(solution.inputs(), scored, evaluations, strict=True)
         ]
 
     @classmethod
-    def report(cls, stats: dict[str, float]) -> list[tuple[str, str]]:
+    def report(cls, stats: Mapping[str, float]) -> list[tuple[str, str]]:
+        S = RprmScoreStats
+        rewards = S.REWARDS.read(stats)
         return [
-            ("solutions scored: erroneous / correct", f"{stats.get('solutions_erroneous', 0):g} / {stats.get('solutions_correct', 0):g}"),
-            ("step rewards by p_yes / vote / none", f"{stats.get('rewards_p_yes', 0):g} / {stats.get('rewards_vote', 0):g} / {stats.get('rewards_none', 0):g}"),
-            ("solutions unlabelled / unscored", f"{stats.get('solutions_unlabelled', 0):g} / {stats.get('solutions_unscored', 0):g}"),
+            ("solutions scored: erroneous / correct", f"{S.SOLUTIONS_ERRONEOUS.read(stats):g} / {S.SOLUTIONS_CORRECT.read(stats):g}"),
+            ("step rewards by " + " / ".join(REWARD_METHODS), " / ".join(f"{rewards.get(m, 0):g}" for m in REWARD_METHODS)),
+            ("evaluations (failed, dropped)", f"{S.EVALUATIONS.read(stats):g} ({S.EVALUATIONS_FAILED.read(stats):g})"),
+            ("solutions unlabelled / unscored", f"{S.SOLUTIONS_UNLABELLED.read(stats):g} / {S.SOLUTIONS_UNSCORED.read(stats):g}"),
             ("ProcessBench F1", "per subset and their mean: judgeforge score rprm"),
         ]
 
@@ -332,15 +365,17 @@ class RprmScoreBuilder(Builder[RprmScoreConfig]):
 def summary(manifest: dict[str, Any], solutions: Sequence[SolutionRewards], choice: ThresholdChoice) -> dict[str, Any]:
     """The metric of a finished score run: ProcessBench per subset and their mean, from its scored
     solutions, with the manifest's counters and provenance."""
-    stats = manifest["builder_stats"]
+    stats, S = manifest["builder_stats"], RprmScoreStats
     result = processbench(solutions, choice)
-    methods = {m: int(stats.get(f"rewards_{m}", 0)) for m in ("p_yes", "vote", "none")}
+    methods = {m: int(S.REWARDS[m].read(stats)) for m in REWARD_METHODS}
     return {
         "metric": "ProcessBench",
         **result.model_dump(),
         "solutions": {
-            "erroneous": int(stats.get("solutions_erroneous", 0)), "correct": int(stats.get("solutions_correct", 0)),
-            "unlabelled": int(stats.get("solutions_unlabelled", 0)), "unscored": int(stats.get("solutions_unscored", 0)),
+            "erroneous": int(S.SOLUTIONS_ERRONEOUS.read(stats)),
+            "correct": int(S.SOLUTIONS_CORRECT.read(stats)),
+            "unlabelled": int(S.SOLUTIONS_UNLABELLED.read(stats)),
+            "unscored": int(S.SOLUTIONS_UNSCORED.read(stats)),
         },
         "reward_method": "p_yes" if methods["p_yes"] and not methods["vote"] else "vote" if methods["vote"] and not methods["p_yes"] else "mixed",
         "step_rewards_by_method": methods,
@@ -375,63 +410,3 @@ def summary_lines(result: dict[str, Any], where: Path) -> list[str]:
             f"on correct {pct(s['accuracy_correct'])} of {s['correct']}"
         )
     return lines
-
-
-def _threshold_choice(threshold: str, threshold_split: str | None) -> ThresholdChoice:
-    try:
-        return ThresholdChoice(threshold=threshold, threshold_split=threshold_split)
-    except ValidationError as exc:
-        raise UserError("; ".join(str(e.get("ctx", {}).get("error", e["msg"])) for e in exc.errors())) from None
-
-
-def _score_rprm(threshold: str, threshold_split: str | None, **kwargs: Any) -> None:
-    import pyarrow.parquet as pq
-    from rich.console import Console
-
-    from judgeforge.cli import run_build
-    from judgeforge.runs import RunDir
-
-    choice = _threshold_choice(threshold, threshold_split)  # a bad --threshold fails before anything is scored
-    run_build(RprmScoreBuilder.name, dict(kwargs))
-    run = RunDir(Path(kwargs["out"]) / RprmScoreRow.kind, RprmScoreRow.kind)
-    manifest = run.read_manifest()
-    console = Console()
-    if manifest is None or manifest["status"] != "complete":
-        console.print("[yellow]the run is not complete (other shards pending): no summary written[/]")
-        return
-    columns = ["source_id", "subset", "step_index", "reward", "solution_first_wrong"]
-    rows = [row for shard in run.shards() for row in pq.read_table(shard, columns=columns).to_pylist()]
-    result = summary(manifest, solution_rewards(rows), choice)
-    run.write_json(run.root / "summary.json", result)
-    for line in summary_lines(result, run.root / "summary.json"):
-        console.print(line, highlight=False, soft_wrap=True)
-
-
-def _threshold_options() -> list[click.Parameter]:
-    """score rprm's own options: they only read the rewards, so they are not build options."""
-    fields = ThresholdChoice.model_fields
-    return [
-        click.Option(["--threshold"], default="0.5", show_default=True, help=fields["threshold"].description),
-        click.Option(["--threshold-split"], default=None, metavar="NAME", help=fields["threshold_split"].description),
-    ]
-
-
-@functools.cache
-def _score_group() -> click.Group:
-    from judgeforge.cli import build
-
-    options = build.get_command(None, RprmScoreBuilder.name).params  # type: ignore[union-attr]  # the build command's options, made from the registry
-    group = click.Group("score", help="Score step-labelled solutions with a process reward model and report ProcessBench metrics.")
-    doc = (__doc__ or "").replace("``", "")
-    help_text = f"{RprmScoreBuilder.summary[:1].upper()}{RprmScoreBuilder.summary[1:]}.\n\n{doc}"
-    group.add_command(click.Command("rprm", params=[*options, *_threshold_options()], callback=_score_rprm, help=help_text))
-    return group
-
-
-def __getattr__(name: str) -> Any:
-    """``score`` (the click group judgeforge.cli registers) is made on first use: it reuses the options of the
-    generated ``build rprm-score`` command, and judgeforge.cli imports this module while it is itself
-    being imported, so the group cannot be built at import time."""
-    if name == "score":
-        return _score_group()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -14,7 +14,8 @@ Verifications: the model verifies every distinct final answer in two styles, wit
 problem-solving (solve the problem again and compare) and confirmative (put the answer back into the
 problem and check it); each ends in a "Verdict: correct|incorrect" line. A verification without one
 gets a forced verdict: the model continues its text with "Verdict:" and the likelier of " correct" and
-" incorrect" is taken. Parsed, forced and unparsable verdicts are counted apart. A verification is valid
+" incorrect" is taken (judgeforge.formats.verdicts). Parsed, forced and unparsable verdicts are counted
+apart; a sample or verification whose engine call failed is dropped and counted, never read as text. A verification is valid
 only when its verdict matches the real correctness of the answer it checks. A forced verdict is a
 measurement, not something the model wrote: by default a trajectory uses only verifications with a
 parsed verdict (the stored text is cut after its first verdict line, so it carries exactly one), and
@@ -38,32 +39,33 @@ reason (no_trajectory_<reason>), and questions and trajectories per level
 
 from __future__ import annotations
 
+import itertools
 import json
-import math
 import random
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, NamedTuple
 
 from pydantic import BaseModel, Field, field_validator
 
-from judgeforge.builders.base import Builder
+from judgeforge.builders.base import Builder, BuilderStats, Stat, StatFamily
+from judgeforge.engines.base import Request, SamplingParams, derive_seed
+from judgeforge.errors import UserError
 from judgeforge.formats.s2r import (
     STYLES,
     VERDICT_LEAD,
+    VERIFICATION,
     Style,
     Verdict,
     attempt_segment,
     fits_layout,
-    parse_verdict,
     policy_user_message,
-    verdict_line,
     verification_segment,
     verify_user_message,
 )
-from judgeforge.engines.base import Completion, Request, SamplingParams, derive_seed
-from judgeforge.errors import UserError
+from judgeforge.formats.verdicts import settle
 from judgeforge.schemas.base import BaseRow
 from judgeforge.schemas.s2r import S2RTrajectoryRow, Sample, Segment, Verification
 from judgeforge.sources import Problem
@@ -71,6 +73,31 @@ from judgeforge.verify import check_answer, extract_answer
 
 _EPS = 1e-9
 REASONS = ("no_gold_answer", "generation_failed", "no_correct_sample", "no_valid_confirmation", "too_few_rejected_wrong_attempts", "only_forced_verdicts")
+
+
+class S2RStats(BuilderStats):
+    QUESTIONS = Stat("questions")
+    NO_TRAJECTORY = StatFamily("no_trajectory", REASONS)
+    SAMPLES = Stat("samples")
+    SAMPLES_FAILED = Stat("samples_failed")
+    SAMPLES_CORRECT = Stat("samples_correct")
+    SAMPLES_WITHOUT_ANSWER = Stat("samples_without_answer")
+    SAMPLES_WITH_CONNECTOR = Stat("samples_with_connector")
+    VERIFICATIONS = Stat("verifications")
+    VERIFICATIONS_FAILED = Stat("verifications_failed")
+    VERDICTS_PARSED = Stat("verdicts_parsed")
+    VERDICTS_FORCED = Stat("verdicts_forced")
+    VERDICTS_UNPARSABLE = Stat("verdicts_unparsable")
+    VERDICT_SLOTS_FAILED = Stat("verdict_slots_failed")
+    VERIFICATIONS_VALID = Stat("verifications_valid")
+    VERIFICATIONS_INVALID = Stat("verifications_invalid")
+    VALID_BY_STYLE = StatFamily("verifications_valid", (s.replace("-", "_") for s in STYLES))
+    VERIFICATIONS_FORCED_EXCLUDED = Stat("verifications_forced_excluded")
+    VERIFICATIONS_WITH_CONNECTOR = Stat("verifications_with_connector")
+    DIFFICULTY_LEVEL = StatFamily("difficulty_level")
+    TRAJECTORIES = Stat("trajectories")
+    TRAJECTORY_LEVEL = StatFamily("trajectory_level")
+    TRAJECTORIES_WITH_FORCED_VERDICTS = Stat("trajectories_with_forced_verdicts")
 
 
 class DifficultyLevel(NamedTuple):
@@ -91,7 +118,7 @@ def parse_difficulty_table(text: str) -> tuple[DifficultyLevel, ...]:
         if not sep or not 0.0 <= level.min_accuracy <= 1.0 or level.attempts < 1:
             raise UserError(f"{where}: '{entry.strip()}' needs a minimum accuracy in [0, 1] and at least 1 attempt")
         levels.append(level)
-    if any(b.min_accuracy >= a.min_accuracy for a, b in zip(levels, levels[1:])):
+    if any(b.min_accuracy >= a.min_accuracy for a, b in itertools.pairwise(levels)):
         raise UserError(f"{where}: minimum accuracies must decrease from the easiest level to the hardest")
     if levels[-1].min_accuracy != 0.0:
         raise UserError(f"{where}: the hardest level must start at accuracy 0 so every question has a level")
@@ -109,19 +136,25 @@ class S2RTrajectoriesConfig(BaseModel):
     top_p: float = Field(1.0, gt=0.0, le=1.0, description="Stage-0 nucleus sampling (paper: 1.0)")
     max_tokens: int = Field(2048, ge=1, description="token budget of one Stage-0 response (paper: 2048)")
     styles: Literal["both", "problem-solving", "confirmative"] = Field(
-        "both", description="verification styles generated for every distinct answer: problem-solving (re-solve and compare), confirmative (substitute back and check), or both"
+        "both",
+        description="verification styles generated for every distinct answer: problem-solving (re-solve and compare), "
+        "confirmative (substitute back and check), or both",
     )
     verifications_per_style: int = Field(1, ge=1, description="verifications sampled per distinct answer and style")
     verify_temperature: float = Field(0.1, ge=0.0, description="verification sampling temperature (paper's collection script: 0.1)")
     verify_max_tokens: int = Field(512, ge=1, description="token budget of one verification")
-    force_verdict: bool = Field(True, description=f"when a verification has no '{VERDICT_LEAD} correct|incorrect' line, continue it with '{VERDICT_LEAD}' and take the likelier verdict")
+    force_verdict: bool = Field(
+        True, description=f"when a verification has no '{VERDICT_LEAD} correct|incorrect' line, continue it with '{VERDICT_LEAD}' and take the likelier verdict"
+    )
     allow_forced_verdicts: bool = Field(
         False,
-        description="let verifications whose verdict was forced (not written by the model) into trajectories as training targets; by default they are only measured, and the valid ones left out are counted",
+        description="let verifications whose verdict was forced (not written by the model) into trajectories as training targets; "
+        "by default they are only measured, and the valid ones left out are counted",
     )
     difficulty_table: str = Field(
         "0.9:1,0.7:2,0.5:3,0.3:3,0:4",
-        description="difficulty levels, easiest first, as MIN_ACCURACY:ATTEMPTS pairs: a question's level is the first whose minimum its Stage-0 accuracy reaches; ATTEMPTS counts the wrong attempts plus the final correct one (default: the paper's script for K=5)",
+        description="difficulty levels, easiest first, as MIN_ACCURACY:ATTEMPTS pairs: a question's level is the first whose minimum "
+        "its Stage-0 accuracy reaches; ATTEMPTS counts the wrong attempts plus the final correct one (default: the paper's script for K=5)",
     )
     distinct_wrong_answers: bool = Field(True, description="the wrong attempts of one trajectory must give different final answers (as the paper's script)")
 
@@ -147,34 +180,22 @@ class _Question:
     verifications: list[Verification] = field(default_factory=list)
 
 
-@dataclass
-class _Pending:
-    """A verification waiting for its verdict."""
-
-    question: int
-    answer: str
-    style: Style
-    request: Request
-    raw: str
-    verdict: Verdict | None = None
-    forced: bool = False
-
-
 class S2RTrajectoriesBuilder(Builder[S2RTrajectoriesConfig]):
     name = "s2r-trajectories"
     version = "0.2.0"
     summary = "S2R self-verification trajectories (attempt, verify, retry) stratified by difficulty, with SFT loss masks"
     row_model = S2RTrajectoryRow
     Config = S2RTrajectoriesConfig
+    Stats = S2RStats
 
     def build(self, problems: list[Problem]) -> list[BaseRow]:
         graded = [p for p in problems if gradable(p)]
-        self.stats["questions"] += len(problems)
-        self.stats["no_trajectory_no_gold_answer"] += len(problems) - len(graded)
+        self.stats.add(S2RStats.QUESTIONS, len(problems))
+        self.stats.add(S2RStats.NO_TRAJECTORY["no_gold_answer"], len(problems) - len(graded))
         self.ctx.on_inputs_done(len(problems) - len(graded))
         questions = self._sample(graded)
         self._verify(questions)
-        rows = [row for q in questions if (row := self._trajectory(q)) is not None]
+        rows: list[BaseRow] = [row for q in questions if (row := self._trajectory(q)) is not None]
         self.ctx.on_inputs_done(len(questions))
         return rows
 
@@ -192,11 +213,11 @@ class S2RTrajectoriesBuilder(Builder[S2RTrajectoriesConfig]):
                     continue
                 answer = extract_answer(c.text)
                 samples.append(Sample(index=index, text=c.text, answer=answer, correct=bool(check_answer(problem, c.text)), finish_reason=c.finish_reason))
-                self.stats["samples_without_answer"] += answer is None
-                self.stats["samples_with_connector"] += not fits_layout("attempt", c.text)
-            self.stats["samples"] += len(completions)
-            self.stats["samples_failed"] += failed
-            self.stats["samples_correct"] += sum(s.correct for s in samples)
+                self.stats.add(S2RStats.SAMPLES_WITHOUT_ANSWER, answer is None)
+                self.stats.add(S2RStats.SAMPLES_WITH_CONNECTOR, not fits_layout("attempt", c.text))
+            self.stats.add(S2RStats.SAMPLES, len(completions))
+            self.stats.add(S2RStats.SAMPLES_FAILED, failed)
+            self.stats.add(S2RStats.SAMPLES_CORRECT, sum(s.correct for s in samples))
             questions.append(_Question(problem, samples))
         return questions
 
@@ -210,42 +231,27 @@ class S2RTrajectoriesBuilder(Builder[S2RTrajectoriesConfig]):
                 for style in cfg.style_list:
                     seed = derive_seed(self.ctx.seed, q.problem.id, "verify", style, answer)
                     slots.append((qi, answer, style, Request.chat(verify_user_message(style, q.problem.question, answer), seed=seed)))
-        outputs = self.ctx.engines["policy"].generate([r for *_, r in slots], params)
-        pending = []
-        for (qi, answer, style, request), completions in zip(slots, outputs, strict=True):
-            self.stats["verifications_failed"] += sum(not c.ok for c in completions)
-            pending += [_Pending(qi, answer, style, request, c.text) for c in completions if c.ok]
-        unreadable = []
-        for p in pending:
-            parsed = parse_verdict(p.raw)
-            if parsed.verdict is not None:  # keep the text up to the verdict, in the canonical verdict line
-                p.verdict, p.raw = parsed.verdict, p.raw[: parsed.start] + verdict_line(parsed.verdict)
-            elif not parsed.contradictory:
-                unreadable.append(p)
-        if cfg.force_verdict:
-            self._force(unreadable)
-        for p in pending:
-            q = questions[p.question]
-            correct = next(s.correct for s in q.samples if s.answer == p.answer)
-            valid = p.verdict == ("correct" if correct else "incorrect")
-            q.verifications.append(Verification(answer=p.answer, style=p.style, text=p.raw.strip(), verdict=p.verdict, forced=p.forced, valid=valid))
-            self.stats["verifications"] += 1
-            self.stats["verdicts_unparsable" if p.verdict is None else "verdicts_forced" if p.forced else "verdicts_parsed"] += 1
-            self.stats["verifications_valid" if valid else "verifications_invalid"] += 1
-            self.stats[f"verifications_valid_{p.style.replace('-', '_')}"] += valid
-            self.stats["verifications_forced_excluded"] += valid and p.forced and not cfg.allow_forced_verdicts
-            self.stats["verifications_with_connector"] += not fits_layout("verification", p.raw)
-
-    def _force(self, pending: list[_Pending]) -> None:
-        if not pending:
-            return
-        requests = [Request(messages=p.request.messages, prefix=f"{p.raw.rstrip()}\n\n{VERDICT_LEAD}".lstrip(), seed=p.request.seed) for p in pending]
-        params = SamplingParams(n=1, temperature=0.0, max_tokens=1, seed=self.ctx.seed, logprobs=True, top_logprobs=20)
-        for p, completions in zip(pending, self.ctx.engines["policy"].generate(requests, params), strict=True):
-            verdict = _forced_verdict(completions[0])
-            if verdict is not None:
-                p.verdict, p.forced = verdict, True
-                p.raw = f"{p.raw.rstrip()}\n\n{verdict_line(verdict)}"
+        engine = self.ctx.engines["policy"]
+        outputs = [
+            (slot, completion) for slot, completions in zip(slots, engine.generate([r for *_, r in slots], params), strict=True) for completion in completions
+        ]
+        settled = settle(engine, VERIFICATION, [(slot[3], completion) for slot, completion in outputs], self.ctx.seed, cfg.force_verdict)
+        for ((qi, answer, style, _), _), check in zip(outputs, settled, strict=True):
+            if check is None:
+                self.stats.add(S2RStats.VERIFICATIONS_FAILED)
+                continue
+            q = questions[qi]
+            correct = next(s.correct for s in q.samples if s.answer == answer)
+            valid = check.verdict == ("correct" if correct else "incorrect")
+            forced = check.forced is not None
+            q.verifications.append(Verification(answer=answer, style=style, text=check.text.strip(), verdict=check.verdict, forced=forced, valid=valid))
+            self.stats.add(S2RStats.VERIFICATIONS)
+            self.stats.add({"parsed": S2RStats.VERDICTS_PARSED, "forced": S2RStats.VERDICTS_FORCED, "unparsable": S2RStats.VERDICTS_UNPARSABLE}[check.how])
+            self.stats.add(S2RStats.VERDICT_SLOTS_FAILED, check.slot_failed)
+            self.stats.add(S2RStats.VERIFICATIONS_VALID if valid else S2RStats.VERIFICATIONS_INVALID)
+            self.stats.add(S2RStats.VALID_BY_STYLE[style.replace("-", "_")], valid)
+            self.stats.add(S2RStats.VERIFICATIONS_FORCED_EXCLUDED, valid and forced and not cfg.allow_forced_verdicts)
+            self.stats.add(S2RStats.VERIFICATIONS_WITH_CONNECTOR, not fits_layout("verification", check.text))
 
     def _trajectory(self, q: _Question) -> S2RTrajectoryRow | None:
         """Draw the trajectory of one question, or count why it has none."""
@@ -255,7 +261,7 @@ class S2RTrajectoriesBuilder(Builder[S2RTrajectoriesConfig]):
         num_correct = sum(s.correct for s in q.samples)
         accuracy = num_correct / len(q.samples)
         level = difficulty_level(levels, accuracy)
-        self.stats[f"difficulty_level_{level}"] += 1
+        self.stats.add(S2RStats.DIFFICULTY_LEVEL[level])
         if not num_correct:
             return self._none("no_correct_sample")
         needed = levels[level - 1].attempts - 1
@@ -275,11 +281,13 @@ class S2RTrajectoriesBuilder(Builder[S2RTrajectoriesConfig]):
             verdict: Verdict = "correct" if sample.correct else "incorrect"
             shared = dict(sample_index=sample.index, answer=answer, answer_correct=sample.correct)
             segments.append(Segment(role="attempt", text=attempt_segment(sample.text, first=i == 0), style=None, verdict=None, forced=False, **shared))
-            segments.append(Segment(role="verification", text=verification_segment(check.text, verdict), style=check.style, verdict=verdict, forced=check.forced, **shared))
+            segments.append(
+                Segment(role="verification", text=verification_segment(check.text, verdict), style=check.style, verdict=verdict, forced=check.forced, **shared)
+            )
         mask = [int(s.role == "verification" or s.answer_correct) for s in segments]
-        self.stats["trajectories"] += 1
-        self.stats[f"trajectory_level_{level}"] += 1
-        self.stats["trajectories_with_forced_verdicts"] += any(s.forced for s in segments)
+        self.stats.add(S2RStats.TRAJECTORIES)
+        self.stats.add(S2RStats.TRAJECTORY_LEVEL[level])
+        self.stats.add(S2RStats.TRAJECTORIES_WITH_FORCED_VERDICTS, any(s.forced for s in segments))
         return S2RTrajectoryRow(
             id=q.problem.id,
             source_id=q.problem.id,
@@ -304,8 +312,9 @@ class S2RTrajectoriesBuilder(Builder[S2RTrajectoriesConfig]):
         checks = _usable_verifications(q.verifications, allow_forced=True)
         return _shortfall(*_candidates(samples, checks, self.config.distinct_wrong_answers), needed) is None
 
-    def _none(self, reason: str) -> None:
-        self.stats[f"no_trajectory_{reason}"] += 1
+    def _none(self, reason: str) -> S2RTrajectoryRow | None:
+        """Count why a question has no trajectory; the trajectory it gives is none."""
+        self.stats.add(S2RStats.NO_TRAJECTORY[reason])
         return None
 
     @classmethod
@@ -313,25 +322,31 @@ class S2RTrajectoriesBuilder(Builder[S2RTrajectoriesConfig]):
         write_difficulty_plot(run)
 
     @classmethod
-    def report(cls, stats: dict[str, float]) -> list[tuple[str, str]]:
-        samples = stats.get("samples", 0) - stats.get("samples_failed", 0)
-        verifications = stats.get("verifications", 0)
-        levels = sorted(int(k.rsplit("_", 1)[1]) for k in stats if k.startswith("difficulty_level_"))
+    def report(cls, stats: Mapping[str, float]) -> list[tuple[str, str]]:
+        S = S2RStats
+
+        def n(stat: Stat) -> str:
+            return f"{stat.read(stats):g}"
+
+        samples = S.SAMPLES.read(stats) - S.SAMPLES_FAILED.read(stats)
+        questions, built, missing = S.DIFFICULTY_LEVEL.read(stats), S.TRAJECTORY_LEVEL.read(stats), S.NO_TRAJECTORY.read(stats)
+        levels = sorted(questions, key=int)
         return [
-            ("trajectories", f"{stats.get('trajectories', 0):g} of {stats.get('questions', 0):g} questions"),
-            ("Stage-0 accuracy", f"{stats.get('samples_correct', 0) / samples:.1%} of {samples:g} samples" if samples else "-"),
-            ("questions / trajectories per level", ", ".join(f"L{n} {stats.get(f'difficulty_level_{n}', 0):g}/{stats.get(f'trajectory_level_{n}', 0):g}" for n in levels) or "-"),
-            ("verifications valid / invalid", f"{stats.get('verifications_valid', 0):g} / {stats.get('verifications_invalid', 0):g} of {verifications:g}"),
-            ("  verdicts parsed / forced / unparsable", f"{stats.get('verdicts_parsed', 0):g} / {stats.get('verdicts_forced', 0):g} / {stats.get('verdicts_unparsable', 0):g}"),
+            ("trajectories", f"{n(S.TRAJECTORIES)} of {n(S.QUESTIONS)} questions"),
+            ("Stage-0 accuracy", f"{S.SAMPLES_CORRECT.read(stats) / samples:.1%} of {samples:g} samples" if samples else "-"),
+            ("questions / trajectories per level", ", ".join(f"L{k} {questions[k]:g}/{built.get(k, 0):g}" for k in levels) or "-"),
+            ("verifications valid / invalid", f"{n(S.VERIFICATIONS_VALID)} / {n(S.VERIFICATIONS_INVALID)} of {n(S.VERIFICATIONS)}"),
+            ("  verdicts parsed / forced / unparsable", f"{n(S.VERDICTS_PARSED)} / {n(S.VERDICTS_FORCED)} / {n(S.VERDICTS_UNPARSABLE)}"),
+            ("failed, dropped: samples / verifications / verdict slots", f"{n(S.SAMPLES_FAILED)} / {n(S.VERIFICATIONS_FAILED)} / {n(S.VERDICT_SLOTS_FAILED)}"),
             (
                 "  forced verdicts as training targets",
                 (
-                    f"{stats.get('verifications_forced_excluded', 0):g} valid verifications excluded, "
-                    f"{stats.get('no_trajectory_only_forced_verdicts', 0):g} questions lost their trajectory; "
-                    f"{stats.get('trajectories_with_forced_verdicts', 0):g} trajectories use one (--allow-forced-verdicts)"
+                    f"{n(S.VERIFICATIONS_FORCED_EXCLUDED)} valid verifications excluded, "
+                    f"{n(S.NO_TRAJECTORY['only_forced_verdicts'])} questions lost their trajectory; "
+                    f"{n(S.TRAJECTORIES_WITH_FORCED_VERDICTS)} trajectories use one (--allow-forced-verdicts)"
                 ),
             ),
-            ("no trajectory because", ", ".join(f"{r.replace('_', ' ')} {stats[f'no_trajectory_{r}']:g}" for r in REASONS if stats.get(f"no_trajectory_{r}")) or "-"),
+            ("no trajectory because", ", ".join(f"{r.replace('_', ' ')} {missing[r]:g}" for r in REASONS if missing.get(r)) or "-"),
         ]
 
 
@@ -371,20 +386,6 @@ def gradable(problem: Problem) -> bool:
     return problem.answer is not None or "gym_task" in problem.meta
 
 
-def _forced_verdict(completion: Completion) -> Verdict | None:
-    """The likelier of " correct" / " incorrect" at the verdict slot (the greedy token without logprobs)."""
-    if not completion.ok:
-        return None
-    if completion.logprobs:
-        top = completion.logprobs[0].top
-        right, wrong = top.get(" correct", -math.inf), top.get(" incorrect", -math.inf)
-        if right == wrong == -math.inf:
-            return None
-        return "correct" if right >= wrong else "incorrect"
-    head = completion.text.strip().lower()
-    return "correct" if head == "correct" else "incorrect" if head == "incorrect" else None
-
-
 def write_difficulty_plot(run: Path, path: Path | None = None) -> Path:
     """Draw a run's questions per difficulty level (trajectories built, in the labels) from its manifest.
 
@@ -396,9 +397,9 @@ def write_difficulty_plot(run: Path, path: Path | None = None) -> Path:
     stats, levels = manifest["builder_stats"], parse_difficulty_table(manifest["config"]["difficulty_table"])
     labels, counts = [], []
     for n, level in enumerate(levels, 1):
-        built = stats.get(f"trajectory_level_{n}", 0)
+        built = S2RStats.TRAJECTORY_LEVEL[n].read(stats)
         labels.append(f"L{n} acc ≥ {level.min_accuracy:g}: {built:g} traj.")
-        counts.append(stats.get(f"difficulty_level_{n}", 0))
+        counts.append(S2RStats.DIFFICULTY_LEVEL[n].read(stats))
     out = path or run / "plots" / "difficulty.png"
     out.parent.mkdir(parents=True, exist_ok=True)
     xlabel = f"questions (level by accuracy over {manifest['config']['num_samples']} samples)"

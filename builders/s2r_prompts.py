@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from judgeforge.builders.base import Builder
+from judgeforge.builders.base import Builder, BuilderStats, Stat
 from judgeforge.builders.s2r import gradable
 from judgeforge.formats.s2r import policy_messages
 from judgeforge.schemas.base import BaseRow
@@ -25,18 +25,24 @@ class S2RPromptsConfig(BaseModel):
     """No options of its own: the prompt is the Stage-0 user turn, the rest comes from the source."""
 
 
+class S2RPromptsStats(BuilderStats):
+    PROMPTS = Stat("prompts")
+    SKIPPED_NO_GOLD_ANSWER = Stat("skipped_no_gold_answer")
+
+
 class S2RPromptsBuilder(Builder[S2RPromptsConfig]):
     name = "s2r-rl-prompts"
     version = "0.1.0"
     summary = "S2R RL prompts with gold answers, for GRPO with the outcome- and process-level rewards"
     row_model = S2RPromptRow
     Config = S2RPromptsConfig
+    Stats = S2RPromptsStats
 
     def build(self, problems: list[Problem]) -> list[BaseRow]:
         rows: list[BaseRow] = []
         for problem in problems:
             if not gradable(problem):
-                self.stats["skipped_no_gold_answer"] += 1
+                self.stats.add(S2RPromptsStats.SKIPPED_NO_GOLD_ANSWER)
                 continue
             rows.append(
                 S2RPromptRow(
@@ -49,6 +55,6 @@ class S2RPromptsBuilder(Builder[S2RPromptsConfig]):
                     problem=problem.model_dump_json(),
                 )
             )
-        self.stats["prompts"] += len(rows)
+        self.stats.add(S2RPromptsStats.PROMPTS, len(rows))
         self.ctx.on_inputs_done(len(problems))
         return rows

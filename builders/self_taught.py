@@ -6,7 +6,7 @@ Per chunk of instructions x, each stage is one batched engine call:
 
 1. The model writes a "similar but different" instruction x' (close in topic, asking something else)
 between markers, so it parses; outputs without the end marker, empty ones and copies of x are counted
-as parse failures and dropped.
+as parse failures and dropped (failed engine calls too, counted apart).
 
 2. y^w = a response to x, y^l = a response to x' (plausibly a worse answer to x). Where x has a gold
 answer both are checked against it; ``--require-verified`` keeps only pairs where y^w verifies and
@@ -19,7 +19,9 @@ the orders alternate, so with N >= 2 every pair is judged both ways. A judgment 
 with ``Verdict: [[`` and its verdict drawn from the judge's probabilities of A and B at the judge
 temperature, as if the judge had sampled that token itself. A forced verdict is a measurement, counted
 apart from parsed verdicts; an output that already names a verdict (one contradicting itself) is never
-forced, so no text carries both ``[[A]]`` and ``[[B]]``. A verdict is correct when it picks y^w.
+forced, so no text carries both ``[[A]]`` and ``[[B]]`` (judgeforge.formats.verdicts). A judgment whose
+engine call failed is no judgment: dropped and counted (``judge_failed``), never an empty text and
+never forced. A verdict is correct when it picks y^w.
 
 4. A training target is a judgment whose stored text parses (:func:`parse_verdict`) to exactly the label;
 forced verdicts are targets only with ``--allow-forced-verdicts`` (a forced coin flip at P(A) ~ 0.5 would
@@ -37,19 +39,19 @@ Llama-3-70B-Instruct).
 
 from __future__ import annotations
 
-import math
 import random
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, TypeVar
 
 from pydantic import BaseModel, Field
 
-from judgeforge.builders.base import Builder
-from judgeforge.formats.judge import Verdict, can_force, format_judgment, parse_verdict, response_judge_message
-from judgeforge.builders.judging import force_verdicts
+from judgeforge.builders.base import Builder, Stat, StatFamily
+from judgeforge.builders.judging import JudgeStats
 from judgeforge.engines.base import Completion, Request, SamplingParams, derive_seed
+from judgeforge.formats.judge import JUDGMENT, VERDICTS, Verdict, parse_verdict, response_judge_message
+from judgeforge.formats.verdicts import SlotReading, draw, settle
 from judgeforge.schemas.base import BaseRow
 from judgeforge.schemas.self_taught import SampledJudgment, SelfTaughtRow
 from judgeforge.sources import Problem
@@ -66,12 +68,39 @@ SIMILAR_INSTRUCTION_PROMPT = (
     f"\n\n[INSTRUCTION]\n{{instruction}}\n{NEW_INSTRUCTION_END}"
 )
 ANSWER_HINT = 'If this asks for an answer, end your response with "The answer is X".'
+SimilarOutcome = Literal["ok", "failed", "unfinished", "empty", "copy"]
+TargetExclusion = Literal["forced", "not_reparsed"]
+
+
+class SelfTaughtStats(JudgeStats):
+    INSTRUCTIONS = Stat("instructions")
+    SIMILAR_PARSE_FAILURES = Stat("similar_parse_failures")
+    SIMILAR = StatFamily("similar", ("failed", "unfinished", "empty", "copy"))
+    PAIRS_FAILED = Stat("pairs_failed")
+    PAIRS_EMPTY_OR_IDENTICAL = Stat("pairs_empty_or_identical")
+    PAIRS_CHECKED = Stat("pairs_checked")
+    BETTER_VERIFIED = Stat("better_verified")
+    WORSE_VERIFIED = Stat("worse_verified")
+    DROPPED_UNVERIFIED = Stat("dropped_unverified")
+    PAIRS_BUILT = Stat("pairs_built")
+    JUDGMENTS = Stat("judgments")  # this builder's name for the judge's judgments (the loop reads it)
+    JUDGMENTS_CORRECT = Stat("judgments_correct")
+    FORCED_AGREEING = Stat("forced_agreeing")
+    TARGETS_EXCLUDED = StatFamily("targets_excluded", ("forced", "not_reparsed"))
+    PAIRS_NO_CORRECT = Stat("pairs_no_correct")
+    DROPPED_MIN_CORRECT = Stat("dropped_min_correct")
+    KEPT_BEFORE_BALANCE = Stat("kept_before_balance")
+    DROPPED_BALANCE = Stat("dropped_balance")
+    ROWS = Stat("rows")
+    ROWS_BY_LABEL = StatFamily("rows", VERDICTS)
 
 
 class SelfTaughtConfig(BaseModel):
     iteration: int = Field(0, ge=0, description="t of the judge M_t writing the judgments (recorded in every row, so loop can chain M_t -> data -> M_t+1)")
     num_judgments: int = Field(
-        4, ge=1, description="judgments sampled per pair (N), in alternating presentation orders (the seed picks the first), so N >= 2 judges every pair both ways"
+        4,
+        ge=1,
+        description="judgments sampled per pair (N), in alternating presentation orders (the seed picks the first), so N >= 2 judges every pair both ways",
     )
     keep_per_pair: int = Field(1, ge=1, description="correct judgments kept per pair (paper: 1)")
     min_correct_fraction: float | None = Field(
@@ -112,9 +141,11 @@ def similar_instruction_request(instruction: str, seed: int) -> Request:
     return Request.chat(SIMILAR_INSTRUCTION_PROMPT.format(instruction=instruction.strip()), prefix=NEW_INSTRUCTION_START + "\n", seed=seed)
 
 
-def parse_similar_instruction(completion: Completion, original: str) -> tuple[str | None, str]:
-    """x' from a completion of :func:`similar_instruction_request`, or None and why not (unfinished/empty/copy)."""
-    if not completion.ok or completion.finish_reason == "length":
+def parse_similar_instruction(completion: Completion, original: str) -> tuple[str | None, SimilarOutcome]:
+    """x' from a completion of :func:`similar_instruction_request`, or None and why not (failed/unfinished/empty/copy)."""
+    if not completion.ok:
+        return None, "failed"
+    if completion.finish_reason == "length":
         return None, "unfinished"
     text = completion.text.strip()
     if not text:
@@ -138,9 +169,6 @@ def presentation_order(seed: int, item_id: str, sample: int) -> Verdict:
     return "A" if first_a == (sample % 2 == 0) else "B"
 
 
-TargetExclusion = Literal["forced", "not_reparsed"]
-
-
 def target_exclusion(judgment: SampledJudgment, allow_forced: bool) -> TargetExclusion | None:
     """Why a judgment that picks y^w may not be a training target, or None when it may.
 
@@ -151,15 +179,6 @@ def target_exclusion(judgment: SampledJudgment, allow_forced: bool) -> TargetExc
     if parse_verdict(judgment.text) != judgment.better_shown_as:
         return "not_reparsed"
     return None
-
-
-def sample_forced_verdict(p_a: float, temperature: float, seed: int) -> Verdict:
-    """A forced verdict drawn as a sampled token would be: P(A) vs. P(B) at ``temperature`` (0: the likelier)."""
-    if temperature == 0 or p_a in (0.0, 1.0):
-        return "A" if p_a >= 0.5 else "B"
-    logit = (math.log(p_a) - math.log1p(-p_a)) / temperature
-    p = 1.0 / (1.0 + math.exp(min(-logit, 700.0)))
-    return "A" if random.Random(seed).random() < p else "B"
 
 
 def choose_judgments(options: Sequence[Sequence[tuple[int, Verdict]]], keep: int, seeds: Sequence[int]) -> list[list[int]]:
@@ -195,14 +214,15 @@ def balance_verdicts(items: Sequence[T], verdict: Callable[[T], str], seed: int)
 
 class SelfTaughtBuilder(Builder[SelfTaughtConfig]):
     name = "self-taught"
-    version = "0.2.0"
+    version = "0.3.0"
     summary = "synthetic pairwise judge data: responses to x vs. to a similar x', judged by M_t, correct verdicts kept and A/B-balanced"
     row_model = SelfTaughtRow
     Config = SelfTaughtConfig
+    Stats = SelfTaughtStats
     roles = ("policy", "judge")
 
     def build(self, problems: list[Problem]) -> list[BaseRow]:
-        self.stats["instructions"] += len(problems)
+        self.stats.add(SelfTaughtStats.INSTRUCTIONS, len(problems))
         similar = self._similar_instructions(problems)
         pairs = self._pairs([(p, s) for p, s in zip(problems, similar, strict=True) if s is not None])
         self._judge(pairs)
@@ -221,8 +241,8 @@ class SelfTaughtBuilder(Builder[SelfTaughtConfig]):
         for problem, [completion] in zip(problems, outputs, strict=True):
             text, why = parse_similar_instruction(completion, problem.question)
             if text is None:
-                self.stats["similar_parse_failures"] += 1
-                self.stats[f"similar_{why}"] += 1
+                self.stats.add(SelfTaughtStats.SIMILAR_PARSE_FAILURES)
+                self.stats.add(SelfTaughtStats.SIMILAR[why])
             similar.append(text)
         return similar
 
@@ -238,22 +258,22 @@ class SelfTaughtBuilder(Builder[SelfTaughtConfig]):
         for k, (problem, similar) in enumerate(items):
             [good], [bad] = outputs[2 * k], outputs[2 * k + 1]
             if not (good.ok and bad.ok):
-                self.stats["pairs_failed"] += 1
+                self.stats.add(SelfTaughtStats.PAIRS_FAILED)
                 continue
             better, worse = good.text.strip(), bad.text.strip()
             if not better or not worse or better == worse:
-                self.stats["pairs_empty_or_identical"] += 1
+                self.stats.add(SelfTaughtStats.PAIRS_EMPTY_OR_IDENTICAL)
                 continue
             pair = _Pair(problem, similar, better, worse, check_answer(problem, better), check_answer(problem, worse))
             if pair.better_verified is not None:
-                self.stats["pairs_checked"] += 1
-                self.stats["better_verified"] += int(pair.better_verified)
-                self.stats["worse_verified"] += int(bool(pair.worse_verified))
+                self.stats.add(SelfTaughtStats.PAIRS_CHECKED)
+                self.stats.add(SelfTaughtStats.BETTER_VERIFIED, pair.better_verified)
+                self.stats.add(SelfTaughtStats.WORSE_VERIFIED, bool(pair.worse_verified))
             if cfg.require_verified and not (pair.better_verified and pair.worse_verified is False):
-                self.stats["dropped_unverified"] += 1
+                self.stats.add(SelfTaughtStats.DROPPED_UNVERIFIED)
                 continue
             pairs.append(pair)
-        self.stats["pairs_built"] += len(pairs)
+        self.stats.add(SelfTaughtStats.PAIRS_BUILT, len(pairs))
         return pairs
 
     def _judge(self, pairs: list[_Pair]) -> None:
@@ -270,24 +290,31 @@ class SelfTaughtBuilder(Builder[SelfTaughtConfig]):
         judge = self.ctx.engines["judge"]
         params = SamplingParams(temperature=cfg.judge_temperature, top_p=cfg.judge_top_p, max_tokens=cfg.judge_max_tokens, seed=seed)
         outputs = [c[0] for c in judge.generate(requests, params)]
-        raws = [c.text if c.ok else "" for c in outputs]
-        verdicts: list[Verdict | None] = [parse_verdict(r) for r in raws]
-        p_a: list[float | None] = [None] * len(raws)
-        verdictless = [i for i, (v, c) in enumerate(zip(verdicts, outputs, strict=True)) if v is None and c.ok]
-        missing = [i for i in verdictless if can_force(raws[i])]
-        self.stats["judge_contradictory"] += len(verdictless) - len(missing)
-        if cfg.force_verdict and missing:
-            for i, weight in zip(missing, force_verdicts(judge, [requests[i] for i in missing], [raws[i] for i in missing], seed), strict=True):
-                if weight is not None:
-                    forced_pair, forced_k, _ = slots[i]
-                    drawn = sample_forced_verdict(weight, cfg.judge_temperature, derive_seed(seed, forced_pair.problem.id, "ste-forced", forced_k))
-                    p_a[i], verdicts[i], raws[i] = weight, drawn, format_judgment(raws[i], drawn)
-        for (pair, k, shown), raw, verdict, p in zip(slots, raws, verdicts, p_a, strict=True):
-            forced = p is not None
-            self.stats["judgments"] += 1
-            self.stats["judge_unparsable" if verdict is None else "judge_forced" if forced else "judge_parsed"] += 1
-            self.stats["forced_agreeing" if forced else "judgments_correct"] += int(verdict == shown)
-            pair.judgments.append(SampledJudgment(index=k, better_shown_as=shown, text=raw, verdict=verdict, forced=forced, p_a=p, correct=verdict == shown))
+
+        def choose(i: int, reading: SlotReading[Verdict]) -> Verdict | None:  # drawn as a sampled token would be
+            pair, k, _ = slots[i]
+            return draw(reading, cfg.judge_temperature, random.Random(derive_seed(seed, pair.problem.id, "ste-forced", k)))
+
+        settled = settle(judge, JUDGMENT, list(zip(requests, outputs, strict=True)), seed, cfg.force_verdict, choose)
+        S = SelfTaughtStats
+        for (pair, k, shown), judgment in zip(slots, settled, strict=True):
+            if judgment is None:
+                self.stats.add(S.FAILED)
+                continue
+            S.count(self.stats, judgment)
+            forced = judgment.forced is not None
+            self.stats.add(S.FORCED_AGREEING if forced else S.JUDGMENTS_CORRECT, judgment.verdict == shown)
+            pair.judgments.append(
+                SampledJudgment(
+                    index=k,
+                    better_shown_as=shown,
+                    text=judgment.text,
+                    verdict=judgment.verdict,
+                    forced=forced,
+                    p_a=judgment.weight("A") if forced else None,
+                    correct=judgment.verdict == shown,
+                )
+            )
 
     def _rows(self, pairs: list[_Pair], balance_seed: int) -> list[BaseRow]:
         cfg, seed = self.config, self.ctx.seed
@@ -299,23 +326,25 @@ class SelfTaughtBuilder(Builder[SelfTaughtConfig]):
                 if why is None:
                     targets.append(judgment)
                 else:
-                    self.stats[f"targets_excluded_{why}"] += 1
+                    self.stats.add(SelfTaughtStats.TARGETS_EXCLUDED[why])
             if not targets:
-                self.stats["pairs_no_correct"] += 1
+                self.stats.add(SelfTaughtStats.PAIRS_NO_CORRECT)
             elif cfg.min_correct_fraction is not None and len(targets) / len(pair.judgments) < cfg.min_correct_fraction:
-                self.stats["dropped_min_correct"] += 1
+                self.stats.add(SelfTaughtStats.DROPPED_MIN_CORRECT)
             else:
                 eligible.append((pair, targets))
         options = [[(j.index, j.better_shown_as) for j in targets] for _, targets in eligible]
         seeds = [derive_seed(seed, pair.problem.id, "ste-keep") for pair, _ in eligible]
-        kept = [(pair, pair.judgments[k]) for (pair, _), chosen in zip(eligible, choose_judgments(options, cfg.keep_per_pair, seeds), strict=True) for k in chosen]
+        by_index = [{j.index: j for j in targets} for _, targets in eligible]  # a failed judgment left a gap in the indices
+        chosen = choose_judgments(options, cfg.keep_per_pair, seeds)
+        kept = [(pair, judgments[k]) for (pair, _), judgments, picked in zip(eligible, by_index, chosen, strict=True) for k in picked]
         balanced = balance_verdicts(kept, lambda item: item[1].better_shown_as, balance_seed)
-        self.stats["kept_before_balance"] += len(kept)
-        self.stats["dropped_balance"] += len(kept) - len(balanced)
+        self.stats.add(SelfTaughtStats.KEPT_BEFORE_BALANCE, len(kept))
+        self.stats.add(SelfTaughtStats.DROPPED_BALANCE, len(kept) - len(balanced))
         rows: list[BaseRow] = [self._row(pair, judgment) for pair, judgment in balanced]
-        self.stats["rows"] += len(rows)
+        self.stats.add(SelfTaughtStats.ROWS, len(rows))
         for _, judgment in balanced:
-            self.stats[f"rows_{judgment.better_shown_as}"] += 1
+            self.stats.add(SelfTaughtStats.ROWS_BY_LABEL[judgment.better_shown_as])
         return rows
 
     def _row(self, pair: _Pair, kept: SampledJudgment) -> SelfTaughtRow:
@@ -346,28 +375,36 @@ class SelfTaughtBuilder(Builder[SelfTaughtConfig]):
         )
 
     @classmethod
-    def report(cls, stats: dict[str, float]) -> list[tuple[str, str]]:
-        def g(key: str) -> float:
-            return stats.get(key, 0)
+    def report(cls, stats: Mapping[str, float]) -> list[tuple[str, str]]:
+        S = SelfTaughtStats
+
+        def g(stat: Stat) -> float:
+            return stat.read(stats)
 
         def rate(part: float, whole: float) -> str:
             return f"{part:g} / {whole:g} ({part / whole:.0%})" if whole else f"{part:g} / 0"
 
-        judged = g("judgments")
+        similar, excluded, rows = S.SIMILAR.read(stats), S.TARGETS_EXCLUDED.read(stats), S.ROWS_BY_LABEL.read(stats)
+        why = " / ".join(f"{similar.get(w, 0):g}" for w in ("failed", "unfinished", "empty", "copy"))
         return [
-            ("instructions in", f"{g('instructions'):g}"),
-            ("x' parse failures (unfinished / empty / copy)", f"{g('similar_parse_failures'):g} ({g('similar_unfinished'):g} / {g('similar_empty'):g} / {g('similar_copy'):g})"),
-            ("pairs dropped (failed / empty or identical / unverified)", f"{g('pairs_failed'):g} / {g('pairs_empty_or_identical'):g} / {g('dropped_unverified'):g}"),
-            ("pairs built", f"{g('pairs_built'):g}"),
-            ("gold checks: y^w verified / y^l verified", f"{g('better_verified'):g} / {g('worse_verified'):g} of {g('pairs_checked'):g}"),
-            ("judgments sampled", f"{judged:g}"),
-            ("  parsed / forced / unparsable", f"{g('judge_parsed'):g} / {g('judge_forced'):g} / {g('judge_unparsable'):g}"),
-            ("  unparsable because they name both verdicts (never forced)", f"{g('judge_contradictory'):g}"),
-            ("correct-verdict rate (parsed verdicts)", rate(g("judgments_correct"), g("judge_parsed"))),
-            ("forced verdicts agreeing with the label", rate(g("forced_agreeing"), g("judge_forced"))),
-            ("correct, not a target: forced (no --allow-forced-verdicts) / text not parsing to the label",
-             f"{g('targets_excluded_forced'):g} / {g('targets_excluded_not_reparsed'):g}"),
-            ("pairs with no correct target / below min fraction", f"{g('pairs_no_correct'):g} / {g('dropped_min_correct'):g}"),
-            ("kept rows (A / B)", f"{g('rows'):g} ({g('rows_A'):g} / {g('rows_B'):g})"),
-            ("dropped to balance A/B", f"{g('dropped_balance'):g} of {g('kept_before_balance'):g}"),
+            ("instructions in", f"{g(S.INSTRUCTIONS):g}"),
+            ("x' parse failures (failed / unfinished / empty / copy)", f"{g(S.SIMILAR_PARSE_FAILURES):g} ({why})"),
+            (
+                "pairs dropped (failed / empty or identical / unverified)",
+                f"{g(S.PAIRS_FAILED):g} / {g(S.PAIRS_EMPTY_OR_IDENTICAL):g} / {g(S.DROPPED_UNVERIFIED):g}",
+            ),
+            ("pairs built", f"{g(S.PAIRS_BUILT):g}"),
+            ("gold checks: y^w verified / y^l verified", f"{g(S.BETTER_VERIFIED):g} / {g(S.WORSE_VERIFIED):g} of {g(S.PAIRS_CHECKED):g}"),
+            ("judgments sampled (failed, dropped)", f"{g(S.JUDGMENTS):g} ({g(S.FAILED):g})"),
+            ("  parsed / forced / unparsable", f"{g(S.PARSED):g} / {g(S.FORCED):g} / {g(S.UNPARSABLE):g}"),
+            ("  unparsable because they name both verdicts (never forced)", f"{g(S.CONTRADICTORY):g}"),
+            ("correct-verdict rate (parsed verdicts)", rate(g(S.JUDGMENTS_CORRECT), g(S.PARSED))),
+            ("forced verdicts agreeing with the label", rate(g(S.FORCED_AGREEING), g(S.FORCED))),
+            (
+                "correct, not a target: forced (no --allow-forced-verdicts) / text not parsing to the label",
+                f"{excluded.get('forced', 0):g} / {excluded.get('not_reparsed', 0):g}",
+            ),
+            ("pairs with no correct target / below min fraction", f"{g(S.PAIRS_NO_CORRECT):g} / {g(S.DROPPED_MIN_CORRECT):g}"),
+            ("kept rows (A / B)", f"{g(S.ROWS):g} ({rows.get('A', 0):g} / {rows.get('B', 0):g})"),
+            ("dropped to balance A/B", f"{g(S.DROPPED_BALANCE):g} of {g(S.KEPT_BEFORE_BALANCE):g}"),
         ]

@@ -22,7 +22,7 @@ skipped and counted. The steps before it are correct, it is the first wrong step
 it are left unlabelled. With --include-gold the gold solution itself is emitted too, every step correct.
 
 Rows carry ProcessBench's first-wrong index, so a run is at once R-PRM evaluation inputs (read back by
-judgeforge.formats.step_inputs: build rprm-sft / rprm-prefs --source OUT/step_labels) and a ProcessBench-style
+judgeforge.builders.step_inputs: build rprm-sft / rprm-prefs --source OUT/step_labels) and a ProcessBench-style
 test set for score rprm. The summary reports the Yes/No balance of the evaluation inputs.
 """
 
@@ -30,23 +30,42 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from fractions import Fraction
 from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from judgeforge.builders.base import Builder
-from judgeforge.builders.rollouts import rollout_values
-from judgeforge.formats.steps import gold_steps, next_step_request, normalise_steps, solution_text, split_steps
+from judgeforge.builders.base import Builder, Stat, StatFamily
+from judgeforge.builders.rollouts import RolloutStats, rollout_values
 from judgeforge.engines.base import Completion, SamplingParams, derive_seed
+from judgeforge.formats.step_inputs import LabelledSolution, first_wrong
+from judgeforge.formats.steps import gold_steps, next_step_request, normalise_steps, solution_text, split_steps
 from judgeforge.schemas.base import BaseRow
 from judgeforge.schemas.step_labels import Origin, StepLabelRow
 from judgeforge.sources import Problem
-from judgeforge.formats.step_inputs import LabelledSolution, first_wrong
 from judgeforge.verify import check_answer, extract_answer, has_final_answer
 
 CorruptionKind = Literal["number", "operation"]
+ORIGINS: tuple[Origin, ...] = ("sampled", "corrupted", "gold")
+
+
+class StepLabelsStats(RolloutStats):
+    PROBLEMS = Stat("problems")
+    NO_GOLD_ANSWER = Stat("no_gold_answer")
+    NO_GOLD_SOLUTION = Stat("no_gold_solution")
+    INPUTS = StatFamily("inputs", ("yes", "no"))
+    STEPS_NO_FINISHED_ROLLOUT = Stat("steps_no_finished_rollout")
+    SAMPLES_DRAWN = Stat("samples_drawn")
+    SOLUTIONS_FAILED = Stat("solutions_failed")
+    UNFINISHED_LAST_STEPS_DROPPED = Stat("unfinished_last_steps_dropped")
+    SOLUTIONS_EMPTY = Stat("solutions_empty")
+    CORRUPTION_DRAWS_SKIPPED = Stat("corruption_draws_skipped")
+    CORRUPTED = StatFamily("corrupted", ("number", "operation"))
+    CORRUPTIONS_MISSING = Stat("corruptions_missing")
+    SOLUTIONS = StatFamily("solutions", ORIGINS)
+
+
 _HEADER = re.compile(r"Step \d+:")
 _NUMBER = re.compile(r"(?<![\d.,])(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?![\d.,]*\d)")
 _OPERATOR = r"[+\-−*/×÷]"
@@ -174,11 +193,12 @@ class StepLabelsBuilder(Builder[StepLabelsConfig]):
     summary = "step-labelled solutions: rollout labels on sampled solutions, exact labels on corrupted gold (R-PRM inputs)"
     row_model = StepLabelRow
     Config = StepLabelsConfig
+    Stats = StepLabelsStats
 
     def build(self, items: list[Problem]) -> list[BaseRow]:
         problems = [p for p in items if p.answer is not None]
-        self.stats["problems"] += len(items)
-        self.stats["no_gold_answer"] += len(items) - len(problems)
+        self.stats.add(StepLabelsStats.PROBLEMS, len(items))
+        self.stats.add(StepLabelsStats.NO_GOLD_ANSWER, len(items) - len(problems))
         sampled = self._sampled(problems)
         rows: list[StepLabelRow] = []
         for problem in problems:
@@ -188,14 +208,14 @@ class StepLabelsBuilder(Builder[StepLabelsConfig]):
                     rows.append(self._row(problem, "gold", "gold", gold, [True] * len(gold)))
                 rows += self._corrupted(problem, gold)
             else:
-                self.stats["no_gold_solution"] += 1
+                self.stats.add(StepLabelsStats.NO_GOLD_SOLUTION)
             rows += sampled.get(problem.id, [])
         for row in rows:
             solution = LabelledSolution(id=row.id, question=row.question, steps=row.steps, labels=row.labels, layout="step-labels")
             for step in solution.inputs():
-                self.stats[f"inputs_{step.label.lower()}"] += 1
+                self.stats.add(StepLabelsStats.INPUTS[step.label.lower()])
         self.ctx.on_inputs_done(len(items))
-        return rows
+        return list(rows)
 
     def _sampled(self, problems: list[Problem]) -> dict[str, list[StepLabelRow]]:
         """Sample solutions, then label every step by rollouts (two batched engine calls); rows by problem id."""
@@ -222,10 +242,8 @@ class StepLabelsBuilder(Builder[StepLabelsConfig]):
                     values.append(1.0 if check_answer(problem, solution_text(steps[: i + 1])) else 0.0)
                     continue
                 result = next(results)
-                self.stats["rollouts"] += result.rollouts
-                self.stats["rollouts_unfinished"] += result.unfinished
-                self.stats["rollouts_failed"] += result.failed
-                self.stats["steps_no_finished_rollout"] += int(result.value is None)
+                result.count(self.stats)
+                self.stats.add(StepLabelsStats.STEPS_NO_FINISHED_ROLLOUT, result.value is None)
                 values.append(result.value)
             labels = [None if v is None else (v > 0 if cfg.rule == "any" else v > 0.5) for v in values]
             rows.setdefault(problem.id, []).append(self._row(problem, f"sample-{index}", "sampled", steps, labels, values=values))
@@ -233,16 +251,16 @@ class StepLabelsBuilder(Builder[StepLabelsConfig]):
 
     def _steps(self, prefix: str, completion: Completion) -> list[str]:
         """A sampled solution's steps; an unfinished last step (cut by the token budget) is dropped."""
-        self.stats["samples_drawn"] += 1
+        self.stats.add(StepLabelsStats.SAMPLES_DRAWN)
         if not completion.ok:
-            self.stats["solutions_failed"] += 1
+            self.stats.add(StepLabelsStats.SOLUTIONS_FAILED)
             return []
         bodies = split_steps(prefix + completion.text)
         if bodies and completion.finish_reason == "length" and not has_final_answer(bodies[-1]):
             bodies.pop()
-            self.stats["unfinished_last_steps_dropped"] += 1
+            self.stats.add(StepLabelsStats.UNFINISHED_LAST_STEPS_DROPPED)
         if not bodies:
-            self.stats["solutions_empty"] += 1
+            self.stats.add(StepLabelsStats.SOLUTIONS_EMPTY)
         return normalise_steps(bodies, None)
 
     def _corrupted(self, problem: Problem, gold: list[str]) -> list[StepLabelRow]:
@@ -259,7 +277,7 @@ class StepLabelsBuilder(Builder[StepLabelsConfig]):
             index, kind = rng.randrange(len(gold)), rng.choice(kinds)
             changed = corrupt_step(gold[index], kind, rng)
             if changed is None:
-                self.stats["corruption_draws_skipped"] += 1
+                self.stats.add(StepLabelsStats.CORRUPTION_DRAWS_SKIPPED)
                 continue
             steps = [*gold[:index], changed[0], *gold[index + 1 :]]
             if tuple(steps) in seen:
@@ -267,8 +285,8 @@ class StepLabelsBuilder(Builder[StepLabelsConfig]):
             seen.add(tuple(steps))
             labels: list[bool | None] = [True] * index + [False] + [None] * (len(gold) - index - 1)
             rows.append(self._row(problem, f"corrupt-{len(rows)}", "corrupted", steps, labels, corruption=(f"step {index + 1}: {changed[1]}", kind)))
-            self.stats[f"corrupted_{kind}"] += 1
-        self.stats["corruptions_missing"] += cfg.corruptions - len(rows)
+            self.stats.add(StepLabelsStats.CORRUPTED[kind])
+        self.stats.add(StepLabelsStats.CORRUPTIONS_MISSING, cfg.corruptions - len(rows))
         return rows
 
     def _row(
@@ -282,7 +300,7 @@ class StepLabelsBuilder(Builder[StepLabelsConfig]):
         corruption: tuple[str, str] | None = None,
     ) -> StepLabelRow:
         text = solution_text(steps)
-        self.stats[f"solutions_{origin}"] += 1
+        self.stats.add(StepLabelsStats.SOLUTIONS[origin])
         return StepLabelRow(
             id=f"{problem.id}/{suffix}",
             source_id=problem.id,
@@ -302,15 +320,22 @@ class StepLabelsBuilder(Builder[StepLabelsConfig]):
         )
 
     @classmethod
-    def report(cls, stats: dict[str, float]) -> list[tuple[str, str]]:
-        yes, no = stats.get("inputs_yes", 0), stats.get("inputs_no", 0)
+    def report(cls, stats: Mapping[str, float]) -> list[tuple[str, str]]:
+        S = StepLabelsStats
+
+        def n(stat: Stat) -> str:
+            return f"{stat.read(stats):g}"
+
+        inputs, solutions, corrupted = S.INPUTS.read(stats), S.SOLUTIONS.read(stats), S.CORRUPTED.read(stats)
+        yes, no = inputs.get("yes", 0), inputs.get("no", 0)
         return [
-            ("solutions sampled / corrupted / gold", f"{stats.get('solutions_sampled', 0):g} / {stats.get('solutions_corrupted', 0):g} / {stats.get('solutions_gold', 0):g}"),
+            ("solutions sampled / corrupted / gold", " / ".join(f"{solutions.get(o, 0):g}" for o in ORIGINS)),
+            ("sampled solutions failed, dropped", n(S.SOLUTIONS_FAILED)),
             ("evaluation inputs Yes / No", f"{yes:g} / {no:g} ({yes / (yes + no):.0%} Yes)" if yes + no else "0 / 0"),
-            ("rollouts (unfinished / failed)", f"{stats.get('rollouts', 0):g} ({stats.get('rollouts_unfinished', 0):g} / {stats.get('rollouts_failed', 0):g})"),
-            ("sampled steps unlabelled: no finished rollout", f"{stats.get('steps_no_finished_rollout', 0):g}"),
-            ("unfinished last steps dropped", f"{stats.get('unfinished_last_steps_dropped', 0):g}"),
-            ("corruptions number / operation / missing", f"{stats.get('corrupted_number', 0):g} / {stats.get('corrupted_operation', 0):g} / {stats.get('corruptions_missing', 0):g}"),
-            ("drawn steps skipped: no value-changing corruption", f"{stats.get('corruption_draws_skipped', 0):g}"),
-            ("problems without gold answer / solution", f"{stats.get('no_gold_answer', 0):g} / {stats.get('no_gold_solution', 0):g}"),
+            ("rollouts (unfinished / failed)", f"{n(S.ROLLOUTS)} ({n(S.ROLLOUTS_UNFINISHED)} / {n(S.ROLLOUTS_FAILED)})"),
+            ("sampled steps unlabelled: no finished rollout", n(S.STEPS_NO_FINISHED_ROLLOUT)),
+            ("unfinished last steps dropped", n(S.UNFINISHED_LAST_STEPS_DROPPED)),
+            ("corruptions number / operation / missing", f"{corrupted.get('number', 0):g} / {corrupted.get('operation', 0):g} / {n(S.CORRUPTIONS_MISSING)}"),
+            ("drawn steps skipped: no value-changing corruption", n(S.CORRUPTION_DRAWS_SKIPPED)),
+            ("problems without gold answer / solution", f"{n(S.NO_GOLD_ANSWER)} / {n(S.NO_GOLD_SOLUTION)}"),
         ]

@@ -20,24 +20,27 @@ accepted although on hard verdicts (each verdict, parsed or forced, one whole wi
 tie, or the worst has more wins, was decided by soft scores alone: it is kept and counted
 (``steps_decided_by_soft_scores``), never silently.
 
-Identical candidates. When fewer than two distinct candidates (stripped, as the judge sees them) come
-back, there is nothing to compare and nothing to prefer: the step is accepted with that candidate as
-its continuation, no pair is written, and it is counted (``identical_steps``) — it is not a tie and
-spends no rollback. When that one candidate is empty (every sample failed or was blank) there is no
-step to accept: the search ends (``no_candidates``).
+Failed and identical candidates. A candidate whose engine call failed is no candidate: it is dropped
+and counted (``failed_candidates``), never judged as an empty step (which could become ``rejected``).
+When fewer than two distinct candidates (stripped, as the judge sees them) remain, there is nothing to
+compare and nothing to prefer: the step is accepted with that candidate as its continuation, no pair
+is written, and it is counted (``identical_steps``) — it is not a tie and spends no rollback. When no
+candidate remains, or the one left is blank, there is no step to accept: the search ends
+(``no_candidates``, counted as ``empty_steps``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from judgeforge.builders.base import Builder
-from judgeforge.builders.judging import CandidateGroup, PairwiseJudge, Ranking
-from judgeforge.formats.steps import STEP_STOPS, format_step, next_step_request, solution_text, step_body
+from judgeforge.builders.base import Builder, Stat, StatFamily
+from judgeforge.builders.judging import CandidateGroup, JudgeStats, PairwiseJudge, Ranking, TieKind
 from judgeforge.engines.base import Completion, SamplingParams, derive_seed
+from judgeforge.formats.steps import STEP_STOPS, format_step, next_step_request, solution_text, step_body
 from judgeforge.schemas.base import BaseRow
 from judgeforge.schemas.step_prefs import StepJudgment, StepPrefsRow
 from judgeforge.sources import Problem
@@ -67,6 +70,26 @@ class StepPrefsConfig(BaseModel):
     max_rollbacks: int = Field(4, ge=0, description="tie rollbacks allowed per problem before its search is abandoned")
 
 
+SearchStatus = Literal["final_answer", "max_steps", "rollback_limit", "no_candidates"]
+STATUSES: tuple[SearchStatus, ...] = ("final_answer", "max_steps", "rollback_limit", "no_candidates")
+TIE_KINDS: tuple[TieKind, ...] = ("exact", "epsilon")
+
+
+class StepPrefsStats(JudgeStats):
+    PAIRS = Stat("pairs")
+    CANDIDATES = Stat("candidates")
+    FAILED_CANDIDATES = Stat("failed_candidates")
+    EMPTY_STEPS = Stat("empty_steps")
+    IDENTICAL_STEPS = Stat("identical_steps")
+    TIED_STEPS = Stat("tied_steps")
+    TIED = StatFamily("tied_steps", TIE_KINDS)
+    ROLLBACKS = Stat("rollbacks")
+    STEPS_DECIDED_BY_SOFT_SCORES = Stat("steps_decided_by_soft_scores")
+    STATUS = StatFamily("status", STATUSES)
+    SOLUTIONS_CHECKED = Stat("solutions_checked")
+    SOLUTIONS_CORRECT = Stat("solutions_correct")
+
+
 @dataclass
 class _Pair:
     step_index: int
@@ -83,19 +106,20 @@ class _Search:
     pairs: list[_Pair | None] = field(default_factory=list)  # one per step; None for a step accepted without a pair
     attempts: int = 0
     rollbacks: int = 0
-    status: str = ""
+    status: SearchStatus | None = None
 
     @property
     def active(self) -> bool:
-        return not self.status
+        return self.status is None
 
 
 class StepPrefsBuilder(Builder[StepPrefsConfig]):
     name = "step-prefs"
-    version = "0.2.0"
+    version = "0.3.0"
     summary = "step-wise preference pairs from a self-judged step search (step-wise DPO data)"
     row_model = StepPrefsRow
     Config = StepPrefsConfig
+    Stats = StepPrefsStats
     roles = ("policy", "judge")
 
     def build(self, problems: list[Problem]) -> list[BaseRow]:
@@ -112,8 +136,7 @@ class StepPrefsBuilder(Builder[StepPrefsConfig]):
         searches = [_Search(p) for p in problems]
         while active := [s for s in searches if s.active]:
             requests = [
-                next_step_request(s.problem.question, s.steps, derive_seed(self.ctx.seed, s.problem.id, "step", len(s.steps) + 1, s.attempts))
-                for s in active
+                next_step_request(s.problem.question, s.steps, derive_seed(self.ctx.seed, s.problem.id, "step", len(s.steps) + 1, s.attempts)) for s in active
             ]
             outputs = policy.generate(requests, step_params)
             groups = [self._group(s, completions) for s, completions in zip(active, outputs, strict=True)]
@@ -122,46 +145,47 @@ class StepPrefsBuilder(Builder[StepPrefsConfig]):
                 self._advance(search, group, finals, ranking)
                 if not search.active:
                     self.ctx.on_inputs_done(1)
-        for key, value in judge.stats.as_dict().items():
-            self.stats[f"judge_{key}"] += value
+        self.stats.merge(judge.stats)
         return [row for s in searches for row in self._rows(s)]
 
     def _group(self, search: _Search, completions: list[Completion]) -> tuple[CandidateGroup, list[bool]]:
+        """The candidates the judge ranks: every completed sample (a failed one is dropped and counted)."""
         bodies, finals = [], []
         for c in completions:
             if not c.ok:
-                self.stats["failed_candidates"] += 1
-            body = step_body(c) if c.ok else ""
+                self.stats.add(StepPrefsStats.FAILED_CANDIDATES)
+                continue
+            body = step_body(c)
             bodies.append(body)
             finals.append(c.finish_reason == "eos" or has_final_answer(body))
-        self.stats["candidates"] += len(completions)
+        self.stats.add(StepPrefsStats.CANDIDATES, len(completions))
         seed = derive_seed(self.ctx.seed, search.problem.id, "judge", len(search.steps) + 1, search.attempts)
         return CandidateGroup(search.problem.question, tuple(search.steps), tuple(bodies), seed), finals
 
     def _advance(self, search: _Search, group: CandidateGroup, finals: list[bool], ranking: Ranking) -> None:
         search.attempts += 1
         if ranking.identical:
-            if not group.candidates[0].strip():
-                self.stats["empty_steps"] += 1
+            if not group.candidates or not group.candidates[0].strip():
+                self.stats.add(StepPrefsStats.EMPTY_STEPS)
                 search.status = "no_candidates"
                 return
-            self.stats["identical_steps"] += 1
+            self.stats.add(StepPrefsStats.IDENTICAL_STEPS)
             self._accept(search, group.candidates[0], finals[0], None)
             return
         tie = ranking.tie(self.config.tie_epsilon)
         if tie is not None:
-            self.stats["tied_steps"] += 1
-            self.stats[f"tied_steps_{tie}"] += 1
+            self.stats.add(StepPrefsStats.TIED_STEPS)
+            self.stats.add(StepPrefsStats.TIED[tie])
             if search.rollbacks >= self.config.max_rollbacks:
                 search.status = "rollback_limit"
                 return
             search.rollbacks += 1
-            self.stats["rollbacks"] += 1
+            self.stats.add(StepPrefsStats.ROLLBACKS)
             if search.steps:
                 search.steps.pop()
                 search.pairs.pop()
             return
-        self.stats["steps_decided_by_soft_scores"] += int(ranking.decided_by_soft_scores)
+        self.stats.add(StepPrefsStats.STEPS_DECIDED_BY_SOFT_SCORES, ranking.decided_by_soft_scores)
         pair = _Pair(len(search.steps) + 1, list(search.steps), list(group.candidates), finals, ranking)
         self._accept(search, group.candidates[ranking.best], finals[ranking.best], pair)
 
@@ -176,12 +200,13 @@ class StepPrefsBuilder(Builder[StepPrefsConfig]):
 
     def _rows(self, search: _Search) -> list[StepPrefsRow]:
         problem = search.problem
-        self.stats[f"status_{search.status}"] += 1
+        assert search.status is not None  # rows are made once every search has ended
+        self.stats.add(StepPrefsStats.STATUS[search.status])
         solution = solution_text(search.steps)
         correct = check_answer(problem, solution) if search.status == "final_answer" else (False if problem.answer is not None else None)
         if correct is not None:
-            self.stats["solutions_checked"] += 1
-            self.stats["solutions_correct"] += int(correct)
+            self.stats.add(StepPrefsStats.SOLUTIONS_CHECKED)
+            self.stats.add(StepPrefsStats.SOLUTIONS_CORRECT, correct)
         rows = []
         for pair in filter(None, search.pairs):
             r = pair.ranking
@@ -209,26 +234,26 @@ class StepPrefsBuilder(Builder[StepPrefsConfig]):
                     solution_status=search.status,
                 )
             )
-        self.stats["pairs"] += len(rows)
+        self.stats.add(StepPrefsStats.PAIRS, len(rows))
         return rows
 
     @classmethod
-    def report(cls, stats: dict[str, float]) -> list[tuple[str, str]]:
-        judged = stats.get("judge_judgments", 0)
-        checked = stats.get("solutions_checked", 0)
-        lines = [
-            ("preference pairs", f"{stats.get('pairs', 0):g}"),
-            ("candidate steps sampled", f"{stats.get('candidates', 0):g}"),
-            ("judgments", f"{judged:g}"),
-            ("  parsed / forced / unparsable", f"{stats.get('judge_parsed', 0):g} / {stats.get('judge_forced', 0):g} / {stats.get('judge_unparsable', 0):g}"),
-            (
-                "tied steps: exact / epsilon",
-                f"{stats.get('tied_steps', 0):g}: {stats.get('tied_steps_exact', 0):g} / {stats.get('tied_steps_epsilon', 0):g}",
-            ),
-            ("steps decided by soft scores", f"{stats.get('steps_decided_by_soft_scores', 0):g}"),
-            ("identical steps (no pair)", f"{stats.get('identical_steps', 0):g}"),
-            ("final-answer accuracy", f"{stats.get('solutions_correct', 0) / checked:.1%} of {checked:g}" if checked else "-"),
+    def report(cls, stats: Mapping[str, float]) -> list[tuple[str, str]]:
+        S = StepPrefsStats
+
+        def n(stat: Stat) -> str:
+            return f"{stat.read(stats):g}"
+
+        checked = S.SOLUTIONS_CHECKED.read(stats)
+        tied = S.TIED.read(stats)
+        return [
+            ("preference pairs", n(S.PAIRS)),
+            ("candidate steps sampled (failed, dropped)", f"{n(S.CANDIDATES)} ({n(S.FAILED_CANDIDATES)})"),
+            ("judgments (failed, dropped)", f"{n(S.JUDGMENTS)} ({n(S.FAILED)})"),
+            ("  parsed / forced / unparsable", f"{n(S.PARSED)} / {n(S.FORCED)} / {n(S.UNPARSABLE)}"),
+            ("tied steps: exact / epsilon", f"{n(S.TIED_STEPS)}: {tied.get('exact', 0):g} / {tied.get('epsilon', 0):g}"),
+            ("steps decided by soft scores", n(S.STEPS_DECIDED_BY_SOFT_SCORES)),
+            ("identical steps (no pair)", n(S.IDENTICAL_STEPS)),
+            ("final-answer accuracy", f"{S.SOLUTIONS_CORRECT.read(stats) / checked:.1%} of {checked:g}" if checked else "-"),
+            ("search ended by", ", ".join(f"{k} {v:g}" for k, v in sorted(S.STATUS.read(stats).items()))),
         ]
-        statuses = {k.removeprefix("status_"): v for k, v in stats.items() if k.startswith("status_")}
-        lines.append(("search ended by", ", ".join(f"{k} {v:g}" for k, v in sorted(statuses.items()))))
-        return lines

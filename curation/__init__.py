@@ -7,8 +7,8 @@
   answer checks, judge-data checks, label balance), each validating its columns before reading data.
 - :mod:`.ngrams`, :mod:`.minhash` — vectorised text hashing, MinHash/LSH and connected components.
 - :mod:`.inspection` — ``judgeforge inspect``: counts, column statistics, samples, ad-hoc SQL.
-- :mod:`.cli` — the two commands; :mod:`.review` — Argilla review.
+- :mod:`.cli` — curate, inspect and audit; :mod:`.review` — Argilla review; :mod:`.audit` — re-checking labels.
 
-The run-dir readers it builds on live in :mod:`judgeforge.runs` (``open_run``) and
-:mod:`judgeforge.schemas.base` (``check_kind``).
+Runs are opened with :func:`judgeforge.runs.open_run`; per-kind facts (default spec, review questions)
+come from the kind's declaration (:mod:`judgeforge.schemas.registry`).
 """

@@ -23,19 +23,18 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
+
+from judgeforge.builders.step_labels import corruption_changes_value
+from judgeforge.errors import UserError
 from judgeforge.formats.judge import VERDICT_LEAD, parse_verdict
-from judgeforge.formats.rprm import parse_analysis
-from judgeforge.builders.rprm_score import step_reward
+from judgeforge.formats.rprm import parse_analysis, step_reward
 from judgeforge.formats.s2r import parse_verdict as parse_verification
 from judgeforge.formats.s2r import split_segments
-from judgeforge.builders.step_labels import corruption_changes_value
+from judgeforge.formats.step_inputs import first_wrong
 from judgeforge.formats.steps import STEP_DELIMITER
 from judgeforge.schemas.base import KIND_KEY
 from judgeforge.schemas.step_prefs import dpo_view
-
-from judgeforge.errors import UserError
 from judgeforge.sources import Problem, SourceConfig, load_problems
-from judgeforge.formats.step_inputs import first_wrong
 from judgeforge.verify import answers_match, check_answer, has_final_answer
 
 Row = dict[str, Any]
@@ -367,12 +366,16 @@ CHECKS: dict[str, tuple[Check, ...]] = {
         Check("analysis verdicts re-parse", "chosen's and rejected's verdicts are what the shared parser reads", _rprm_prefs_reparse),
         Check("chosen right, rejected wrong", "chosen's verdict is the label, rejected's is not", _rprm_prefs_sides),
     ),
-    "rprm_scores": (
-        Check("reward re-derives", "the step reward is the mean P(Yes) (else the Yes share) of its stored evaluations", _rprm_reward_rederives),
-    ),
+    "rprm_scores": (Check("reward re-derives", "the step reward is the mean P(Yes) (else the Yes share) of its stored evaluations", _rprm_reward_rederives),),
     "ste_judgments": (
-        Check("kept judgment is a parsed, correct verdict", "the SFT target states exactly one verdict, the label, and is not forced (unless allowed)", _ste_kept_judgment),
-        Check("sampled judgments re-parse", "each sampled judgment's verdict re-parses and 'correct' means it names the better response", _ste_sampled_judgments),
+        Check(
+            "kept judgment is a parsed, correct verdict",
+            "the SFT target states exactly one verdict, the label, and is not forced (unless allowed)",
+            _ste_kept_judgment,
+        ),
+        Check(
+            "sampled judgments re-parse", "each sampled judgment's verdict re-parses and 'correct' means it names the better response", _ste_sampled_judgments
+        ),
         Check("judgment counts", "num_judgments / num_correct / num_forced count the stored judgments", _ste_counts),
     ),
     "s2r_trajectories": (

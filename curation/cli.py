@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from judgeforge.curation.filters import FILTERS
+from judgeforge.runs import Curation, FunnelStep, argv
 
 
 def _filters_help() -> str:
@@ -50,34 +51,55 @@ A spec lists filters in order, each with its parameters:
 
 @click.command("curate", help=_CURATE_HELP)
 @click.argument("run_dir", type=click.Path(path_type=Path, file_okay=False))
-@click.option("--spec", type=click.Path(path_type=Path, dir_okay=False), default=None, help="YAML spec of filters, or the name of a shipped one (e.g. step_prefs_weak_judge; default: the spec shipped for the run's kind).")
-@click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=None, help="Directory of the curated run (default: RUN_DIR-curated beside RUN_DIR); must not overlap RUN_DIR.")
-@click.option("--eval", "eval_source", default=None, help="Eval set for the spec's decontaminate filters: gym:<task>, a local .jsonl/.json/.parquet/.csv file or a datasets id (question column 'question').")
+@click.option(
+    "--spec",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="YAML spec of filters, or the name of a shipped one (e.g. step_prefs_weak_judge; default: the spec shipped for the run's kind).",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Directory of the curated run (default: RUN_DIR-curated beside RUN_DIR); must not overlap RUN_DIR.",
+)
+@click.option(
+    "--eval",
+    "eval_source",
+    default=None,
+    help="Eval set for the spec's decontaminate filters: gym:<task>, a local .jsonl/.json/.parquet/.csv file or a datasets id (question column 'question').",
+)
 @click.option("--memory-limit", default="2GB", show_default=True, help="DuckDB memory limit; larger intermediate results spill to disk.")
-@click.option("--examples", type=click.IntRange(min=0), default=3, show_default=True, help="Example drops kept per filter in the manifest and shown in the funnel.")
+@click.option(
+    "--examples", type=click.IntRange(min=0), default=3, show_default=True, help="Example drops kept per filter in the manifest and shown in the funnel."
+)
 @click.option("--batch-rows", type=click.IntRange(min=1), default=20_000, show_default=True, help="Rows per Arrow batch for the filters that run in numpy.")
 def curate_command(run_dir: Path, spec: Path | None, out: Path | None, eval_source: str | None, memory_limit: str, examples: int, batch_rows: int) -> None:
     from judgeforge.curation.pipeline import CurateOptions, curate
-    from judgeforge.runs import argv
 
     opts = CurateOptions(spec=spec, out=out, eval_source=eval_source, memory_limit=memory_limit, examples=examples, batch_rows=batch_rows, command=argv())
     manifest, where = curate(run_dir, opts)
+    assert manifest.curation is not None  # curate always records its funnel
     console = Console()
-    console.print(funnel_table(manifest["curation"], str(where), console.width))
-    for line in report_lines(manifest["curation"]["funnel"]):
+    console.print(funnel_table(manifest.curation, str(where), console.width))
+    for line in report_lines(manifest.curation.funnel):
         console.print(line)
 
 
-def funnel_table(curation: dict[str, Any], where: str, width: int) -> Table:
+def _count(value: float | None, fmt: str = ",") -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def funnel_table(curation: Curation, where: str, width: int) -> Table:
     """The funnel: rows in and out per filter, time spent, and the first example drop of each."""
     rows = []
-    for step in curation["funnel"]:
-        removed = f"{step['dropped']:,}" if "dropped" in step else f"{step['flagged']:,} flagged"
-        example = step["examples"][0] if step["examples"] else None
-        kept = f"{step['rows_out'] / step['rows_in']:.1%}" if step["rows_in"] else "-"
-        note = step["report"].get("skipped") or (f"{example['id']}: {example['reason']}" if example else "")
-        rows.append((step["name"], f"{step['rows_in']:,}", removed, f"{step['rows_out']:,}", kept, f"{step['seconds']:.1f}", f"{step['cpu_seconds']:.1f}", note))
-    table = Table(title=f"curation funnel · {curation['rows_in']:,} → {curation['rows_out']:,} rows · {where}")
+    for step in curation.funnel:
+        removed = _count(step.dropped) if step.dropped is not None else f"{_count(step.flagged)} flagged"
+        example = step.examples[0] if step.examples else None
+        kept = f"{step.rows_out / step.rows_in:.1%}" if step.rows_in and step.rows_out is not None else "-"
+        note = (step.report or {}).get("skipped") or (f"{example['id']}: {example['reason']}" if example else "")
+        rows.append((step.name, _count(step.rows_in), removed, _count(step.rows_out), kept, _count(step.seconds, ".1f"), _count(step.cpu_seconds, ".1f"), note))
+    table = Table(title=f"curation funnel · {_count(curation.rows_in)} → {_count(curation.rows_out)} rows · {where}")
     headers = ("filter", "rows in", "removed", "rows out", "kept", "s", "cpu s")
     used = 0
     for i, name in enumerate(headers):
@@ -91,15 +113,15 @@ def funnel_table(curation: dict[str, Any], where: str, width: int) -> Table:
     return table
 
 
-def report_lines(funnel: list[dict[str, Any]]) -> list[str]:
+def report_lines(funnel: list[FunnelStep]) -> list[str]:
     """One line per filter report or counter set worth reading (length bias, verdict balance, clusters)."""
     lines = []
     for step in funnel:
-        report = {k: v for k, v in step["report"].items() if k != "skipped"}
+        report = {k: v for k, v in (step.report or {}).items() if k != "skipped"}
         if report:
-            lines.append(f"[bold]{step['name']}[/] {_compact(report)}")
-        if step["stats"]:
-            lines.append(f"[dim]{step['name']} counters {_compact(step['stats'])}[/]")
+            lines.append(f"[bold]{step.name}[/] {_compact(report)}")
+        if step.stats:
+            lines.append(f"[dim]{step.name} counters {_compact(step.stats)}[/]")
     return lines
 
 
@@ -109,7 +131,12 @@ def _compact(data: dict[str, Any]) -> str:
 
 @click.command("inspect")
 @click.argument("run_dir", type=click.Path(path_type=Path, file_okay=False))
-@click.option("--sql", "query", default=None, help="Run this DuckDB query instead; the run is the table named after its kind, e.g. \"SELECT step_index, count(*) FROM step_prefs GROUP BY 1\".")
+@click.option(
+    "--sql",
+    "query",
+    default=None,
+    help='Run this DuckDB query instead; the run is the table named after its kind, e.g. "SELECT step_index, count(*) FROM step_prefs GROUP BY 1".',
+)
 @click.option("--samples", type=click.IntRange(min=0), default=3, show_default=True, help="Sample rows to show.")
 @click.option("--max-rows", type=click.IntRange(min=1), default=50, show_default=True, help="Most result rows printed for --sql.")
 def inspect_command(run_dir: Path, query: str | None, samples: int, max_rows: int) -> None:
@@ -119,12 +146,14 @@ def inspect_command(run_dir: Path, query: str | None, samples: int, max_rows: in
     """
     from judgeforge.curation import inspection
     from judgeforge.curation.filters import ident, one_row
-    from judgeforge.curation.pipeline import RunInput, connect
+    from judgeforge.curation.pipeline import connect
+    from judgeforge.runs import open_run
 
-    run = RunInput.open(run_dir)
+    run = open_run(run_dir)
+    kind = run.kind.name
     console = Console()
-    con = connect(run.shards)
-    con.execute(f"CREATE VIEW {ident(run.kind)} AS SELECT * EXCLUDE (_rid) FROM src")
+    con = connect(list(run.shards))
+    con.execute(f"CREATE VIEW {ident(kind)} AS SELECT * EXCLUDE (_rid) FROM src")
     if query is not None:
         columns, rows, more = inspection.run_sql(con, query, max_rows)
         result = Table(title=f"{len(rows)}{'+' if more else ''} row(s)")
@@ -134,28 +163,29 @@ def inspect_command(run_dir: Path, query: str | None, samples: int, max_rows: in
             result.add_row(*(inspection.shorten(v, 120) for v in row))
         console.print(result)
         return
-    manifest = run.manifest or {}
-    (rows,) = one_row(con, f"SELECT count(*) FROM {ident(run.kind)}")
-    head = Table(title=f"{run.kind} · {run_dir}", show_header=False)
+    manifest = run.manifest
+    (rows,) = one_row(con, f"SELECT count(*) FROM {ident(kind)}")
+    head = Table(title=f"{kind} · {run_dir}", show_header=False)
     head.add_column("what", style="bold")
     head.add_column("value")
     head.add_row("rows", f"{rows:,}")
     head.add_row("shards", str(len(run.shards)))
-    if "builder" in manifest:
-        head.add_row("builder", f"{manifest['builder'].get('name')} {manifest['builder'].get('version')}")
-    head.add_row("status", str(manifest.get("status", "no manifest")))
-    if "curation" in manifest:
-        head.add_row("curated from", str(manifest["curation"]["input"]["path"]))
+    if manifest is not None and manifest.builder is not None:
+        head.add_row("builder", f"{manifest.builder.name} {manifest.builder.version}")
+    head.add_row("status", (manifest.status if manifest is not None else None) or "no manifest")
+    curation = manifest.curation if manifest is not None else None
+    if curation is not None:
+        head.add_row("curated from", str(curation.input.path if curation.input else "?"))
     console.print(head)
-    if "curation" in manifest:
-        console.print(funnel_table(manifest["curation"], str(run_dir), console.width))
+    if curation is not None:
+        console.print(funnel_table(curation, str(run_dir), console.width))
     stats = Table(title="columns")
     for name in ("column", "type", "nulls", "summary"):
         stats.add_column(name)
-    for column, dtype, nulls, summary in inspection.column_stats(con, run.kind, run.schema):
+    for column, dtype, nulls, summary in inspection.column_stats(con, kind, run.schema):
         stats.add_row(column, inspection.shorten(dtype, 40), f"{nulls:,}", summary)
     console.print(stats)
-    for i, sample in enumerate(inspection.samples(con, run.kind, samples)):
+    for i, sample in enumerate(inspection.samples(con, kind, samples)):
         table = Table(title=f"sample {i + 1}", show_header=False)
         table.add_column("field", style="bold")
         table.add_column("value")

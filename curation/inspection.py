@@ -35,7 +35,13 @@ def _aggregates(expr: str, dtype: pa.DataType) -> tuple[list[str], str]:
     """SQL aggregates for one column and a format string for their values."""
     nulls = f"count(*) FILTER (WHERE {expr} IS NULL)"
     if pa.types.is_string(dtype) or pa.types.is_large_string(dtype):
-        return [nulls, f"approx_count_distinct({expr})", f"min(length({expr}))", f"avg(length({expr}))", f"max(length({expr}))"], "~{1} distinct · length {2}/{3:.1f}/{4} (min/mean/max)"
+        return [
+            nulls,
+            f"approx_count_distinct({expr})",
+            f"min(length({expr}))",
+            f"avg(length({expr}))",
+            f"max(length({expr}))",
+        ], "~{1} distinct · length {2}/{3:.1f}/{4} (min/mean/max)"
     if pa.types.is_boolean(dtype):
         return [nulls, f"count(*) FILTER (WHERE {expr})", f"count(*) FILTER (WHERE NOT {expr})"], "true {1} · false {2}"
     if pa.types.is_integer(dtype) or pa.types.is_floating(dtype):

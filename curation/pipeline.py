@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import resource
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -40,56 +39,11 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from judgeforge import __version__
 from judgeforge.curation.filters import FILTERS, Decontaminate, Filter, Stage, lit, one_row
 from judgeforge.errors import UserError
-from judgeforge.data_cards.runinfo import reproduce_commands
-from judgeforge.runs import RunDir, open_run, redact
-from judgeforge.schemas.base import KIND_KEY, SCHEMA_VERSION_KEY, BaseRow, arrow_schema
+from judgeforge.files import clear_stale, replace_dir, temp_path, utc_now
+from judgeforge.runs import MANIFEST, Curation, FunnelStep, InputLink, Manifest, Run, RunDir, open_run, read_manifest, redact, reproduce_commands
 from judgeforge.schemas.registry import get_kind
 
 LOG_NAME = "curation_log.parquet"
-# Manifest fields that describe the input run's own files and life, not how its rows were made.
-_RUN_FIELDS = {
-    "judgeforge_version", "kind", "run_id", "fingerprint", "status", "started_at", "finished_at", "command",
-    "shards", "chunks", "rows_in", "rows_out", "timings", "curation",
-}
-
-
-@dataclass(frozen=True)
-class RunInput:
-    """A built (or curated) run, checked: every shard holds the kind, with the kind's current schema."""
-
-    root: Path
-    kind: str
-    row_model: type[BaseRow]
-    schema: pa.Schema
-    shards: list[Path]
-    manifest: dict[str, Any] | None
-
-    @classmethod
-    def open(cls, root: Path) -> RunInput:
-        shards = sorted((root / "data").glob("shard-*.parquet")) if (root / "data").is_dir() else []
-        if not shards:
-            raise UserError(f"run dir '{root}' has no data/shard-*.parquet files")
-        try:
-            kind = (pq.read_schema(shards[0]).metadata or {}).get(KIND_KEY, b"").decode()
-        except (OSError, pa.ArrowInvalid) as exc:
-            raise UserError(f"{shards[0]}: not a Parquet file ({exc})") from exc
-        if not kind:
-            raise UserError(f"{shards[0]}: not a judgeforge shard (no '{KIND_KEY.decode()}' in its metadata)")
-        run = open_run(root, kind)
-        manifest = run.read_manifest()
-        if manifest is not None and manifest.get("kind", kind) != kind:
-            raise UserError(f"{run.manifest_path}: says kind '{manifest.get('kind')}' but the shards hold '{kind}'")
-        model = get_kind(kind).row
-        schema = arrow_schema(model)
-        for shard in shards:
-            found = pq.read_schema(shard)
-            version = (found.metadata or {}).get(SCHEMA_VERSION_KEY, b"").decode()
-            if version != model.schema_version or not found.remove_metadata().equals(schema.remove_metadata()):
-                raise UserError(
-                    f"{shard}: written with schema version '{version}' of kind '{kind}', "
-                    f"this judgeforge reads version '{model.schema_version}'; rebuild the run"
-                )
-        return cls(root, kind, model, schema, shards, manifest)
 
 
 def connect(shards: list[Path], memory_limit: str = "2GB", temp_dir: Path | None = None) -> duckdb.DuckDBPyConnection:
@@ -200,48 +154,25 @@ def _first_error(exc: ValidationError) -> str:
 # --- output placement ------------------------------------------------------------------------------
 
 
-def default_out(run: RunInput) -> Path:
+def default_out(run: Run) -> Path:
     return run.root.parent / f"{run.root.name}-curated"
 
 
-def _check_out(run: RunInput, out: Path) -> None:
+def _check_out(run: Run, out: Path) -> None:
     src, dst = run.root.resolve(), out.resolve()
     if dst == src or src in dst.parents or dst in src.parents:
         raise UserError(f"--out '{out}' overlaps the input run '{run.root}'; a curated run never overwrites its input")
     if dst.exists():
-        curated = "curation" in _read_json(dst / "manifest.json")
-        if not dst.is_dir() or (any(dst.iterdir()) and not curated):
+        if not dst.is_dir() or (any(dst.iterdir()) and not _is_curated(dst)):
             raise UserError(f"--out '{out}' exists and is not a curated run; choose another --out")
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def _is_curated(folder: Path) -> bool:
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _clear_stale(out: Path) -> None:
-    """Remove temp dirs that killed curations of ``out`` left behind (their process is gone)."""
-    for tmp in out.parent.glob(f".{out.name}.tmp-*"):
-        pid = tmp.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and not _alive(int(pid)):
-            shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        manifest = read_manifest(folder / MANIFEST)
+    except UserError:
         return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return manifest is not None and manifest.curation is not None
 
 
 # --- running ---------------------------------------------------------------------------------------
@@ -257,15 +188,16 @@ class CurateOptions(BaseModel):
     command: list[str] = []
 
 
-def curate(run_dir: Path, opts: CurateOptions, console: Console | None = None) -> tuple[dict[str, Any], Path]:
+def curate(run_dir: Path, opts: CurateOptions, console: Console | None = None) -> tuple[Manifest, Path]:
     """Curate ``run_dir`` into a new run; returns its manifest and where it went."""
     console = console or Console(stderr=True)
-    started, clock = _now(), time.perf_counter()
-    run = RunInput.open(run_dir)
+    started, clock = utc_now(), time.perf_counter()
+    run = open_run(run_dir)
     if run.manifest is None:
         raise UserError(f"run dir '{run_dir}' has no manifest.json to link the curated run to")
-    spec_path = resolve_spec(opts.spec) if opts.spec else default_spec_path(run.kind)
-    spec, steps = load_spec(spec_path, run.kind)
+    kind = run.kind.name
+    spec_path = resolve_spec(opts.spec) if opts.spec else default_spec_path(kind)
+    spec, steps = load_spec(spec_path, kind)
     if opts.eval_source is not None:
         decon = [s for s in steps if isinstance(s.filter, Decontaminate)]
         if not decon:
@@ -276,24 +208,24 @@ def curate(run_dir: Path, opts: CurateOptions, console: Console | None = None) -
             if entry["filter"] == Decontaminate.type_name:
                 entry["eval"] = {"source": opts.eval_source}
     for step in steps:
-        step.filter.validate(run.schema, run.kind)
+        step.filter.validate(run.schema, kind)
     out = opts.out or default_out(run)
     _check_out(run, out)
     for step in steps:
         step.filter.prepare()
     out.parent.mkdir(parents=True, exist_ok=True)
-    _clear_stale(out)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    clear_stale(out.parent, out.name)
+    tmp = temp_path(out)
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         work = tmp / ".work"
         work.mkdir(parents=True)
-        con = connect(run.shards, opts.memory_limit, work)
+        con = connect(list(run.shards), opts.memory_limit, work)
         try:
             funnel, rows_in, rows_out = _run_filters(con, run, steps, opts, console)
             dropped = con.sql("SELECT _rid FROM drops WHERE action = 'drop' ORDER BY _rid").fetchnumpy()["_rid"]
-            target = RunDir(tmp, run.kind)
-            shards = _write_shards(run, target, np.asarray(dropped, dtype=np.int64))
+            target = RunDir(tmp, kind)
+            shards = write_shards(run, target, np.asarray(dropped, dtype=np.int64))
             con.execute(
                 f"COPY (SELECT s.id, d.filter, d.action, d.reason FROM drops d JOIN src s USING (_rid) ORDER BY d._rid) "
                 f"TO {lit(str(tmp / LOG_NAME))} (FORMAT parquet)"
@@ -301,17 +233,15 @@ def curate(run_dir: Path, opts: CurateOptions, console: Console | None = None) -
         finally:
             con.close()
         shutil.rmtree(work)
-        manifest = _manifest(run, spec, spec_path, opts, funnel, rows_in, rows_out, shards, started, time.perf_counter() - clock)
-        target.write_json(target.manifest_path, manifest)
-        _replace(tmp, out)
+        manifest = _manifest(run, run.manifest, spec, spec_path, opts, funnel, rows_in, rows_out, shards, started, time.perf_counter() - clock)
+        target.write_manifest(manifest)
+        replace_dir(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return manifest, out
 
 
-def _run_filters(
-    con: duckdb.DuckDBPyConnection, run: RunInput, steps: list[Step], opts: CurateOptions, console: Console
-) -> tuple[list[dict[str, Any]], int, int]:
+def _run_filters(con: duckdb.DuckDBPyConnection, run: Run, steps: list[Step], opts: CurateOptions, console: Console) -> tuple[list[FunnelStep], int, int]:
     con.execute("CREATE TEMP TABLE drops (_rid BIGINT, filter VARCHAR, action VARCHAR, reason VARCHAR)")
     con.execute("CREATE TEMP VIEW cur AS SELECT * FROM src WHERE _rid NOT IN (SELECT _rid FROM drops WHERE action = 'drop')")
     stage = Stage(con, run.schema, opts.batch_rows)
@@ -320,17 +250,21 @@ def _run_filters(
         return int(one_row(con, "SELECT count(*) FROM cur")[0])
 
     rows_in = rows = count()
-    funnel = []
-    with Progress(SpinnerColumn(), TextColumn("[bold]curate[/] {task.description}"), TextColumn("{task.completed}/{task.total} filters"), TimeElapsedColumn(), console=console) as progress:
+    funnel: list[FunnelStep] = []
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("[bold]curate[/] {task.description}"),
+        TextColumn("{task.completed}/{task.total} filters"),
+        TimeElapsedColumn(),
+        console=console,
+    ) as progress:
         task = progress.add_task("", total=len(steps))
         for step in steps:
             f = step.filter
             progress.update(task, description=f"{f.name} · {rows:,} rows")
             start, cpu = time.perf_counter(), _cpu_seconds()
             sql = f.select(stage)
-            con.execute(
-                f"INSERT INTO drops SELECT _rid, ?, ?, min(reason) FROM ({sql}) GROUP BY _rid", [f.name, step.action]
-            )
+            con.execute(f"INSERT INTO drops SELECT _rid, ?, ?, min(reason) FROM ({sql}) GROUP BY _rid", [f.name, step.action])
             hit = int(one_row(con, "SELECT count(*) FROM drops WHERE filter = ?", [f.name])[0])
             after = count()
             examples = con.execute(
@@ -338,19 +272,21 @@ def _run_filters(
                 [f.name, opts.examples],
             ).fetchall()
             funnel.append(
-                {
-                    "name": f.name,
-                    "filter": f.type_name,
-                    "action": step.action,
-                    "rows_in": rows,
-                    "rows_out": after,
-                    "dropped" if step.action == "drop" else "flagged": hit,
-                    "examples": [{"id": i, "reason": r} for i, r in examples],
-                    "stats": dict(f.stats),
-                    "report": f.report,
-                    "seconds": round(time.perf_counter() - start, 3),
-                    "cpu_seconds": round(_cpu_seconds() - cpu, 3),
-                }
+                FunnelStep.model_validate(
+                    {
+                        "name": f.name,
+                        "filter": f.type_name,
+                        "action": step.action,
+                        "rows_in": rows,
+                        "rows_out": after,
+                        "dropped" if step.action == "drop" else "flagged": hit,
+                        "examples": [{"id": i, "reason": r} for i, r in examples],
+                        "stats": dict(f.stats),
+                        "report": f.report,
+                        "seconds": round(time.perf_counter() - start, 3),
+                        "cpu_seconds": round(_cpu_seconds() - cpu, 3),
+                    }
+                )
             )
             rows = after
             progress.advance(task)
@@ -363,11 +299,13 @@ def _cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _write_shards(run: RunInput, target: RunDir, dropped: np.ndarray) -> list[str]:
-    """One curated shard per input shard, with the input's schema and metadata; dropped rows left out."""
+def write_shards(run: Run, target: RunDir, dropped: np.ndarray, edit: Callable[[int, pa.Table], pa.Table] | None = None) -> list[str]:
+    """One curated shard per input shard, with the input's schema and metadata; dropped rows (sorted ``_rid`` s) left out.
+
+    ``edit(index, table)``, when given, rewrites shard ``index``'s rows in place first (``review apply``: relabelled rows)."""
     names = []
     for index, shard in enumerate(run.shards):
-        table = pq.read_table(shard)
+        table = pq.read_table(shard) if edit is None else edit(index, pq.read_table(shard))
         low, high = np.searchsorted(dropped, [index << 32, (index + 1) << 32])
         keep = np.ones(table.num_rows, dtype=bool)
         keep[dropped[low:high] - (index << 32)] = False
@@ -378,50 +316,41 @@ def _write_shards(run: RunInput, target: RunDir, dropped: np.ndarray) -> list[st
 
 
 def _manifest(
-    run: RunInput, spec: dict[str, Any], spec_path: Path, opts: CurateOptions, funnel: list[dict[str, Any]],
-    rows_in: int, rows_out: int, shards: list[str], started: str, seconds: float,
-) -> dict[str, Any]:
-    source = run.manifest or {}
-    identity = {"input_fingerprint": source.get("fingerprint"), "spec": spec}
+    run: Run,
+    source: Manifest,
+    spec: dict[str, Any],
+    spec_path: Path,
+    opts: CurateOptions,
+    funnel: list[FunnelStep],
+    rows_in: int,
+    rows_out: int,
+    shards: list[str],
+    started: str,
+    seconds: float,
+) -> Manifest:
+    identity = {"input_fingerprint": source.fingerprint, "spec": spec}
     fingerprint = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
-    input_link = {"path": str(run.root.resolve()), "run_id": source.get("run_id"), "fingerprint": source.get("fingerprint"), "rows": rows_in}
-    if "curation" in source:
-        input_link["curation"] = source["curation"]
-    return {
-        "judgeforge_version": __version__,
-        "kind": run.kind,
-        "run_id": fingerprint[:16],
-        "fingerprint": fingerprint,
-        **{k: v for k, v in source.items() if k not in _RUN_FIELDS},
-        "curation": {
-            "input": input_link,
-            "spec_path": str(spec_path),
-            "spec": spec,
-            "funnel": funnel,
+    link = InputLink(path=str(run.root.resolve()), run_id=source.run_id, fingerprint=source.fingerprint, rows=rows_in)
+    if source.curation is not None:
+        link.curation = source.curation
+    command = redact(opts.command)
+    return Manifest.model_validate(
+        {
+            "judgeforge_version": __version__,
+            "kind": run.kind.name,
+            "run_id": fingerprint[:16],
+            "fingerprint": fingerprint,
+            **source.provenance(),
+            "curation": Curation(input=link, spec_path=str(spec_path), spec=spec, funnel=funnel, rows_in=rows_in, rows_out=rows_out, log=LOG_NAME),
+            "command": command,
+            # The whole chain, so the card and the Hub manifest can rebuild it after the input run is gone.
+            "commands": [*reproduce_commands(source), command],
+            "status": "complete",
+            "started_at": started,
+            "finished_at": utc_now(),
             "rows_in": rows_in,
             "rows_out": rows_out,
-            "log": LOG_NAME,
-        },
-        "command": redact(opts.command),
-        # The whole chain, so the card and the Hub manifest can rebuild it after the input run is gone.
-        "commands": [*reproduce_commands(source), redact(opts.command)],
-        "status": "complete",
-        "started_at": started,
-        "finished_at": _now(),
-        "rows_in": rows_in,
-        "rows_out": rows_out,
-        "timings": {"curate_s": round(seconds, 3)},
-        "shards": shards,
-    }
-
-
-def _replace(tmp: Path, out: Path) -> None:
-    """Move the finished run into place; an older curated run at ``out`` is replaced only now."""
-    if out.exists():
-        old = out.parent / f".{out.name}.old-{os.getpid()}"
-        os.replace(out, old)
-        os.replace(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, out)
-
+            "timings": {"curate_s": round(seconds, 3)},
+            "shards": shards,
+        }
+    )

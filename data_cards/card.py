@@ -17,9 +17,9 @@ TRL snippet, the review questions' titles) comes from the kind's declaration in 
 
 from __future__ import annotations
 
-import os
 import re
 import shlex
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +30,12 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from rich.console import Console
 
 from judgeforge import plots
-from judgeforge.data_cards.runinfo import RunInfo, load_run_info, reproduce_commands
+from judgeforge.builders import builder_names, load_builder
+from judgeforge.builders.base import Builder
 from judgeforge.errors import UserError
+from judgeforge.files import write_text
+from judgeforge.runs import Manifest, Run, open_run, reproduce_commands
 from judgeforge.schemas.kind import CardExtras, Kind, Plot, View
-from judgeforge.schemas.registry import get_kind
 
 DATA_FILES = "data/shard-*.parquet"
 PLOT_PREFIX = "plot-"
@@ -41,8 +43,15 @@ PLOT_PREFIX = "plot-"
 
 BASE_TAGS = ("judgeforge", "synthetic")
 
-_SIZES = ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"), (10_000_000, "1M<n<10M"),
-          (100_000_000, "10M<n<100M"), (1_000_000_000, "100M<n<1B"))
+_SIZES = (
+    (1_000, "n<1K"),
+    (10_000, "1K<n<10K"),
+    (100_000, "10K<n<100K"),
+    (1_000_000, "100K<n<1M"),
+    (10_000_000, "1M<n<10M"),
+    (100_000_000, "10M<n<100M"),
+    (1_000_000_000, "100M<n<1B"),
+)
 
 
 def size_category(rows: int) -> str:
@@ -68,7 +77,17 @@ def _row_groups(path: Path) -> list[Any]:
     return [meta.row_group(i) for i in range(meta.num_row_groups)]
 
 
-def dataset_info(info: RunInfo) -> dict[str, Any]:
+def run_builder(manifest: Manifest) -> type[Builder[Any]] | None:
+    """The builder class that made the rows, when it is still registered under the manifest's name."""
+    name = manifest.builder.name if manifest.builder else None
+    return load_builder(name) if name in builder_names() else None
+
+
+def _module_doc(obj: Any) -> str:
+    return (sys.modules[obj.__module__].__doc__ or "").strip()
+
+
+def dataset_info(info: Run) -> dict[str, Any]:
     """``dataset_info`` for the front matter, with features derived from the shards' Arrow schema."""
     from datasets import DatasetInfo, Features, SplitDict, SplitInfo
 
@@ -83,7 +102,7 @@ def dataset_info(info: RunInfo) -> dict[str, Any]:
     return {"config_name": "default", **result}
 
 
-def front_matter(info: RunInfo, kind_card: CardExtras, license_id: str, pretty_name: str) -> str:
+def front_matter(info: Run, kind_card: CardExtras, license_id: str, pretty_name: str) -> str:
     from huggingface_hub import DatasetCardData
 
     data = DatasetCardData(
@@ -99,9 +118,10 @@ def front_matter(info: RunInfo, kind_card: CardExtras, license_id: str, pretty_n
     return data.to_yaml()
 
 
-def usage_snippet(info: RunInfo, kind: Kind, repo_id: str) -> str:
+def usage_snippet(manifest: Manifest, kind: Kind, repo_id: str) -> str:
     """Python that loads the dataset and trains on it with the kind's TRL view (or just loads it)."""
-    model = (info.manifest.get("models") or {}).get("policy", {}).get("model", "YOUR_MODEL")
+    policy = manifest.models.get("policy")
+    model = policy.model if policy else "YOUR_MODEL"
     context: dict[str, Any] = {"repo_id": repo_id, "model": model, "view": None}
     views = [v for m in kind.trained_by() if isinstance(v := kind.view(m), View)]
     if views:
@@ -110,15 +130,21 @@ def usage_snippet(info: RunInfo, kind: Kind, repo_id: str) -> str:
         trainer_module, trainer = kind.card.trainer or (trl_module, trainer)
         view_module, _, view_name = view.name.partition(":")
         context.update(
-            view=view_name, view_module=view_module, needs_tokenizer=view.needs_tokenizer,
-            trainer=trainer, trainer_module=trainer_module, config=config,
+            view=view_name,
+            view_module=view_module,
+            needs_tokenizer=view.needs_tokenizer,
+            trainer=trainer,
+            trainer_module=trainer_module,
+            config=config,
         )
     return _env().get_template("usage.py.j2").render(**context).strip()
 
 
-def funnel_of(manifest: dict[str, Any]) -> Any:
+def funnel_of(manifest: Manifest) -> Any:
     """A curated run's funnel: ``curation.funnel`` as ``judgeforge curate`` writes it, or a top-level ``funnel``."""
-    return (manifest.get("curation") or {}).get("funnel") or manifest.get("funnel")
+    if manifest.curation and manifest.curation.funnel:
+        return [step.model_dump(mode="json", exclude_unset=True) for step in manifest.curation.funnel]
+    return (manifest.model_extra or {}).get("funnel")
 
 
 def _funnel(funnel: Any) -> list[dict[str, Any]] | None:
@@ -132,14 +158,20 @@ def _funnel(funnel: Any) -> list[dict[str, Any]] | None:
     for step in steps:
         examples = step.get("examples") or []
         example = f"`{examples[0].get('id')}`: {examples[0].get('reason')}" if examples and isinstance(examples[0], dict) else ""
-        out.append({
-            "name": str(step.get("name", step.get("filter", "?"))), "filter": str(step.get("filter", "")), "action": str(step.get("action", "drop")),
-            "rows_in": step.get("rows_in"), "rows_out": step.get("rows_out"), "example": example.replace("|", "\\|").replace("\n", " "),
-        })
+        out.append(
+            {
+                "name": str(step.get("name", step.get("filter", "?"))),
+                "filter": str(step.get("filter", "")),
+                "action": str(step.get("action", "drop")),
+                "rows_in": step.get("rows_in"),
+                "rows_out": step.get("rows_out"),
+                "example": example.replace("|", "\\|").replace("\n", " "),
+            }
+        )
     return out
 
 
-def _draw(plot: Plot, info: RunInfo, out: Path) -> tuple[Path, str]:
+def _draw(plot: Plot, info: Run, out: Path) -> tuple[Path, str]:
     data = plot.data(info.dataset().to_table(columns=list(plot.columns)))
     path = out / f"{PLOT_PREFIX}{plot.name}.png"
     if plot.draw == "histogram":
@@ -156,89 +188,87 @@ def _env() -> Environment:
     return env
 
 
-def _config_rows(info: RunInfo) -> list[tuple[str, str, str]]:
-    builder = info.builder
+def _config_rows(manifest: Manifest, builder: type[Builder[Any]] | None) -> list[tuple[str, str, str]]:
     fields = builder.Config.model_fields if builder else {}
-    return [
-        (f"--{name.replace('_', '-')}", f"{value}", (fields[name].description or "") if name in fields else "")
-        for name, value in (info.manifest.get("config") or {}).items()
-    ]
+    return [(f"--{name.replace('_', '-')}", f"{value}", (fields[name].description or "") if name in fields else "") for name, value in manifest.config.items()]
 
 
-def _build_rows(info: RunInfo) -> list[tuple[str, str]]:
-    m = info.manifest
+def _build_rows(m: Manifest) -> list[tuple[str, str]]:
     rows: list[tuple[str, str]] = []
-    builder = m.get("builder") or {}
-    if builder:
-        rows.append(("builder", f"`{builder.get('name')}` {builder.get('version', '')}"))
-    for role, model in (m.get("models") or {}).items():
-        engine = (m.get("engines") or {}).get(role, {})
+    if m.builder:
+        rows.append(("builder", f"`{m.builder.name}` {m.builder.version}"))
+    for role, model in m.models.items():
+        engine = m.engines.get(role, {})
         where = ", ".join(f"{k} {v}" for k, v in engine.items() if k in ("engine", "device"))
-        rows.append((f"{role} model", f"`{model.get('model')}` (weights sha256 `{str(model.get('weights_hash', ''))[:12]}…`; {where})"))
-    source = m.get("source") or {}
+        rows.append((f"{role} model", f"`{model.model}` (weights sha256 `{(model.weights_hash or '')[:12]}…`; {where})"))
+    source = m.source
     if source:
-        extra = f", limit {source['limit']}" if source.get("limit") else ""
-        rows.append(("source", f"`{source.get('source')}` (split {source.get('split')}{extra}; {source.get('inputs', '?')} inputs; sha256 `{str(source.get('fingerprint', ''))[:12]}…`)"))
-    if "seed" in m:
-        rows.append(("seed", str(m["seed"])))
-    tokens = m.get("tokens") or {}
-    if tokens:
-        rows.append(("tokens", f"{tokens.get('prompt', 0):,} prompt, {tokens.get('completion', 0):,} generated"))
-    if m.get("started_at"):
-        rows.append(("built", f"{m.get('started_at')} → {m.get('finished_at', '?')} (judgeforge {m.get('judgeforge_version', '?')})"))
+        limit = f", limit {source.limit}" if source.limit else ""
+        inputs = "?" if source.inputs is None else source.inputs
+        rows.append(("source", f"`{source.source}` (split {source.split}{limit}; {inputs} inputs; sha256 `{(source.fingerprint or '')[:12]}…`)"))
+    if m.seed is not None:
+        rows.append(("seed", str(m.seed)))
+    if m.tokens:
+        rows.append(("tokens", f"{m.tokens.prompt:,} prompt, {m.tokens.completion:,} generated"))
+    if m.started_at:
+        rows.append(("built", f"{m.started_at} → {m.finished_at or '?'} (judgeforge {m.judgeforge_version or '?'})"))
     return rows
 
 
-def render_card(info: RunInfo, out: Path, repo_id: str | None = None, license_id: str | None = None, pretty_name: str | None = None) -> list[Path]:
+def render_card(info: Run, out: Path, repo_id: str | None = None, license_id: str | None = None, pretty_name: str | None = None) -> list[Path]:
     """Write README.md and its plots into ``out``; return the files written."""
-    kind = get_kind(info.kind)
+    kind = info.kind
     kind_card = kind.card
+    manifest = info.require_manifest()
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"cannot write the card to '{out}': {exc.strerror or exc}") from exc
     for stale in out.glob(f"{PLOT_PREFIX}*.png"):
         stale.unlink()
-    builder = info.builder
-    pretty = pretty_name or f"{kind_card.pretty} ({info.kind})"
+    builder = run_builder(manifest)
+    pretty = pretty_name or f"{kind_card.pretty} ({kind.name})"
     figures = [_draw(plot, info, out) for plot in kind_card.plots]
-    raw_funnel = funnel_of(info.manifest)
+    raw_funnel = funnel_of(manifest)
     funnel = _funnel(raw_funnel)
     if funnel and all(isinstance(s["rows_out"], (int, float)) for s in funnel):
         first_in = funnel[0]["rows_in"]
         labels = (["input"] if isinstance(first_in, (int, float)) else []) + [s["name"] for s in funnel]
         counts = ([first_in] if isinstance(first_in, (int, float)) else []) + [s["rows_out"] for s in funnel]
-        figures.append((plots.bars(labels, counts, "Curation funnel: rows left after each step", out / f"{PLOT_PREFIX}funnel.png"), "Rows left after each curation step."))
-    repo = repo_id or f"YOUR_ORG/{info.kind.replace('_', '-')}"
+        figures.append(
+            (plots.bars(labels, counts, "Curation funnel: rows left after each step", out / f"{PLOT_PREFIX}funnel.png"), "Rows left after each curation step.")
+        )
+    repo = repo_id or f"YOUR_ORG/{kind.name.replace('_', '-')}"
     schema = info.dataset().schema
-    text = _env().get_template("card.md.j2").render(
-        front_matter=front_matter(info, kind_card, license_id or "other", pretty).strip(),
-        license_set=license_id is not None,
-        license_id=license_id or "other",
-        pretty=pretty,
-        kind=info.kind,
-        rows=info.num_rows(),
-        repo_id=repo,
-        summary=builder.summary if builder else "",
-        builder_doc=_markdown(info.builder_doc()),
-        schema_doc=_markdown(info.schema_doc()),
-        paper=kind.paper,
-        build_rows=_build_rows(info),
-        config_rows=_config_rows(info),
-        report_rows=builder.report(info.manifest.get("builder_stats") or {}) if builder else [],
-        funnel=funnel,
-        raw_funnel=raw_funnel if raw_funnel and not funnel else None,
-        review=info.manifest.get("review"),
-        review_titles={q.name: q.title for q in kind.review.questions},
-        figures=[(p.name, caption) for p, caption in figures],
-        columns=[(f.name, _type_name(f.type)) for f in schema],
-        usage=usage_snippet(info, kind, repo),
-        commands=[shlex.join(c) for c in reproduce_commands(info.manifest)],
+    text = (
+        _env()
+        .get_template("card.md.j2")
+        .render(
+            front_matter=front_matter(info, kind_card, license_id or "other", pretty).strip(),
+            license_set=license_id is not None,
+            license_id=license_id or "other",
+            pretty=pretty,
+            kind=kind.name,
+            rows=info.num_rows(),
+            repo_id=repo,
+            summary=builder.summary if builder else "",
+            builder_doc=_markdown(_module_doc(builder) if builder else ""),
+            schema_doc=_markdown(_module_doc(builder.row_model) if builder else ""),
+            paper=kind.paper,
+            build_rows=_build_rows(manifest),
+            config_rows=_config_rows(manifest, builder),
+            report_rows=builder.report(manifest.builder_stats) if builder else [],
+            funnel=funnel,
+            raw_funnel=raw_funnel if raw_funnel and not funnel else None,
+            review=manifest.review,
+            review_titles={q.name: q.title for q in kind.review.questions},
+            figures=[(p.name, caption) for p, caption in figures],
+            columns=[(f.name, _type_name(f.type)) for f in schema],
+            usage=usage_snippet(manifest, kind, repo),
+            commands=[shlex.join(c) for c in reproduce_commands(manifest)],
+        )
     )
-    readme = out / "README.md"
-    tmp = readme.with_name(f".README.md.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, readme)
+    readme = write_text(out / "README.md", text)
     return [readme, *(p for p, _ in figures)]
 
 
@@ -257,8 +287,8 @@ def card(run_dir: Path, out: Path | None, repo_id: str | None, license_id: str |
     the review agreement when the run has them, its columns, how to train on it with TRL, and the
     commands that rebuild it.
     """
-    info = load_run_info(run_dir)
-    written = render_card(info, out or run_dir, repo_id, license_id, pretty_name)
+    run = open_run(run_dir)
+    written = render_card(run, out or run_dir, repo_id, license_id, pretty_name)
     console = Console()
     for path in written:
         console.print(str(path))

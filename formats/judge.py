@@ -10,6 +10,10 @@ A verdict is an uppercase ``A`` or ``B`` standing as a token: inside ``[[ ]]``, 
 clause ("Final verdict: B", "**Verdict:** [A]."). Anything else — a lowercase letter ("verdict: a"),
 an article ("My verdict: A tie"), a sentence ("Verdict: A is better") — is no verdict, and an output
 naming both letters contradicts itself and has none either.
+
+:data:`JUDGMENT` is the format's verdict declaration for :mod:`judgeforge.formats.verdicts`: the
+vocabulary A/B (case matters), the verdict slot (the judgment followed by ``Verdict: [[``, exactly where
+:func:`format_judgment` writes the verdict) and the contradiction rule (:func:`can_force`).
 """
 
 from __future__ import annotations
@@ -18,7 +22,10 @@ import re
 from collections.abc import Sequence
 from typing import Literal
 
+from judgeforge.formats.verdicts import Parsed, VerdictFormat, Vocabulary
+
 Verdict = Literal["A", "B"]
+VERDICTS: tuple[Verdict, ...] = ("A", "B")
 
 JUDGE_INSTRUCTIONS = (
     "You are an impartial judge. Below is a math problem, the steps of a solution written so far, and two "
@@ -39,10 +46,7 @@ _LOOSE = re.compile(
 def judge_user_message(question: str, previous_steps: Sequence[str], step_a: str, step_b: str) -> str:
     """The user turn of a pairwise step judgment."""
     previous = "\n\n".join(previous_steps) if previous_steps else "(none: the candidates are the first step)"
-    return (
-        f"{JUDGE_INSTRUCTIONS}\n\n[Problem]\n{question.strip()}\n\n[Previous steps]\n{previous}\n\n"
-        f"[Step A]\n{step_a.strip()}\n\n[Step B]\n{step_b.strip()}"
-    )
+    return f"{JUDGE_INSTRUCTIONS}\n\n[Problem]\n{question.strip()}\n\n[Previous steps]\n{previous}\n\n[Step A]\n{step_a.strip()}\n\n[Step B]\n{step_b.strip()}"
 
 
 def parse_verdict(text: str) -> Verdict | None:
@@ -53,9 +57,18 @@ def parse_verdict(text: str) -> Verdict | None:
     return "A" if "A" in found else "B"
 
 
+def verdict_slot(explanation: str, finish_reason: str = "stop") -> str:
+    """A judgment up to its verdict: the explanation, a blank line and ``Verdict: [[``."""
+    return f"{explanation.strip()}\n\n{VERDICT_LEAD}"
+
+
+def _spell(verdict: Verdict) -> str:
+    return f"{verdict}]]"
+
+
 def format_judgment(explanation: str, verdict: Verdict) -> str:
     """A judgment in the canonical format (what EFT trains on and :func:`parse_verdict` reads)."""
-    return f"{explanation.strip()}\n\n{VERDICT_LEAD}{verdict}]]"
+    return verdict_slot(explanation) + _spell(verdict)
 
 
 def can_force(text: str) -> bool:
@@ -64,8 +77,20 @@ def can_force(text: str) -> bool:
     False for an output that names both verdicts (so parses to none): forcing it would write a text
     carrying both ``[[A]]`` and ``[[B]]``. Such outputs stay unparsable, counted as contradictory.
     """
-    both: tuple[Verdict, ...] = ("A", "B")
-    return all(parse_verdict(format_judgment(text, v)) == v for v in both)
+    return all(parse_verdict(format_judgment(text, v)) == v for v in VERDICTS)
+
+
+def read_judgment(text: str, finish_reason: str = "stop") -> Parsed[Verdict]:
+    """A judgment's verdict (status ``ok``), or none: ``contradictory`` when a forced verdict could not
+    stand in it (:func:`can_force`), else ``none`` (forceable). The text is kept whole."""
+    verdict = parse_verdict(text)
+    if verdict is not None:
+        return Parsed(verdict, "ok", text, False)
+    forceable = can_force(text)
+    return Parsed(None, "none" if forceable else "contradictory", text, forceable)
+
+
+JUDGMENT: VerdictFormat[Verdict] = VerdictFormat(Vocabulary(VERDICTS, case_sensitive=True), read_judgment, verdict_slot, _spell)
 
 
 # --- whole-response pairs (Self-Taught Evaluator) ----------------------------------------------------
@@ -83,7 +108,4 @@ RESPONSE_JUDGE_INSTRUCTIONS = (
 
 def response_judge_message(instruction: str, response_a: str, response_b: str) -> str:
     """The user turn of a pairwise judgment of two whole responses to one instruction."""
-    return (
-        f"{RESPONSE_JUDGE_INSTRUCTIONS}\n\n[Instruction]\n{instruction.strip()}\n\n"
-        f"[Response A]\n{response_a.strip()}\n\n[Response B]\n{response_b.strip()}"
-    )
+    return f"{RESPONSE_JUDGE_INSTRUCTIONS}\n\n[Instruction]\n{instruction.strip()}\n\n[Response A]\n{response_a.strip()}\n\n[Response B]\n{response_b.strip()}"

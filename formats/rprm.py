@@ -1,4 +1,4 @@
-"""The R-PRM analysis format: one prompt, one verdict line, one parser, one verdict-slot reader.
+"""The R-PRM analysis format: one prompt, one verdict line, one parser, one verdict slot, one step reward.
 
 R-PRM (She et al., EMNLP 2025, arXiv 2503.21295) has a model *reason* about a step before judging it:
 an analysis of the previous steps, of the now step (its goal, where its data come from, whether it
@@ -20,19 +20,21 @@ An analysis is *malformed* when it has no verdict (``none``), names both Yes and
 (``both``), has several verdict lines that disagree (``contradictory``) or agree (``several``: the
 chosen analysis must end with its verdict once), gives its one verdict off the format
 (``off_format``), or ran out of tokens before giving one (``truncated``). Malformed analyses are
-counted and never kept.
+counted and never kept. :data:`ANALYSIS` declares the format's verdicts for
+:mod:`judgeforge.formats.verdicts`: Yes/No in any case and spacing at the verdict slot, where an
+analysis without a verdict (``none``, ``truncated``) may be forced; a step's reward aggregates its K
+verdicts into P(Yes) (:func:`step_reward`).
 """
 
 from __future__ import annotations
 
-import math
-import random
 import re
 from collections.abc import Sequence
 from typing import Literal, NamedTuple
 
-from judgeforge.engines.base import Completion, Request
+from judgeforge.engines.base import Request
 from judgeforge.formats.step_inputs import Label, StepInput
+from judgeforge.formats.verdicts import Parsed, VerdictFormat, Vocabulary, aggregate
 
 VERDICT_LEAD = "Verification: Is the step correct (Yes/No)?"
 ANALYSIS_START = "Previous steps analysis:"
@@ -73,15 +75,6 @@ def analysis_request(item: StepInput, seed: int) -> Request:
     return Request(messages=tuple(analysis_messages(item)), prefix=ANALYSIS_START, seed=seed)
 
 
-class VerdictParse(NamedTuple):
-    """A parsed analysis: the verdict (None when malformed), the status, and the text kept — the
-    analysis up to and including its verdict (the whole text when malformed)."""
-
-    verdict: Label | None
-    status: Status
-    text: str
-
-
 class _Answer(NamedTuple):
     """What one verdict line says: its verdict, whether it is in the prompt's format, where it ends."""
 
@@ -106,63 +99,52 @@ def _read_verdict_line(text: str, lead: re.Match[str], stop: int) -> _Answer | L
     return _Answer("Yes" if word.lower() == "yes" else "No", in_format, offset + end)
 
 
-def parse_analysis(text: str, finish_reason: str = "stop") -> VerdictParse:
-    """Read the verdict line(s) of an analysis (the full assistant turn, or its continuation)."""
+def parse_analysis(text: str, finish_reason: str = "stop") -> Parsed[Label]:
+    """Read the verdict line(s) of an analysis (the full assistant turn, or its continuation): the
+    verdict (None when malformed), the status, the text kept — the analysis up to and including its
+    verdict (the whole text when malformed) — and whether a forced verdict may stand in it (none, truncated)."""
     leads = list(_LEAD.finditer(text))
     answers: list[_Answer] = []
     for n, lead in enumerate(leads):
         answer = _read_verdict_line(text, lead, leads[n + 1].start() if n + 1 < len(leads) else len(text))
         if answer == "both":
-            return VerdictParse(None, "both", text)
+            return Parsed(None, "both", text, False)
         if answer is not None:
             answers.append(answer)
     if not answers:
-        return VerdictParse(None, "truncated" if finish_reason == "length" else "none", text)
+        return Parsed(None, "truncated" if finish_reason == "length" else "none", text, True)
     if len({a.verdict for a in answers}) > 1:
-        return VerdictParse(None, "contradictory", text)
+        return Parsed(None, "contradictory", text, False)
     if len(answers) > 1:
-        return VerdictParse(None, "several", text)
+        return Parsed(None, "several", text, False)
     answer = answers[0]
     if not answer.in_format:
-        return VerdictParse(None, "off_format", text)
-    return VerdictParse(answer.verdict, "ok", text[: answer.end])
+        return Parsed(None, "off_format", text, False)
+    return Parsed(answer.verdict, "ok", text[: answer.end], False)
 
 
 def verdict_line(verdict: Label) -> str:
     return f"{VERDICT_LEAD} {verdict}"
 
 
-def verdict_slot_prefix(request: Request, completion: Completion) -> str:
+def verdict_slot(text: str, finish_reason: str) -> str:
     """The assistant turn up to the verdict slot. An analysis that stopped at the verdict lead (the
     scorer's stop string) gets the lead back; any other is cut before a verdict line it may hold and
     gets the lead after a blank line."""
-    text = request.prefix + completion.text
-    if completion.finish_reason == "stop":
+    if finish_reason == "stop":
         return text + VERDICT_LEAD
     lead = _LEAD.search(text)
     return f"{(text[: lead.start()] if lead else text).rstrip()}\n\n{VERDICT_LEAD}"
 
 
-def sample_verdict(p_yes: float, temperature: float, rng: random.Random) -> Label:
-    """Draw a verdict from P(Yes) at the verdict slot, flattened or sharpened by ``temperature`` like a
-    token distribution (each probability to the power 1/T, renormalised); 0 picks the likelier one."""
-    if temperature == 0 or p_yes in (0.0, 1.0):
-        return "Yes" if p_yes >= 0.5 else "No"
-    yes, no = p_yes ** (1 / temperature), (1 - p_yes) ** (1 / temperature)
-    return "Yes" if rng.random() < yes / (yes + no) else "No"
+def _spell(verdict: Label) -> str:
+    return f" {verdict}"
 
 
-def slot_verdict(completion: Completion) -> tuple[Label | None, float | None]:
-    """The verdict one token at the verdict slot names, and P(Yes) = softmax over the Yes/No tokens'
-    log-probabilities (None without log-probabilities, or when neither is among the top tokens)."""
-    word = completion.text.strip().lower()
-    verdict: Label | None = "Yes" if word == "yes" else "No" if word == "no" else None
-    if not completion.ok or not completion.logprobs:
-        return verdict, None
-    mass = {"yes": 0.0, "no": 0.0}
-    for token, logprob in completion.logprobs[0].top.items():
-        key = token.strip().lower()
-        if key in mass:
-            mass[key] += math.exp(logprob)
-    total = mass["yes"] + mass["no"]
-    return verdict, (mass["yes"] / total if total > 0 else None)
+ANALYSIS: VerdictFormat[Label] = VerdictFormat(Vocabulary(("Yes", "No"), case_sensitive=False), parse_analysis, verdict_slot, _spell)
+
+
+def step_reward(p_yes: Sequence[float | None], votes: Sequence[str | None]) -> tuple[float | None, str]:
+    """A step's reward from its K evaluations: mean P(Yes) where log-probabilities came back (``p_yes``),
+    else the share of Yes votes (``vote``), else none (``none``)."""
+    return aggregate(p_yes, votes, "Yes")

@@ -34,7 +34,9 @@ and markdown emphasis, is exactly ``Verdict: correct`` or ``Verdict: incorrect``
 allowed). Case does not matter — unlike a pairwise judge's "A", no word here changes meaning with case —
 but the words must stand alone: "Verdict: not correct", "Verdict: correct or incorrect", "The verdict:
 correct" and "Verdict: correctly" are no verdict lines, and lines giving both verdicts contradict each
-other and leave none.
+other and leave none. :data:`VERIFICATION` declares these verdicts for
+:mod:`judgeforge.formats.verdicts`: a verification without a verdict line (and without contradicting
+ones) is forced by continuing it with a blank line and ``Verdict:``.
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
+
+from judgeforge.formats.verdicts import Parsed, VerdictFormat, Vocabulary
 
 Verdict = Literal["correct", "incorrect"]
 SegmentRole = Literal["attempt", "verification"]
@@ -114,6 +118,26 @@ def parse_verdict(text: str) -> VerdictParse:
 
 def verdict_line(verdict: Verdict) -> str:
     return f"{VERDICT_LEAD} {verdict}"
+
+
+def read_verification(text: str, finish_reason: str = "stop") -> Parsed[Verdict]:
+    """A verification's verdict, its text cut after the first verdict line (written canonically, so it
+    carries exactly one); without one, ``contradictory`` (never forced) or ``none`` (forceable)."""
+    parsed = parse_verdict(text)
+    if parsed.verdict is not None:
+        return Parsed(parsed.verdict, "ok", text[: parsed.start] + verdict_line(parsed.verdict), False)
+    return Parsed(None, "contradictory", text, False) if parsed.contradictory else Parsed(None, "none", text, True)
+
+
+def _verdict_slot(text: str, finish_reason: str) -> str:
+    return f"{text.rstrip()}{SEPARATOR}{VERDICT_LEAD}".lstrip()
+
+
+def _spell(verdict: Verdict) -> str:
+    return f" {verdict}"
+
+
+VERIFICATION: VerdictFormat[Verdict] = VerdictFormat(Vocabulary(("correct", "incorrect"), case_sensitive=False), read_verification, _verdict_slot, _spell)
 
 
 def attempt_segment(attempt: str, first: bool) -> str:

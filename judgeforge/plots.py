@@ -7,7 +7,6 @@ atomically; the figures carry no timestamp or software stamp, so re-rendering a 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,17 +17,18 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from judgeforge.files import atomic_write  # noqa: E402
+
 _SIZE = (5.5, 3.2)
 _COLOR = "#4C72B0"
 
 
 def _save(fig: plt.Figure, path: Path) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.png")
     fig.tight_layout()
-    fig.savefig(tmp, dpi=110, metadata={"Software": None})
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    try:
+        return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110, metadata={"Software": None}))
+    finally:
+        plt.close(fig)
 
 
 def histogram(values: Sequence[float], title: str, xlabel: str, path: Path, bins: int = 20) -> Path:

@@ -13,7 +13,6 @@ Review answers (``review.parquet``, which names reviewers) and the request cache
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import tempfile
@@ -27,8 +26,9 @@ from rich.console import Console
 from rich.table import Table
 
 from judgeforge.data_cards.card import PLOT_PREFIX, render_card
-from judgeforge.data_cards.runinfo import RunInfo, load_run_info, reproduce_commands
 from judgeforge.errors import UserError
+from judgeforge.files import write_json
+from judgeforge.runs import MANIFEST, Run, open_run, reproduce_commands
 
 _REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*")
 
@@ -39,7 +39,7 @@ def check_repo_id(repo_id: str) -> str:
     return repo_id
 
 
-def stage(info: RunInfo, folder: Path, repo_id: str | None, license_id: str | None) -> list[Path]:
+def stage(info: Run, folder: Path, repo_id: str | None, license_id: str | None) -> list[Path]:
     """Write the Hub-layout folder for the run into ``folder`` (new or empty); return its files."""
     if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
         raise UserError(f"'{folder}' exists and is not an empty folder: choose a new --to-dir")
@@ -49,9 +49,9 @@ def stage(info: RunInfo, folder: Path, repo_id: str | None, license_id: str | No
         raise UserError(f"cannot write to '{folder}': {exc.strerror or exc}") from exc
     for shard in info.shards:
         shutil.copy2(shard, folder / "data" / shard.name)
-    manifest: dict[str, Any] = {**info.manifest, "reproduce": reproduce_commands(info.manifest)}
-    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str) + "\n")
-    render_card(load_run_info(folder), folder, repo_id, license_id)  # the card describes the files beside it
+    manifest = info.require_manifest()
+    write_json(folder / MANIFEST, {**manifest.dump(), "reproduce": reproduce_commands(manifest)})
+    render_card(open_run(folder), folder, repo_id, license_id)  # the card describes the files beside it
     return sorted(p for p in folder.rglob("*") if p.is_file())
 
 
@@ -117,7 +117,9 @@ def _files_table(folder: Path, files: list[Path], title: str) -> Table:
 @click.option("--revision", default=None, help="Branch to commit to (created if missing) [default: main].")
 @click.option("--license", "license_id", default=None, help="License id for the card, e.g. apache-2.0 [default: other, with a note].")
 @click.option("--dry-run", is_flag=True, default=False, help="Lay the folder out in a temporary directory and print what would be uploaded; upload nothing.")
-@click.option("--to-dir", type=click.Path(path_type=Path, file_okay=False), default=None, help="Write the Hub-layout folder here (new or empty) and upload nothing.")
+@click.option(
+    "--to-dir", type=click.Path(path_type=Path, file_okay=False), default=None, help="Write the Hub-layout folder here (new or empty) and upload nothing."
+)
 def publish(run_dir: Path, repo_id: str | None, private: bool, revision: str | None, license_id: str | None, dry_run: bool, to_dir: Path | None) -> None:
     """Publish RUN_DIR as a Hugging Face Hub dataset: Parquet under data/, README.md card, plots, manifest.json.
 
@@ -129,7 +131,8 @@ def publish(run_dir: Path, repo_id: str | None, private: bool, revision: str | N
         raise UserError("--repo-id is required (or write the folder only with --to-dir DIR)")
     if repo_id is not None:
         check_repo_id(repo_id)
-    info = load_run_info(run_dir)
+    info = open_run(run_dir)
+    manifest = info.require_manifest()
     console = Console()
     if to_dir is not None:
         files = stage(info, to_dir, repo_id, license_id)
@@ -143,6 +146,6 @@ def publish(run_dir: Path, repo_id: str | None, private: bool, revision: str | N
         if dry_run:
             console.print(_files_table(folder, files, f"dry run: would upload to {target} in one commit"))
             return
-        url = upload(folder, repo_id, private, revision, f"judgeforge: publish {info.kind} run {info.manifest.get('run_id', '')}".strip())
+        url = upload(folder, repo_id, private, revision, f"judgeforge: publish {info.kind.name} run {manifest.run_id or ''}".strip())
         console.print(_files_table(folder, files, f"uploaded to {target}"))
     console.print(url)

@@ -1,72 +1,244 @@
-"""Run directories: atomic Parquet shards, the manifest, the request cache, resume and sharding.
+"""The run layer: a run dir's shards, its kind, its schema and its typed manifest, opened in one place.
 
-Every builder runs through :func:`execute`, so every dataset gets the same guarantees: its inputs are cut
-into fixed chunks, each chunk becomes one ``data/shard-NNNNN.parquet`` written to a temp name and
-renamed (a killed run never leaves half a shard), each shard carries its own stats in its Parquet
-metadata, and re-running the same command skips finished shards and answers already-made engine calls
-from the request cache — so a resumed run equals an uninterrupted one. ``--shard i/N`` builds the chunks
-``c`` with ``c % N == i``: N machines writing into one shared run dir produce the same files one machine
-would. ``manifest.json`` records everything needed to reproduce the run, and never a secret.
+A run dir is ``<out>/<kind>/``: ``data/shard-NNNNN.parquet`` (each written atomically, each carrying its
+chunk's stats in its Parquet metadata) and ``manifest.json``. Builds write it through :class:`RunDir`;
+curation, review, cards, publishing, training and the loop read it through :func:`open_run`, which checks
+what every reader needs — the shards exist, hold a registered kind (stamped in their metadata) and were
+written with that kind's current schema — and returns a :class:`Run` with the kind's declaration and the
+manifest as a :class:`Manifest` model. The manifest records everything needed to reproduce the run, and
+never a secret: :func:`redact` masks secret-looking options of the recorded command, and
+:func:`reproduce_commands` follows a derived run's links back to the build that started it.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import re
 import sys
-import time
-from collections import Counter
-from collections.abc import Sequence
-from datetime import datetime, timezone
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pyarrow as pa
+import pyarrow.dataset as pads
 import pyarrow.parquet as pq
-from pydantic import BaseModel
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from judgeforge import __version__
-from judgeforge.builders.base import Builder, BuildContext
-from judgeforge.engines.base import Engine, EngineStats
-from judgeforge.engines.cache import CachedEngine, RequestCache
 from judgeforge.errors import UserError
-from judgeforge.schemas.base import check_kind, rows_to_table
-from judgeforge.sources import SourceConfig
+from judgeforge.files import atomic_write, clear_stale, write_json
+from judgeforge.schemas.base import KIND_KEY, SCHEMA_VERSION_KEY, arrow_schema
+from judgeforge.schemas.kind import Kind
+from judgeforge.schemas.registry import get_kind
 
+MANIFEST = "manifest.json"
 STATS_KEY = b"judgeforge.chunk_stats"
 _SECRET_OPTION = re.compile(r"(?i)^--([\w-]*-)?(api-key|key|token|hf-token|secret|password)(=|$)")
 _URL_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
 
 
-class ShardSpec(BaseModel):
-    """This process builds the chunks ``c`` with ``c % count == index``."""
-
-    index: int = 0
-    count: int = 1
-
-    @classmethod
-    def parse(cls, text: str) -> ShardSpec:
-        match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
-        if not match:
-            raise UserError(f"--shard '{text}': expected i/N, e.g. 0/4")
-        index, count = int(match.group(1)), int(match.group(2))
-        if count < 1 or index >= count:
-            raise UserError(f"--shard '{text}': index must be in 0..N-1 and N >= 1")
-        return cls(index=index, count=count)
+# --- the manifest ------------------------------------------------------------------------------------
 
 
-class RunOptions(BaseModel):
-    out: Path
-    seed: int = 0
-    shard: ShardSpec = ShardSpec()
-    chunk_size: int = 16
-    cache: Path | None = None
-    command: list[str] = []
+class _Record(BaseModel):
+    """A manifest part: typed fields, and any other keys an older or newer judgeforge wrote kept as they are."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class BuilderRef(_Record):
+    name: str
+    version: str
+
+
+class ModelRef(_Record):
+    """A model a role ran on: its id, the sha256 of its weights, the engine."""
+
+    model: str
+    weights_hash: str | None = None
+    engine: str | None = None
+
+
+class SourceRef(_Record):
+    """Where the inputs came from (the source options) and a hash of them exactly as loaded."""
+
+    source: str
+    split: str | None = None
+    limit: int | None = None
+    fingerprint: str | None = None
+    inputs: int | None = None
+
+
+class Chunks(_Record):
+    total: int
+    done: int
+    size: int
+    built_this_run: int
+
+
+class Tokens(_Record):
+    prompt: int = 0
+    completion: int = 0
+
+
+class FunnelStep(_Record):
+    """One curation filter's line of the funnel: rows in and out, drops or flags, examples, counters."""
+
+    name: str
+    filter: str | None = None
+    action: Literal["drop", "flag"] = "drop"
+    rows_in: int | None = None
+    rows_out: int | None = None
+    dropped: int | None = None
+    flagged: int | None = None
+    examples: list[dict[str, Any]] = Field(default_factory=list)
+    stats: dict[str, Any] = Field(default_factory=dict)
+    report: dict[str, Any] | None = None
+    seconds: float | None = None
+    cpu_seconds: float | None = None
+
+
+class InputLink(_Record):
+    """The run a curated run was made from (its ``curation`` too, when it was itself curated)."""
+
+    path: str | None = None
+    run_id: str | None = None
+    fingerprint: str | None = None
+    rows: int | None = None
+    curation: Curation | None = None
+
+
+class Curation(_Record):
+    """What ``judgeforge curate`` did: the input run, the spec, the funnel, the log of dropped rows."""
+
+    input: InputLink | None = None
+    spec_path: str | None = None
+    spec: dict[str, Any] | None = None
+    funnel: list[FunnelStep] = Field(default_factory=list)
+    rows_in: int | None = None
+    rows_out: int | None = None
+    log: str | None = None
+
+
+InputLink.model_rebuild()
+
+
+class ParentLink(_Record):
+    """The run a reviewed run was made from."""
+
+    path: str
+    run_id: str | None = None
+    fingerprint: str | None = None
+
+
+class Review(_Record):
+    """What ``judgeforge review apply`` did: the Argilla dataset, the answers and the agreement per question."""
+
+    argilla_dataset: str | None = None
+    workspace: str | None = None
+    pulled_at: str | None = None
+    records_pushed: int | None = None
+    records_completed: int | None = None
+    reviewers: int | None = None
+    answers: int | None = None
+    rows: dict[str, int] = Field(default_factory=dict)
+    questions: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
+Status = Literal["running", "partial", "complete"]
+
+
+class Manifest(_Record):
+    """``manifest.json`` of a built, curated or reviewed run.
+
+    Only the fields a writer sets are written (:meth:`dump`), so a manifest read and written back keeps
+    its shape; keys this model does not know are kept too, so manifests of other versions still read.
+    """
+
+    judgeforge_version: str | None = None
+    kind: str | None = None
+    run_id: str | None = None
+    fingerprint: str | None = None
+    builder: BuilderRef | None = None
+    config: dict[str, Any] = Field(default_factory=dict)
+    source: SourceRef | None = None
+    models: dict[str, ModelRef] = Field(default_factory=dict)
+    seed: int | None = None
+    chunk_size: int | None = None
+    engines: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    versions: dict[str, str] = Field(default_factory=dict)
+    command: list[str] = Field(default_factory=list)
+    commands: list[list[str]] = Field(default_factory=list)
+    status: Status | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+    chunks: Chunks | None = None
+    rows_in: int | None = None
+    rows_out: int | None = None
+    tokens: Tokens | None = None
+    engine_stats: dict[str, int | float] = Field(default_factory=dict)
+    builder_stats: dict[str, int | float] = Field(default_factory=dict)
+    timings: dict[str, int | float] = Field(default_factory=dict)
+    shards: list[str] = Field(default_factory=list)
+    curation: Curation | None = None
+    parent: ParentLink | None = None
+    review: Review | None = None
+
+    def dump(self) -> dict[str, Any]:
+        """The manifest as JSON data: the fields that were set, in declaration order, then the unknown keys."""
+        return self.model_dump(mode="json", exclude_unset=True)
+
+    def provenance(self) -> dict[str, Any]:
+        """The fields that say how the rows were made (builder, config, source, models, seed, stats...), not
+        the run's own identity and life (id, status, times, command, shards, counts): what a derived run copies."""
+        return self.model_dump(mode="json", exclude_unset=True, exclude=_RUN_FIELDS)
+
+
+# Manifest fields that describe a run's own files and life, not how its rows were made.
+_RUN_FIELDS = {
+    "judgeforge_version",
+    "kind",
+    "run_id",
+    "fingerprint",
+    "status",
+    "started_at",
+    "finished_at",
+    "command",
+    "commands",
+    "shards",
+    "chunks",
+    "rows_in",
+    "rows_out",
+    "timings",
+    "curation",
+}
+
+
+def read_manifest(path: Path) -> Manifest | None:
+    """The manifest at ``path`` (None when there is none); one-line errors for a file that is not one."""
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from exc
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: not a judgeforge manifest (expected a JSON object, got {type(data).__name__})")
+    try:
+        return Manifest.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise UserError(f"{path}: field '{'.'.join(str(p) for p in err['loc'])}': {err['msg']}") from exc
+
+
+def write_manifest(path: Path, manifest: Manifest) -> Path:
+    """Write ``manifest`` to ``path`` atomically."""
+    return write_json(path, manifest.dump())
+
+
+# --- the command chain -------------------------------------------------------------------------------
 
 
 def redact(argv: Sequence[str]) -> list[str]:
@@ -89,31 +261,45 @@ def redact(argv: Sequence[str]) -> list[str]:
     return out
 
 
-def prepare_out(out: Path) -> None:
-    """Fail early, with one line, when ``--out`` cannot be created or written."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".write-test-{os.getpid()}"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as exc:
-        raise UserError(f"cannot write to --out '{out}': {exc.strerror or exc}") from exc
+def argv() -> list[str]:
+    """This process's command line as a ``judgeforge`` command (not yet redacted)."""
+    return ["judgeforge", *sys.argv[1:]]
+
+
+def reproduce_commands(manifest: Manifest, depth: int = 0) -> list[list[str]]:
+    """Every ``judgeforge`` command that produced the run, in order (build first, then curate/review).
+
+    A manifest's own ``commands`` list wins; otherwise its ``command``, preceded by the commands of the
+    input run it links to (``curation.input.path`` or ``parent.path``) while that run dir still exists.
+    """
+    if manifest.commands:
+        return [list(c) for c in manifest.commands]
+    own = [list(manifest.command)] if manifest.command else []
+    link = manifest.curation.input if manifest.curation and manifest.curation.input else manifest.parent
+    parent = read_manifest(Path(link.path) / MANIFEST) if link is not None and link.path and depth < 16 else None
+    return (reproduce_commands(parent, depth + 1) if parent is not None else []) + own
+
+
+# --- writing a run dir -------------------------------------------------------------------------------
 
 
 class RunDir:
-    """``<out>/<kind>/``: ``data/`` shards, ``manifest.json`` and the request cache."""
+    """``<out>/<kind>/`` being written: ``data/`` shards (atomically, with their stats) and ``manifest.json``.
+
+    Opening one for writing removes the temp files killed writers on this machine left; several processes
+    (``--shard i/N``) writing into one run dir never touch each other's files.
+    """
 
     def __init__(self, root: Path, kind: str) -> None:
         self.root = root
         self.kind = kind
         self.data = root / "data"
         self.data.mkdir(parents=True, exist_ok=True)
-        for stale in self.data.glob(".*.tmp*"):
-            stale.unlink(missing_ok=True)
+        clear_stale(self.data)
 
     @property
     def manifest_path(self) -> Path:
-        return self.root / "manifest.json"
+        return self.root / MANIFEST
 
     def chunk_path(self, chunk: int) -> Path:
         return self.data / f"shard-{chunk:05d}.parquet"
@@ -122,229 +308,107 @@ class RunDir:
         return {c for c in range(total) if self.chunk_path(c).exists()}
 
     def write_chunk(self, chunk: int, table: pa.Table, stats: dict[str, Any]) -> None:
+        """Write shard ``chunk`` atomically, its ``stats`` in its Parquet metadata."""
         metadata = dict(table.schema.metadata or {})
         metadata[STATS_KEY] = json.dumps(stats, sort_keys=True).encode()
         table = table.replace_schema_metadata(metadata)
-        final = self.chunk_path(chunk)
-        tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
-        pq.write_table(table, tmp)
-        os.replace(tmp, final)
+        atomic_write(self.chunk_path(chunk), lambda tmp: pq.write_table(table, tmp))
 
     def chunk_stats(self, chunk: int) -> dict[str, Any]:
-        metadata = pq.read_schema(self.chunk_path(chunk)).metadata or {}
-        return json.loads(metadata.get(STATS_KEY, b"{}"))
+        return chunk_stats(self.chunk_path(chunk))
 
     def shards(self) -> list[Path]:
         return sorted(self.data.glob("shard-*.parquet"))
 
-    def read_manifest(self) -> dict[str, Any] | None:
-        if not self.manifest_path.exists():
-            return None
-        return json.loads(self.manifest_path.read_text())
+    def read_manifest(self) -> Manifest | None:
+        return read_manifest(self.manifest_path)
 
-    def write_json(self, path: Path, payload: dict[str, Any]) -> None:
-        write_json(path, payload)
+    def write_manifest(self, manifest: Manifest) -> None:
+        write_manifest(self.manifest_path, manifest)
 
 
-def write_json(path: Path, payload: Any) -> None:
-    """Write JSON atomically (temp file + rename): a reader never sees half a file."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n")
-    os.replace(tmp, path)
+def chunk_stats(shard: Path) -> dict[str, Any]:
+    """The stats a shard's writer stored in its Parquet metadata."""
+    metadata = pq.read_schema(shard).metadata or {}
+    stats: dict[str, Any] = json.loads(metadata.get(STATS_KEY, b"{}"))
+    return stats
 
 
-def open_run(root: Path, kind: str) -> RunDir:
-    """An existing run dir of ``kind``, checked: every shard must hold that kind."""
-    run = RunDir(root, kind) if (root / "data").is_dir() else None
-    if run is None or not run.shards():
+# --- reading a run dir -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Run:
+    """A run dir, checked: every shard holds ``kind`` with the kind's current ``schema``."""
+
+    root: Path
+    kind: Kind
+    schema: pa.Schema
+    shards: tuple[Path, ...]
+    manifest: Manifest | None
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.root / MANIFEST
+
+    def require_manifest(self) -> Manifest:
+        """The manifest; a one-line error when the run has none."""
+        if self.manifest is None:
+            raise UserError(f"run dir '{self.root}' has no {MANIFEST}")
+        return self.manifest
+
+    def dataset(self) -> pads.Dataset:
+        """All shards as one Arrow dataset (read lazily, column by column)."""
+        return pads.dataset([str(p) for p in self.shards], format="parquet")
+
+    def tables(self, columns: Sequence[str] | None = None) -> Iterator[pa.Table]:
+        """The shards' rows, one Arrow table per shard, in shard order."""
+        for shard in self.shards:
+            yield pq.read_table(shard, columns=None if columns is None else list(columns))
+
+    def num_rows(self) -> int:
+        return sum(pq.read_metadata(p).num_rows for p in self.shards)
+
+
+def _stamp(shard: Path) -> tuple[pa.Schema, str]:
+    try:
+        schema = pq.read_schema(shard)
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise UserError(f"{shard}: not a Parquet file ({exc})") from exc
+    kind = (schema.metadata or {}).get(KIND_KEY, b"").decode()
+    if not kind:
+        raise UserError(f"{shard}: not a judgeforge shard (no '{KIND_KEY.decode()}' in its metadata)")
+    return schema, kind
+
+
+def open_run(root: Path, kind: str | None = None) -> Run:
+    """Open ``root`` as a run dir of the kind its shards hold (``kind``: the one it must hold); one-line errors.
+
+    Checks that the shards exist, are stamped with one registered kind, and were written with that kind's
+    current schema; reads ``manifest.json`` when there is one and checks it names the same kind.
+    """
+    shards = sorted((root / "data").glob("shard-*.parquet")) if (root / "data").is_dir() else []
+    if not shards:
         raise UserError(f"run dir '{root}' has no data/shard-*.parquet files")
-    for shard in run.shards():
-        check_kind(shard, kind)
-    return run
-
-
-def inputs_fingerprint(items: Sequence[BaseModel]) -> str:
-    """sha256 over the builder inputs exactly as loaded: a changed problem or label changes the run."""
-    digest = hashlib.sha256()
-    for item in items:
-        digest.update(item.model_dump_json().encode())
-        digest.update(b"\n")
-    return digest.hexdigest()
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def _fingerprint(payload: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def _distinct(engines: dict[str, Engine]) -> list[Engine]:
-    seen: dict[int, Engine] = {}
-    for engine in engines.values():
-        seen.setdefault(id(engine), engine)
-    return list(seen.values())
-
-
-def _progress(console: Console) -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("inputs · {task.fields[rows]} rows · {task.fields[rows_s]:.2f} rows/s · {task.fields[tok_s]:.0f} tok/s"),
-        TimeElapsedColumn(),
-        console=console,
-        transient=False,
-    )
-
-
-def execute(
-    builder_cls: type[Builder[Any]],
-    config: BaseModel,
-    source: SourceConfig,
-    items: Sequence[BaseModel],
-    engines: dict[str, Engine],
-    opts: RunOptions,
-    timings: dict[str, float] | None = None,
-    console: Console | None = None,
-) -> dict[str, Any]:
-    """Build (or resume) the run over ``items`` (problems, or a builder's own inputs); return its manifest."""
-    console = console or Console(stderr=True)
-    kind = builder_cls.row_model.kind
-    run = RunDir(opts.out / kind, kind)
-    plan = {
-        "builder": {"name": builder_cls.name, "version": builder_cls.version},
-        "config": config.model_dump(mode="json"),
-        "source": {**source.model_dump(mode="json"), "fingerprint": inputs_fingerprint(items), "inputs": len(items)},
-        "models": {role: {"model": e.model_id, "weights_hash": e.weights_hash, "engine": e.name} for role, e in engines.items()},
-        "seed": opts.seed,
-        "chunk_size": opts.chunk_size,
-    }
-    fingerprint = _fingerprint(plan)
-    previous = run.read_manifest()
-    if previous is not None and previous.get("fingerprint") != fingerprint:
-        changed = [k for k in plan if previous.get(k) != json.loads(json.dumps(plan[k], default=str))]
-        raise UserError(
-            f"{run.root} holds a run built with a different {', '.join(changed) or 'configuration'}; "
-            "re-run with the same options to resume, or choose another --out"
-        )
-    run_id = fingerprint[:16]
-    chunks = [list(items[i : i + opts.chunk_size]) for i in range(0, len(items), opts.chunk_size)]
-    total = len(chunks)
-    mine = [c for c in range(total) if c % opts.shard.count == opts.shard.index]
-    todo = [c for c in mine if c not in run.done(total)]
-    started = previous.get("started_at", _now()) if previous else _now()
-    manifest: dict[str, Any] = {
-        "judgeforge_version": __version__,
-        "kind": kind,
-        "run_id": run_id,
-        "fingerprint": fingerprint,
-        **plan,
-        "engines": {role: e.describe() for role, e in engines.items()},
-        "command": redact(opts.command),
-        "status": "running",
-        "started_at": started,
-    }
-    if opts.shard.count == 1:
-        run.write_json(run.manifest_path, manifest)
-
-    cache = RequestCache(opts.cache or run.root / "cache.sqlite")
-    inner = _distinct(engines)
-    wrapped = {id(e): CachedEngine(e, cache) for e in inner}
-    cached = {role: wrapped[id(e)] for role, e in engines.items()}
-    build_seconds = 0.0
-    with _progress(console) as progress:
-        finished = sum(len(chunks[c]) for c in mine if c not in todo)
-        task = progress.add_task(builder_cls.name, total=sum(len(chunks[c]) for c in mine), completed=finished, rows=0, rows_s=0.0, tok_s=0.0)
-        tokens = 0
-        rows_written = 0
-        clock = time.perf_counter()
-
-        def on_tokens(n: int) -> None:
-            nonlocal tokens
-            tokens += n
-            elapsed = max(time.perf_counter() - clock, 1e-9)
-            progress.update(task, tok_s=tokens / elapsed)
-
-        for engine in wrapped.values():
-            engine.on_tokens = on_tokens
-        ctx = BuildContext(cached, opts.seed, run_id, lambda n: progress.advance(task, n))
-        for chunk in todo:
-            before = {id(e): e.stats.model_copy() for e in inner}
-            chunk_start = time.perf_counter()
-            builder = builder_cls(config, ctx)
-            rows = builder.build(chunks[chunk])
-            seconds = time.perf_counter() - chunk_start
-            build_seconds += seconds
-            delta = EngineStats()
-            for e in inner:
-                now, then = e.stats, before[id(e)]
-                for name in EngineStats.model_fields:
-                    setattr(delta, name, getattr(delta, name) + getattr(now, name) - getattr(then, name))
-            stats = {"rows": len(rows), "inputs": len(chunks[chunk]), "seconds": round(seconds, 3), "engine": delta.model_dump(), "builder": dict(builder.stats)}
-            run.write_chunk(chunk, rows_to_table(builder_cls.row_model, rows), stats)
-            rows_written += len(rows)
-            elapsed = max(time.perf_counter() - clock, 1e-9)
-            progress.update(task, rows=rows_written, rows_s=rows_written / elapsed)
-    cache.close()
-
-    done = run.done(total)
-    totals = _sum_chunk_stats([run.chunk_stats(c) for c in sorted(done)])
-    complete = len(done) == total
-    manifest.update(
-        status="complete" if complete else "partial",
-        finished_at=_now(),
-        chunks={"total": total, "done": len(done), "size": opts.chunk_size, "built_this_run": len(todo)},
-        rows_in=len(items),
-        rows_out=totals["rows"],
-        tokens={"prompt": totals["engine"].get("prompt_tokens", 0), "completion": totals["engine"].get("completion_tokens", 0)},
-        engine_stats=totals["engine"],
-        builder_stats=totals["builder"],
-        timings={**(timings or {}), "build_s_this_run": round(build_seconds, 3), "build_s_total": round(totals["seconds"], 3)},
-        shards=[p.name for p in run.shards()],
-    )
-    if opts.shard.count > 1:
-        run.write_json(run.root / f"manifest.shard-{opts.shard.index}-of-{opts.shard.count}.json", manifest)
-    if complete or opts.shard.count == 1:
-        run.write_json(run.manifest_path, manifest)
-    if complete:
-        builder_cls.finish(run.root)
-    return manifest
-
-
-def _sum_chunk_stats(chunks: list[dict[str, Any]]) -> dict[str, Any]:
-    engine: Counter[str] = Counter()
-    builder: Counter[str] = Counter()
-    rows = 0
-    seconds = 0.0
-    for stats in chunks:
-        rows += int(stats.get("rows", 0))
-        seconds += float(stats.get("seconds", 0.0))
-        engine.update(stats.get("engine", {}))
-        builder.update(stats.get("builder", {}))
-    return {"rows": rows, "seconds": seconds, "engine": dict(engine), "builder": dict(builder)}
-
-
-def summary_table(builder_cls: type[Builder[Any]], manifest: dict[str, Any], where: Path) -> Table:
-    """The end-of-run table: where the data went, how much, how fast, and the builder's own counters."""
-    table = Table(title=f"{builder_cls.name} · {manifest['status']}", show_header=False)
-    table.add_column("what", style="bold")
-    table.add_column("value")
-    engine = manifest["engine_stats"]
-    seconds = manifest["timings"]["build_s_total"]
-    table.add_row("dataset", str(where))
-    table.add_row("inputs", str(manifest["rows_in"]))
-    table.add_row("rows out", str(manifest["rows_out"]))
-    table.add_row("shards", f"{manifest['chunks']['done']}/{manifest['chunks']['total']} (built this run: {manifest['chunks']['built_this_run']})")
-    table.add_row("tokens generated", str(engine.get("completion_tokens", 0)))
-    table.add_row("generation tok/s", f"{engine.get('completion_tokens', 0) / seconds:.1f}" if seconds else "-")
-    table.add_row("engine calls answered from cache", str(engine.get("cache_hits", 0)))
-    table.add_row("failed requests", str(engine.get("failed_requests", 0)))
-    for name, value in builder_cls.report(manifest["builder_stats"]):
-        table.add_row(name, value)
-    return table
-
-
-def argv() -> list[str]:
-    return ["judgeforge", *sys.argv[1:]]
+    _, name = _stamp(shards[0])
+    if kind is not None and name != kind:
+        raise UserError(f"{shards[0]}: holds '{name}' rows, expected '{kind}'")
+    try:
+        declared = get_kind(name)
+    except UserError as exc:
+        raise UserError(f"{shards[0]}: {exc}") from exc
+    model = declared.row
+    schema = arrow_schema(model)
+    for shard in shards:
+        found, stamped = _stamp(shard)
+        if stamped != name:
+            raise UserError(f"{shard}: holds '{stamped}' rows, expected '{name}'")
+        version = (found.metadata or {}).get(SCHEMA_VERSION_KEY, b"").decode()
+        if version != model.schema_version or not found.remove_metadata().equals(schema.remove_metadata()):
+            raise UserError(
+                f"{shard}: written with schema version '{version}' of kind '{name}', this judgeforge reads version '{model.schema_version}'; rebuild the run"
+            )
+    manifest = read_manifest(root / MANIFEST)
+    if manifest is not None and manifest.kind not in (None, name):
+        raise UserError(f"{root / MANIFEST}: says kind '{manifest.kind}', but the shards hold '{name}' rows")
+    return Run(root, declared, schema, tuple(shards), manifest)

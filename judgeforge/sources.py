@@ -89,18 +89,11 @@ def load_problems(cfg: SourceConfig) -> list[Problem]:
             raise UserError(f"source file '{cfg.source}' not found")
         rows, columns = reader(path, cfg.source)
         id_prefix = path.stem
-    elif path.is_dir() or (
-        not path.exists()
-        and _HUB_ID.fullmatch(cfg.source) is not None
-        and _FILE_SUFFIX.fullmatch(path.suffix) is None
-    ):
+    elif path.is_dir() or (not path.exists() and _HUB_ID.fullmatch(cfg.source) is not None and _FILE_SUFFIX.fullmatch(path.suffix) is None):
         rows, columns = _read_datasets(cfg)
         id_prefix = path.name
     else:
-        raise UserError(
-            f"unknown source '{cfg.source}': expected gym:<task>, a .jsonl/.json/.parquet/.csv file, "
-            "or a datasets id or path"
-        )
+        raise UserError(f"unknown source '{cfg.source}': expected gym:<task>, a .jsonl/.json/.parquet/.csv file, or a datasets id or path")
     if cfg.limit is not None:
         rows = rows[: cfg.limit]
     return _rows_to_problems(rows, columns, cfg, id_prefix)
@@ -263,9 +256,7 @@ def _read_datasets(cfg: SourceConfig) -> tuple[list[Row], list[str]]:
         if (path / "dataset_dict.json").is_file():
             splits = datasets.load_from_disk(str(path))
             if cfg.split not in splits:
-                raise UserError(
-                    f"source '{cfg.source}' has no split '{cfg.split}' (splits: {', '.join(splits)})"
-                )
+                raise UserError(f"source '{cfg.source}' has no split '{cfg.split}' (splits: {', '.join(splits)})")
             dataset = splits[cfg.split]
         elif (path / "state.json").is_file():
             dataset = datasets.load_from_disk(str(path))
@@ -274,9 +265,7 @@ def _read_datasets(cfg: SourceConfig) -> tuple[list[Row], list[str]]:
     except UserError:
         raise
     except Exception as exc:  # datasets raises many types (ConnectionError, ValueError, FileNotFoundError…)
-        raise UserError(
-            f"source '{cfg.source}': datasets cannot load split '{cfg.split}': {_one_line(exc)}"
-        ) from exc
+        raise UserError(f"source '{cfg.source}': datasets cannot load split '{cfg.split}': {_one_line(exc)}") from exc
     if cfg.limit is not None:
         dataset = dataset.select(range(min(cfg.limit, len(dataset))))
     return dataset.to_list(), list(dataset.column_names)

@@ -140,12 +140,13 @@ def _check_gym(problem: Problem, text: str) -> bool:
     return score is not None and float(score) >= 1.0
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _gym_scorer(task: str) -> Callable[[str, dict[str, Any]], float]:
     """The task's scorer, built once: building it may load data (arc_agi takes ~1.5 s)."""
     import reasoning_gym
 
-    return reasoning_gym.get_score_answer_fn(task)  # type: ignore[return-value]
+    scorer: Callable[[str, dict[str, Any]], float] = reasoning_gym.get_score_answer_fn(task)
+    return scorer
 
 
 def _scoring_entry(meta: dict[str, Any]) -> dict[str, Any]:
@@ -161,7 +162,7 @@ def _scoring_entry(meta: dict[str, Any]) -> dict[str, Any]:
 def _parse(text: str) -> list[Any]:
     from math_verify import parse
 
-    return list(parse(text, parsing_timeout=_timeout()))  # type: ignore[arg-type]
+    return list(parse(text, parsing_timeout=_timeout()))
 
 
 def _timeout() -> int | None:

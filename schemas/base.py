@@ -9,14 +9,10 @@ from __future__ import annotations
 
 import types
 import typing
-from pathlib import Path
 from typing import Any, ClassVar, Union, get_args, get_origin
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict
-
-from judgeforge.errors import UserError
 
 KIND_KEY = b"judgeforge.kind"
 SCHEMA_VERSION_KEY = b"judgeforge.schema_version"
@@ -82,16 +78,3 @@ def rows_to_table(row_model: type[BaseRow], rows: list[BaseRow]) -> pa.Table:
             raise TypeError(f"expected {row_model.__name__}, got {type(row).__name__}")
     schema = arrow_schema(row_model)
     return pa.Table.from_pylist([r.model_dump() for r in rows], schema=schema)
-
-
-def check_kind(path: Path, expected: str) -> None:
-    """Raise a clear error unless the Parquet file at ``path`` holds rows of kind ``expected``."""
-    try:
-        metadata = pq.read_schema(path).metadata or {}
-    except (OSError, pa.ArrowInvalid) as exc:
-        raise UserError(f"{path}: not a Parquet file ({exc})") from exc
-    kind = metadata.get(KIND_KEY, b"").decode()
-    if not kind:
-        raise UserError(f"{path}: not a judgeforge shard (no '{KIND_KEY.decode()}' in its metadata)")
-    if kind != expected:
-        raise UserError(f"{path}: holds '{kind}' rows, expected '{expected}'")

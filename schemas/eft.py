@@ -15,7 +15,24 @@ from typing import Any, ClassVar
 
 from judgeforge.formats.judge import judge_user_message
 from judgeforge.schemas.base import BaseRow
-from judgeforge.schemas.kind import PROCESS_SELF_REWARDING, TRL_SFT, CardExtras, Kind, NotTrained, TrainDefaults, generic_review, view
+from judgeforge.schemas.kind import (
+    DISCARD_NOTE,
+    PROCESS_SELF_REWARDING,
+    TRL_SFT,
+    CardExtras,
+    Kind,
+    NotTrained,
+    ReviewMeta,
+    ReviewSpec,
+    Row,
+    TrainDefaults,
+    kept_judgment_field,
+    previous_steps_field,
+    problem_field,
+    step_field,
+    view,
+    yes_no,
+)
 
 
 class EftRow(BaseRow):
@@ -50,6 +67,46 @@ def sft_view(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
+# --- review ----------------------------------------------------------------------------------------
+
+
+def _model_answer(row: Row) -> tuple[str, float | None]:
+    # The rollouts back the kept verdict; the confidence is how far apart the two steps' values are.
+    return "yes", round(min(abs(row["value_a"] - row["value_b"]), 1.0), 4)
+
+
+REVIEW = ReviewSpec(
+    fields=(
+        problem_field(),
+        previous_steps_field(),
+        step_field("step_a", "Step A"),
+        step_field("step_b", "Step B"),
+        kept_judgment_field("Step"),
+    ),
+    questions=(
+        yes_no(
+            "verdict_correct",
+            "Is the kept verdict correct?",
+            "Judge the two candidate next steps yourself, given the problem and the previous steps: is the step the "
+            "judgment picks really the better one, and does its reasoning hold?",
+            _model_answer,
+        ),
+    ),
+    guidelines=(
+        "Each record is a judgment the judge model will be fine-tuned to write: two candidate next steps (A and B) of "
+        "a step-by-step solution, and a judgment ending in the verdict `[[A]]` or `[[B]]`. The verdict agrees with "
+        "Monte-Carlo rollouts from each step. Answer **yes** if the verdict is correct (kept), **no** if it is not "
+        "(dropped: the judgment's reasoning would be wrong too). " + DISCARD_NOTE
+    ),
+    metadata=(
+        ReviewMeta("step_index", "integer", lambda r: r["step_index"]),
+        ReviewMeta("label", "terms", lambda r: r["label"]),
+        ReviewMeta("forced_verdict", "terms", lambda r: str(r["forced_verdict"]).lower()),
+        ReviewMeta("value_gap", "float", lambda r: round(abs(r["value_a"] - r["value_b"]), 4)),
+    ),
+)
+
+
 KIND = Kind(
     name="eft",
     row=EftRow,
@@ -62,6 +119,6 @@ KIND = Kind(
     },
     train_defaults={"sft": TrainDefaults(1e-6, 3, 32, "Zhang et al. 2025, M0 -> M1 on IFT + EFT: 3 epochs, lr 1e-6, batch 32")},
     default_spec="eft.yaml",
-    review=generic_review(EftRow),
+    review=REVIEW,
     card=CardExtras("Pairwise step judgments (EFT)", ("text-generation",), ("sft", "llm-as-a-judge", "self-rewarding")),
 )

@@ -19,7 +19,8 @@ from typing import Any, Literal
 
 import pyarrow as pa
 
-from judgeforge.schemas.base import BaseRow, arrow_schema
+from judgeforge.formats.steps import format_step, solution_text
+from judgeforge.schemas.base import BaseRow
 
 Method = Literal["sft", "dpo", "grpo"]
 METHODS: tuple[Method, ...] = ("sft", "dpo", "grpo")
@@ -49,7 +50,9 @@ class Paper:
         )
 
 
-PROCESS_SELF_REWARDING = Paper("Process-based Self-Rewarding Language Models", "Zhang, Shimao and others", "ACL Findings 2025", "2503.03746", "zhang2025process")
+PROCESS_SELF_REWARDING = Paper(
+    "Process-based Self-Rewarding Language Models", "Zhang, Shimao and others", "ACL Findings 2025", "2503.03746", "zhang2025process"
+)
 R_PRM = Paper("R-PRM: Reasoning-Driven Process Reward Modeling", "She, Shuaijie and others", "EMNLP 2025", "2503.21295", "she2025rprm")
 SELF_TAUGHT_EVALUATORS = Paper("Self-Taught Evaluators", "Wang, Tianlu and others", "arXiv 2024", "2408.02666", "wang2024selftaught")
 S2R = Paper("S$^2$R: Teaching LLMs to Self-verify and Self-correct via Reinforcement Learning", "Ma, Ruotian and others", "ACL 2025", "2502.12853", "ma2025s2r")
@@ -113,12 +116,16 @@ class ReviewField:
     render: Callable[[Row], str]
 
 
+ModelAnswer = Callable[[Row], tuple[str, float | None] | None]
+
+
 @dataclass(frozen=True)
 class ReviewQuestion:
     """A single-choice question; ``outcomes`` says what each answer does to the row.
 
     ``model_answer`` is what the data itself says (the answer the dataset implies, and a confidence when
-    there is one); it is shown as a suggestion and agreement is measured against it.
+    there is one; None when the row claims nothing the question asks); it is shown as a suggestion and
+    agreement is measured against it.
     """
 
     name: str
@@ -126,27 +133,46 @@ class ReviewQuestion:
     labels: dict[str, str]
     outcomes: dict[str, Outcome]
     description: str = ""
-    model_answer: Callable[[Row], tuple[str, float | None]] | None = None
+    model_answer: ModelAnswer | None = None
 
 
 @dataclass(frozen=True)
 class ReviewMeta:
-    """A metadata property reviewers can filter on in the Argilla UI."""
+    """A metadata property reviewers can filter on in the Argilla UI (a None value is left out)."""
 
     name: str
     kind: Literal["terms", "integer", "float"]
     value: Callable[[Row], Any]
 
 
+NOTE_QUESTION = "note"  # every review's own free-text question
+SOURCE_META = "source_id"  # every record's metadata naming the row's source problem
+REVIEW_RESERVED = (NOTE_QUESTION, SOURCE_META)
+
+
 @dataclass(frozen=True)
 class ReviewSpec:
-    """How one kind is reviewed: fields, questions, filterable metadata, guidelines, how to relabel."""
+    """How one kind is reviewed: fields, questions, filterable metadata, guidelines, how to relabel.
+
+    ``relabel`` rewrites a row whose majority answer's outcome is ``relabel`` (only kinds where a "no"
+    has one well-defined correction have it, e.g. swapping a preference pair).
+    """
 
     fields: tuple[ReviewField, ...]
     questions: tuple[ReviewQuestion, ...]
     guidelines: str
     metadata: tuple[ReviewMeta, ...] = ()
     relabel: Callable[[Row], Row] | None = None
+
+    def __post_init__(self) -> None:
+        for q in self.questions:
+            if set(q.outcomes) != set(q.labels):
+                raise ValueError(f"review question '{q.name}': outcomes for {sorted(q.outcomes)}, labels {sorted(q.labels)}")
+            if "relabel" in q.outcomes.values() and self.relabel is None:
+                raise ValueError(f"review question '{q.name}': an answer relabels the row, but the spec has no relabel")
+        names = [f.name for f in self.fields] + [q.name for q in self.questions] + [m.name for m in self.metadata] + list(REVIEW_RESERVED)
+        if len(set(names)) != len(names):
+            raise ValueError(f"review fields, questions and metadata need distinct names (Argilla's rule), not {names}")
 
     def question(self, name: str) -> ReviewQuestion:
         return next(q for q in self.questions if q.name == name)
@@ -157,20 +183,41 @@ def or_placeholder(text: str, placeholder: str) -> str:
     return text if text.strip() else placeholder
 
 
-_KEEP = ReviewQuestion("keep", "Should this row stay in the dataset?", {"yes": "yes", "no": "no"}, {"yes": "keep", "no": "drop"})
+def problem_field(column: str = "question", answer: str | None = "gold_answer", title: str = "Problem") -> ReviewField:
+    """The problem, followed by its reference answer when the row has one (``answer``: that column)."""
+
+    def render(row: Row) -> str:
+        reference = row.get(answer) if answer else None
+        return or_placeholder(row[column], "*(empty)*") + (f"\n\n**Reference answer:** {reference}" if reference else "")
+
+    return ReviewField(column, title, render)
 
 
-def _text_value(value: Any) -> str:
-    if isinstance(value, list):
-        return "\n\n".join(str(v) for v in value)
-    return "" if value is None else str(value)
+def previous_steps_field(column: str = "previous_steps") -> ReviewField:
+    """The solution's steps before the one under review, or a note that there are none."""
+    return ReviewField(column, "Previous steps", lambda r: or_placeholder(solution_text(r[column]), "*(none: this is the first step)*"))
 
 
-def generic_review(row: type[BaseRow]) -> ReviewSpec:
-    """Every text column (or list of texts) of ``row`` as a field, and one keep/drop question."""
-    text_columns = [f.name for f in arrow_schema(row) if f.type in (pa.string(), pa.list_(pa.string())) and f.name not in ("id", "source_id")]
-    fields = tuple(ReviewField(n.lower(), n.replace("_", " "), lambda r, n=n: or_placeholder(_text_value(r[n]), "*(empty)*")) for n in text_columns)
-    return ReviewSpec(fields, (_KEEP,), "Read the row and answer whether it belongs in the dataset. Discarded records are dropped.")
+def step_field(column: str, title: str) -> ReviewField:
+    """One candidate step (a step body in ``column``), laid out as ``Step n:`` at the row's ``step_index``."""
+    return ReviewField(column, title, lambda r: format_step(r["step_index"], or_placeholder(r[column], " *(empty)*")))
+
+
+def kept_judgment_field(candidate: str) -> ReviewField:
+    """A judge row's kept judgment, headed by its verdict (the row's ``label``: which ``candidate`` is better)."""
+
+    def render(row: Row) -> str:
+        return f"**Kept verdict: {candidate} {row['label']} is better**\n\n" + or_placeholder(row["judgment"], "*(empty)*")
+
+    return ReviewField("judgment", "Judgment (kept for training)", render)
+
+
+def yes_no(name: str, title: str, description: str, model_answer: ModelAnswer, no: Outcome = "drop", no_label: str = "no") -> ReviewQuestion:
+    """A yes / no question: "yes" keeps the row, "no" does ``no`` to it (drop unless a relabelling exists)."""
+    return ReviewQuestion(name, title, {"yes": "yes", "no": no_label}, {"yes": "keep", "no": no}, description, model_answer)
+
+
+DISCARD_NOTE = "Discard a record that cannot be judged (it is dropped). Use the note for anything worth telling the dataset's maintainers."
 
 
 # --- the dataset card -----------------------------------------------------------------------------

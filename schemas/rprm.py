@@ -8,7 +8,7 @@ step — the mean P(Yes) over K sampled evaluations, or their Yes-vote fraction 
 log-probabilities (``method`` says which) — with its solution's ProcessBench label and subset. The rows
 do not depend on a threshold: the ProcessBench figure is computed from them (builders/rprm_score.py).
 
-TRL views use the very analysis prompt the builders sampled with (builders/rprm_format.py): SFT
+TRL views use the very analysis prompt the builders sampled with (formats/rprm.py): SFT
 ``prompt``/``completion`` (the user turn, then the analysis as the assistant turn, trained on the
 completion only) and conversational DPO
 ``prompt`` / ``chosen`` / ``rejected``. An analysis is a whole assistant turn ending in its verdict, so
@@ -22,7 +22,26 @@ from typing import Any, ClassVar
 
 from judgeforge.formats.rprm import analysis_user_message
 from judgeforge.schemas.base import BaseRow
-from judgeforge.schemas.kind import R_PRM, TRL_DPO, TRL_SFT, CardExtras, Kind, NotTrained, TrainDefaults, generic_review, view
+from judgeforge.schemas.kind import (
+    DISCARD_NOTE,
+    R_PRM,
+    TRL_DPO,
+    TRL_SFT,
+    CardExtras,
+    Kind,
+    NotTrained,
+    ReviewField,
+    ReviewMeta,
+    ReviewQuestion,
+    ReviewSpec,
+    Row,
+    TrainDefaults,
+    or_placeholder,
+    previous_steps_field,
+    problem_field,
+    view,
+    yes_no,
+)
 
 
 class RprmCaseRow(BaseRow):
@@ -100,6 +119,148 @@ def dpo_view(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
+# --- review ----------------------------------------------------------------------------------------
+
+REWARD_SIDE_THRESHOLD = 0.5  # a reward at or above it says Yes (``score rprm``'s default threshold)
+_MEANING = {"Yes": "the step is correct", "No": "the step is wrong"}
+
+
+def _verdict(verdict: str | None) -> str:
+    return f"**{verdict}** ({_MEANING[verdict]})" if verdict in _MEANING else "**none**"
+
+
+def _analysis_field(column: str, verdict: str, title: str) -> ReviewField:
+    return ReviewField(column, title, lambda r: f"Verdict: {_verdict(r[verdict])}\n\n" + or_placeholder(r[column], "*(empty)*"))
+
+
+_NOW_STEP = ReviewField("now_step", "Step under review", lambda r: or_placeholder(r["now_step"], "*(empty)*"))
+
+
+def _case_answer(row: Row) -> tuple[str, float | None]:
+    # The kept verdict matches the step's label; the confidence is the share of valid analyses that matched it.
+    valid = row["num_matching"] + row["num_mismatching"]
+    return "yes", round(row["num_matching"] / valid, 4) if valid else None
+
+
+def _flip_label(row: Row) -> Row:
+    """A preference pair whose step label was wrong: the rejected analysis had the right verdict."""
+    flipped = dict(row)
+    flipped["label"] = "No" if row["label"] == "Yes" else "Yes"
+    flipped["num_matching"], flipped["num_mismatching"] = row["num_mismatching"], row["num_matching"]
+    for side in ("", "_verdict", "_forced_verdict", "_index"):
+        flipped[f"chosen{side}"], flipped[f"rejected{side}"] = row[f"rejected{side}"], row[f"chosen{side}"]
+    return flipped
+
+
+def _reward_side(reward: float | None) -> str | None:
+    """The Yes/No side of a step reward (None: no reward)."""
+    return None if reward is None else "Yes" if reward >= REWARD_SIDE_THRESHOLD else "No"
+
+
+def _scores_answer(row: Row) -> tuple[str, float | None] | None:
+    # The step's reference label says whether the reward's side is right.
+    side = _reward_side(row["reward"])
+    return None if side is None else ("yes" if side == row["label"] else "no", None)
+
+
+def _reward(row: Row) -> str:
+    side = _reward_side(row["reward"])
+    if side is None:
+        return "*(no reward: no evaluation gave a verdict)*"
+    how = "mean P(Yes)" if row["method"] == "p_yes" else "share of Yes votes" if row["method"] == "vote" else row["method"]
+    return f"Reward **{row['reward']:.3f}** ({how} over {len(row['analyses'])} evaluations): side {_verdict(side)}"
+
+
+def _evaluations(row: Row) -> str:
+    parts = []
+    for i, (text, vote, p_yes) in enumerate(zip(row["analyses"], row["votes"], row["p_yes"], strict=True), 1):
+        p = "" if p_yes is None else f", P(Yes) {p_yes:.3f}"
+        parts.append(f"#### Evaluation {i} (vote {vote or 'none'}{p})\n\n{or_placeholder(text, '*(empty)*')}")
+    return or_placeholder("\n\n".join(parts), "*(no evaluations)*")
+
+
+_CASE_META = (
+    ReviewMeta("label", "terms", lambda r: r["label"]),
+    ReviewMeta("step_index", "integer", lambda r: r["step_index"]),
+    ReviewMeta("num_matching", "integer", lambda r: r["num_matching"]),
+)
+_CASE_GUIDE = (
+    "Each record is one step of a step-by-step solution, with the problem and the steps before it, and an analysis "
+    "that ends in a verdict: **Yes** (the step is correct) or **No** (it is wrong). The verdict matches the step's label. "
+)
+_JUDGE_STEP = "Judge the step under review yourself, given the problem and the previous steps. "
+
+SFT_REVIEW = ReviewSpec(
+    fields=(problem_field(), previous_steps_field(), _NOW_STEP, _analysis_field("analysis", "verdict", "Analysis (kept for training)")),
+    questions=(
+        yes_no(
+            "verdict_right",
+            "Is the analysis's verdict right for this step?",
+            _JUDGE_STEP + "Does the analysis reach the right verdict, for sound reasons?",
+            _case_answer,
+        ),
+    ),
+    guidelines=_CASE_GUIDE + "Answer **yes** if the verdict is right (kept), **no** if it is not (dropped). " + DISCARD_NOTE,
+    metadata=(*_CASE_META, ReviewMeta("forced_verdict", "terms", lambda r: str(r["forced_verdict"]).lower())),
+)
+PREFS_REVIEW = ReviewSpec(
+    fields=(
+        problem_field(),
+        previous_steps_field(),
+        _NOW_STEP,
+        _analysis_field("chosen", "chosen_verdict", "Chosen analysis"),
+        _analysis_field("rejected", "rejected_verdict", "Rejected analysis"),
+    ),
+    questions=(
+        yes_no(
+            "verdict_right",
+            "Is the chosen analysis's verdict right for this step?",
+            _JUDGE_STEP + "The rejected analysis reaches the other verdict.",
+            _case_answer,
+            no="relabel",
+            no_label="no, the rejected analysis's verdict is right",
+        ),
+    ),
+    guidelines=(
+        _CASE_GUIDE + "The chosen analysis's verdict matches the label, the rejected one's does not. Answer **yes** if the chosen "
+        "verdict is right (kept), **no** if the rejected one is (the step's label is flipped and the pair swapped). " + DISCARD_NOTE
+    ),
+    metadata=_CASE_META,
+    relabel=_flip_label,
+)
+SCORES_REVIEW = ReviewSpec(
+    fields=(
+        problem_field(answer=None),
+        _NOW_STEP,
+        ReviewField("reward", "Reward of the step", _reward),
+        ReviewField("evaluations", "Evaluations", _evaluations),
+    ),
+    questions=(
+        ReviewQuestion(
+            "reward_side_right",
+            "Is the reward's Yes/No side right for this step?",
+            {"yes": "yes", "no": "no"},
+            {"yes": "keep", "no": "keep"},
+            f"A reward of {REWARD_SIDE_THRESHOLD} or more says Yes (the step is correct), below it No. Judge the step yourself.",
+            _scores_answer,
+        ),
+    ),
+    guidelines=(
+        "Each record is one step of a solution and the reward a process reward model gave it, with the evaluations it "
+        "was averaged from. Answer **yes** if the reward's side (Yes: the step is correct, No: it is wrong) is right, "
+        "**no** if it is not. The rewards are measurements: your answers measure the reward model (its agreement with "
+        "you, and yours with the reference labels) and change no row; a discarded record is dropped. Use the note for "
+        "anything worth telling the dataset's maintainers."
+    ),
+    metadata=(
+        ReviewMeta("subset", "terms", lambda r: r["subset"] or None),
+        ReviewMeta("method", "terms", lambda r: r["method"]),
+        ReviewMeta("step_index", "integer", lambda r: r["step_index"]),
+        ReviewMeta("reward_value", "float", lambda r: r["reward"]),
+    ),
+)
+
+
 _RPRM = "She et al. 2025, R-PRM: 1 epoch, batch 128"
 _SCORES_ONLY = "rewards are measurements of a PRM (ProcessBench metrics come from them), not training data"
 SFT_KIND = Kind(
@@ -114,7 +275,7 @@ SFT_KIND = Kind(
     },
     train_defaults={"sft": TrainDefaults(5e-6, 1, 128, f"{_RPRM}, SFT lr 5e-6")},
     default_spec="rprm_sft.yaml",
-    review=generic_review(RprmSftRow),
+    review=SFT_REVIEW,
     card=CardExtras("Step verification analyses (R-PRM SFT)", ("text-generation",), ("sft", "process-reward-model")),
 )
 PREFS_KIND = Kind(
@@ -129,7 +290,7 @@ PREFS_KIND = Kind(
     },
     train_defaults={"dpo": TrainDefaults(5e-7, 1, 128, f"{_RPRM}, DPO lr 5e-7 (beta not found)")},
     default_spec="rprm_prefs.yaml",
-    review=generic_review(RprmPrefsRow),
+    review=PREFS_REVIEW,
     card=CardExtras("Step verification preference pairs (R-PRM DPO)", ("text-generation",), ("dpo", "process-reward-model")),
 )
 SCORES_KIND = Kind(
@@ -140,6 +301,6 @@ SCORES_KIND = Kind(
     views={"sft": NotTrained(_SCORES_ONLY), "dpo": NotTrained(_SCORES_ONLY), "grpo": NotTrained(_SCORES_ONLY)},
     train_defaults={},
     default_spec="rprm_scores.yaml",
-    review=generic_review(RprmScoreRow),
+    review=SCORES_REVIEW,
     card=CardExtras("Per-step process rewards (R-PRM scores)", ("text-classification",), ("process-reward-model", "processbench")),
 )

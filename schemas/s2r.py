@@ -29,6 +29,7 @@ graded by their own scorer) columns that :mod:`judgeforge.train.rewards` reads.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from typing import Any, ClassVar, Literal
 
@@ -36,7 +37,24 @@ from pydantic import BaseModel
 
 from judgeforge.chat import render_prompt
 from judgeforge.schemas.base import BaseRow
-from judgeforge.schemas.kind import S2R, TRL_GRPO, TRL_SFT, CardExtras, Kind, NotTrained, TrainDefaults, generic_review, view
+from judgeforge.schemas.kind import (
+    DISCARD_NOTE,
+    S2R,
+    TRL_GRPO,
+    TRL_SFT,
+    CardExtras,
+    Kind,
+    NotTrained,
+    ReviewField,
+    ReviewMeta,
+    ReviewSpec,
+    Row,
+    TrainDefaults,
+    or_placeholder,
+    problem_field,
+    view,
+    yes_no,
+)
 
 IGNORE_INDEX = -100
 
@@ -157,6 +175,85 @@ def grpo_view(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{"prompt": [dict(m) for m in row["prompt"]], "answer": row["answer"], "problem": row["problem"]} for row in rows]
 
 
+# --- review ----------------------------------------------------------------------------------------
+
+
+def _segment_heading(segment: Row, number: int, trained: int) -> str:
+    what = "right" if segment["answer_correct"] else "wrong"
+    if segment["role"] == "attempt":
+        head = f"Attempt {number}: answer `{segment['answer']}` ({what})"
+    else:
+        style, verdict = segment["style"] or "unknown", segment["verdict"] or "none"
+        head = f"Verification {number} ({style} style) of answer `{segment['answer']}` ({what}): verdict **{verdict}**"
+    return f"#### {head}" + ("" if trained else " · *not trained*")
+
+
+def _trajectory(row: Row) -> str:
+    counts = {"attempt": 0, "verification": 0}
+    parts = []
+    for segment, trained in zip(row["segments"], row["loss_mask"], strict=True):
+        counts[segment["role"]] += 1
+        parts.append(f"{_segment_heading(segment, counts[segment['role']], trained)}\n\n{or_placeholder(segment['text'].strip(), '*(empty)*')}")
+    return or_placeholder("\n\n".join(parts), "*(no segments)*")
+
+
+def _trajectory_answer(row: Row) -> tuple[str, float | None]:
+    # Every verdict in a trajectory matches its attempt's correctness; the confidence is the share of all the
+    # question's Stage-0 verifications whose verdict was right.
+    made = row["verifications"]
+    return "yes", round(sum(v["valid"] for v in made) / len(made), 4) if made else None
+
+
+TRAJECTORIES_REVIEW = ReviewSpec(
+    fields=(problem_field(), ReviewField("trajectory", "Trajectory", _trajectory)),
+    questions=(
+        yes_no(
+            "verifications_valid",
+            "Are the verifications valid?",
+            "Each verification checks the attempt before it and ends in a verdict. Valid: every verdict is right and "
+            "every verification's reasoning actually checks the answer (not just restates it).",
+            _trajectory_answer,
+        ),
+    ),
+    guidelines=(
+        "Each record is a self-verification trajectory the policy will be fine-tuned to write: attempts at the problem, "
+        "each followed by a verification ending in `Verdict: correct` or `Verdict: incorrect`, until an attempt is "
+        "verified correct. Wrong attempts are not trained on. Answer **yes** if the verifications are valid (kept), "
+        "**no** if any is not (dropped). " + DISCARD_NOTE
+    ),
+    metadata=(
+        ReviewMeta("difficulty_level", "integer", lambda r: r["difficulty_level"]),
+        ReviewMeta("num_attempts", "integer", lambda r: r["num_attempts"]),
+        ReviewMeta("accuracy", "float", lambda r: r["accuracy"]),
+    ),
+)
+
+
+def _gold(row: Row) -> str:
+    solution = json.loads(row["problem"]).get("solution")
+    answer = f"**{row['answer']}**" if row["answer"] is not None else "*(none)*"
+    return answer + (f"\n\nGold solution:\n\n{solution}" if solution else "")
+
+
+RL_PROMPTS_REVIEW = ReviewSpec(
+    fields=(problem_field(answer=None), ReviewField("answer", "Gold answer", _gold)),
+    questions=(
+        yes_no(
+            "gold_answer_right",
+            "Is the gold answer right for this question?",
+            "The RL rewards grade the policy's answers against the gold answer: is it the right (and the only right) answer?",
+            lambda r: None if r["answer"] is None else ("yes", None),
+        ),
+    ),
+    guidelines=(
+        "Each record is a question the policy will be trained on by RL, rewarded when its final answer matches the "
+        "gold answer. Answer **yes** if the gold answer is right (kept), **no** if it is wrong or the question is "
+        "ambiguous (dropped). " + DISCARD_NOTE
+    ),
+    metadata=(ReviewMeta("gym_task", "terms", lambda r: (json.loads(r["problem"]).get("meta") or {}).get("gym_task")),),
+)
+
+
 TRAJECTORIES_KIND = Kind(
     name="s2r_trajectories",
     row=S2RTrajectoryRow,
@@ -169,7 +266,7 @@ TRAJECTORIES_KIND = Kind(
     },
     train_defaults={"sft": TrainDefaults(5e-6, 5, 32, "Ma et al. 2025, S2R initialisation: 5 epochs, lr 5e-6, batch 32")},
     default_spec="s2r_trajectories.yaml",
-    review=generic_review(S2RTrajectoryRow),
+    review=TRAJECTORIES_REVIEW,
     card=CardExtras("Self-verify and self-correct trajectories (S²R)", ("text-generation",), ("sft", "self-verification")),
 )
 RL_PROMPTS_KIND = Kind(
@@ -184,6 +281,6 @@ RL_PROMPTS_KIND = Kind(
     },
     train_defaults={"grpo": TrainDefaults(5e-7, 1, 32, "Ma et al. 2025, S2R RL lr 5e-7, KL 0.01; epochs and batch not found (ours: 1, 32)")},
     default_spec="s2r_rl_prompts.yaml",
-    review=generic_review(S2RPromptRow),
+    review=RL_PROMPTS_REVIEW,
     card=CardExtras("RL prompts with verifiable answers (S²R)", ("reinforcement-learning", "text-generation"), ("grpo", "self-verification")),
 )

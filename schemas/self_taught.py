@@ -11,7 +11,7 @@ so ``loop`` can chain M_t → data → M_{t+1}.
 
 TRL view: conversational SFT ``prompt``/``completion`` (trained on the completion only): the user turn is the pairwise response-judge prompt laid out exactly as the
 judge saw it (y^w in the ``label`` position), the assistant turn the kept judgment, in the format
-:func:`judgeforge.builders.judging.parse_verdict` reads — so a model trained on it judges in the format
+:func:`judgeforge.formats.judge.parse_verdict` reads — so a model trained on it judges in the format
 the builder parses.
 """
 
@@ -24,7 +24,24 @@ from pydantic import BaseModel
 
 from judgeforge.formats.judge import response_judge_message
 from judgeforge.schemas.base import BaseRow
-from judgeforge.schemas.kind import SELF_TAUGHT_EVALUATORS, TRL_SFT, CardExtras, Kind, NotTrained, TrainDefaults, generic_review, view
+from judgeforge.schemas.kind import (
+    DISCARD_NOTE,
+    SELF_TAUGHT_EVALUATORS,
+    TRL_SFT,
+    CardExtras,
+    Kind,
+    NotTrained,
+    ReviewField,
+    ReviewMeta,
+    ReviewSpec,
+    Row,
+    TrainDefaults,
+    kept_judgment_field,
+    or_placeholder,
+    problem_field,
+    view,
+    yes_no,
+)
 
 
 class SampledJudgment(BaseModel):
@@ -86,6 +103,46 @@ def sft_view(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
+# --- review ----------------------------------------------------------------------------------------
+
+
+def _model_answer(row: Row) -> tuple[str, float | None]:
+    # Only verdicts picking y^w are kept; the confidence is the share of sampled judgments that picked it.
+    return "yes", round(row["num_correct"] / row["num_judgments"], 4) if row["num_judgments"] else None
+
+
+REVIEW = ReviewSpec(
+    fields=(
+        problem_field("instruction", title="Instruction"),
+        ReviewField("response_a", "Response A", lambda r: or_placeholder(presented(r)[0], "*(empty)*")),
+        ReviewField("response_b", "Response B", lambda r: or_placeholder(presented(r)[1], "*(empty)*")),
+        kept_judgment_field("Response"),
+    ),
+    questions=(
+        yes_no(
+            "verdict_correct",
+            "Is the kept verdict correct?",
+            "Read the instruction and both responses yourself: is the response the judgment picks really the better "
+            "answer to the instruction, and does the judgment's reasoning hold?",
+            _model_answer,
+        ),
+    ),
+    guidelines=(
+        "Each record is a judgment the judge model will be fine-tuned to write: an instruction, two responses (A and "
+        "B) and a judgment ending in the verdict `[[A]]` or `[[B]]`. One response answers the instruction, the other "
+        "a similar but different instruction, so it is meant to be the worse answer; only judgments picking the "
+        "first were kept. Answer **yes** if the verdict is correct (kept), **no** if it is not (dropped). " + DISCARD_NOTE
+    ),
+    metadata=(
+        ReviewMeta("label", "terms", lambda r: r["label"]),
+        ReviewMeta("iteration", "integer", lambda r: r["iteration"]),
+        ReviewMeta("judge_model", "terms", lambda r: r["judge_model"]),
+        ReviewMeta("judgment_forced", "terms", lambda r: str(r["judgment_forced"]).lower()),
+        ReviewMeta("num_correct", "integer", lambda r: r["num_correct"]),
+    ),
+)
+
+
 KIND = Kind(
     name="ste_judgments",
     row=SelfTaughtRow,
@@ -98,6 +155,6 @@ KIND = Kind(
     },
     train_defaults={"sft": TrainDefaults(1e-6, 1, 32, "Wang et al. 2024, released judge SFT lr 1e-6; epochs and batch not found (ours: 1, 32)")},
     default_spec="ste_judgments.yaml",
-    review=generic_review(SelfTaughtRow),
+    review=REVIEW,
     card=CardExtras("Synthetic judge training data (Self-Taught Evaluator)", ("text-generation",), ("llm-as-a-judge", "reward-model")),
 )

@@ -20,23 +20,25 @@ from typing import Any, ClassVar
 import pyarrow as pa
 from pydantic import BaseModel
 
-from judgeforge.formats.steps import STEP_DELIMITER, assistant_prefix, format_step, policy_user_message, solution_text
 from judgeforge.chat import render_prompt
+from judgeforge.formats.steps import STEP_DELIMITER, assistant_prefix, policy_user_message
 from judgeforge.schemas.base import BaseRow
 from judgeforge.schemas.kind import (
+    DISCARD_NOTE,
     PROCESS_SELF_REWARDING,
     TRL_DPO,
     CardExtras,
     Kind,
     NotTrained,
     Plot,
-    ReviewField,
     ReviewMeta,
     ReviewQuestion,
     ReviewSpec,
     Row,
     TrainDefaults,
-    or_placeholder,
+    previous_steps_field,
+    problem_field,
+    step_field,
     view,
 )
 
@@ -113,10 +115,10 @@ def _swap_chosen_rejected(row: Row) -> Row:
 
 REVIEW = ReviewSpec(
     fields=(
-        ReviewField("question", "Problem", lambda r: r["question"]),
-        ReviewField("previous_steps", "Previous steps", lambda r: or_placeholder(solution_text(r["previous_steps"]), "*(none: this is the first step)*")),
-        ReviewField("chosen", "Chosen step (the model's best)", lambda r: format_step(r["step_index"], or_placeholder(r["chosen"], " *(empty)*"))),
-        ReviewField("rejected", "Rejected step (the model's worst)", lambda r: format_step(r["step_index"], or_placeholder(r["rejected"], " *(empty)*"))),
+        problem_field(answer=None),
+        previous_steps_field(),
+        step_field("chosen", "Chosen step (the model's best)"),
+        step_field("rejected", "Rejected step (the model's worst)"),
     ),
     questions=(
         ReviewQuestion(
@@ -132,8 +134,7 @@ REVIEW = ReviewSpec(
         "Each record is one step of a step-by-step solution. The model sampled several candidate next steps "
         "and judged them against each other; it kept the best as **chosen** and the worst as **rejected**.\n\n"
         "Answer **yes** if the chosen step is better, **no** if the rejected one is better (the pair is then "
-        "swapped), **tie** if neither is clearly better (the pair is dropped). Discard a record that cannot be "
-        "judged (it is dropped). Use the note for anything worth telling the dataset's maintainers."
+        "swapped), **tie** if neither is clearly better (the pair is dropped). " + DISCARD_NOTE
     ),
     metadata=(
         ReviewMeta("step_index", "integer", lambda r: r["step_index"]),
@@ -156,14 +157,32 @@ def _status_counts(table: pa.Table) -> tuple[list[str], list[int]]:
 
 
 PLOTS = (
-    Plot("score-margin", "histogram", "Judge score margin, chosen − rejected",
-         "How decisively the judge preferred the chosen step (pairwise wins of chosen minus rejected).",
-         ("chosen_score", "rejected_score"), _margins, "pairwise wins"),
-    Plot("step-index", "histogram", "Pairs per step position", "At which step of the solution each pair was taken.",
-         ("step_index",), lambda t: t.column("step_index").to_pylist(), "step index"),
-    Plot("solution-status", "bars", "How each row's solution search ended",
-         "Rows by how their problem's search ended (final answer reached, step limit, rollback limit).",
-         ("solution_status",), _status_counts),
+    Plot(
+        "score-margin",
+        "histogram",
+        "Judge score margin, chosen − rejected",
+        "How decisively the judge preferred the chosen step (pairwise wins of chosen minus rejected).",
+        ("chosen_score", "rejected_score"),
+        _margins,
+        "pairwise wins",
+    ),
+    Plot(
+        "step-index",
+        "histogram",
+        "Pairs per step position",
+        "At which step of the solution each pair was taken.",
+        ("step_index",),
+        lambda t: t.column("step_index").to_pylist(),
+        "step index",
+    ),
+    Plot(
+        "solution-status",
+        "bars",
+        "How each row's solution search ended",
+        "Rows by how their problem's search ended (final answer reached, step limit, rollback limit).",
+        ("solution_status",),
+        _status_counts,
+    ),
 )
 
 KIND = Kind(
@@ -180,7 +199,10 @@ KIND = Kind(
     default_spec="step_prefs.yaml",
     review=REVIEW,
     card=CardExtras(
-        "Step-wise preference pairs", ("text-generation",), ("dpo", "step-wise-dpo", "process-supervision", "self-rewarding", "llm-as-a-judge"),
-        PLOTS, ("judgeforge.train.stepwise_dpo", "StepwiseDPOTrainer"),
+        "Step-wise preference pairs",
+        ("text-generation",),
+        ("dpo", "step-wise-dpo", "process-supervision", "self-rewarding", "llm-as-a-judge"),
+        PLOTS,
+        ("judgeforge.train.stepwise_dpo", "StepwiseDPOTrainer"),
     ),
 )

@@ -40,9 +40,25 @@ def main() -> None:
     cli.main(["database", "migrate"], prog_name="argilla_server", standalone_mode=False)
     for user in json.loads(os.environ.get("JUDGEFORGE_ARGILLA_USERS", "[]")):
         cli.main(
-            ["database", "users", "create", "--first-name", user["username"], "--username", user["username"], "--password", user["password"],
-             "--role", user["role"], "--api-key", user["api_key"], "--workspace", "default"],
-            prog_name="argilla_server", standalone_mode=False,
+            [
+                "database",
+                "users",
+                "create",
+                "--first-name",
+                user["username"],
+                "--username",
+                user["username"],
+                "--password",
+                user["password"],
+                "--role",
+                user["role"],
+                "--api-key",
+                user["api_key"],
+                "--workspace",
+                "default",
+            ],
+            prog_name="argilla_server",
+            standalone_mode=False,
         )
     uvicorn.run(create_server_app(), host=args.host, port=args.port, log_level="warning")
 

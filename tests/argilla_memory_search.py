@@ -266,11 +266,7 @@ class MemorySearchEngine(SearchEngine):
         return SearchResponses(items=[SearchResponseItem(record_id=UUID(d["id"]), score=1.0) for d in page], total=len(docs))
 
     async def compute_metrics_for(self, metadata_property: MetadataProperty) -> MetadataMetrics:
-        values = [
-            d["metadata"][metadata_property.name]
-            for d in _index(metadata_property.dataset_id).values()
-            if metadata_property.name in d["metadata"]
-        ]
+        values = [d["metadata"][metadata_property.name] for d in _index(metadata_property.dataset_id).values() if metadata_property.name in d["metadata"]]
         if metadata_property.type == MetadataPropertyType.terms:
             counts = _counts(str(v) for v in values)
             return TermsMetrics(total=len(values), values=[TermsMetrics.TermCount(term=t, count=c) for t, c in counts.items()])

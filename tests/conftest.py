@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+
 import pytest
 from click.testing import CliRunner
 
 from judgeforge.engines.transformers import TransformersEngine
 from judgeforge.models import ModelRef, resolve_model
+from tests.argilla_fixture import Argilla, serve
 from tests.helpers import STEP_PREFS_TINY
 
 
@@ -33,3 +35,9 @@ def step_prefs_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     result = CliRunner().invoke(main, ["build", "step-prefs", *STEP_PREFS_TINY, "--limit", "3", "--chunk-size", "2", "--out", str(out)])
     assert result.exit_code == 0, result.output
     return out / "step_prefs"
+
+
+@pytest.fixture(scope="session")
+def argilla(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Argilla]:
+    """One real Argilla server per test session (an owner and two reviewers): see tests/argilla_fixture.py."""
+    yield from serve(tmp_path_factory.mktemp("argilla"))

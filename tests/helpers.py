@@ -10,14 +10,27 @@ import pyarrow.parquet as pq
 
 from judgeforge.models import ModelRef, load_tokenizer
 
-STEP_PREFS_TINY = ["--source", "gym:gsm_symbolic", "--num-candidates", "3", "--max-steps", "2", "--max-step-tokens", "24", "--judge-max-tokens", "16", "--tie-epsilon", "0", "--seed", "3"]
+STEP_PREFS_TINY = [
+    "--source",
+    "gym:gsm_symbolic",
+    "--num-candidates",
+    "3",
+    "--max-steps",
+    "2",
+    "--max-step-tokens",
+    "24",
+    "--judge-max-tokens",
+    "16",
+    "--tie-epsilon",
+    "0",
+    "--seed",
+    "3",
+]
 
 # Two optimiser steps of two examples: what every recipe test trains (the real model, CPU).
 TINY_TRAIN = ["--max-steps", "2", "--batch-size", "2", "--micro-batch-size", "2", "--logging-steps", "1"]
 
-CPU_ARGS: dict[str, Any] = dict(
-    max_steps=2, per_device_train_batch_size=2, use_cpu=True, bf16=False, report_to="none", logging_steps=1, save_strategy="no"
-)
+CPU_ARGS: dict[str, Any] = dict(max_steps=2, per_device_train_batch_size=2, use_cpu=True, bf16=False, report_to="none", logging_steps=1, save_strategy="no")
 
 
 def read_rows(run: Path) -> list[dict[str, Any]]:
@@ -63,15 +76,38 @@ def dpo_two_steps(records: list[dict[str, Any]], model: ModelRef, out: Path, tra
     return trainer, _losses(trainer)
 
 
-def assert_audit_clean(run: Path) -> None:
-    """``judgeforge audit RUN`` on a real build: every check that applies agrees on every row."""
+def assert_pipeline_on(run: Path, tmp: Path) -> None:
+    """A real build through the rest of the pipeline: ``audit`` agrees on every row, ``curate`` with the kind's
+    default spec runs every filter of it, and the curated run's card renders with the kind's paper and plots."""
+    import yaml
     from click.testing import CliRunner
 
     from judgeforge.cli import main
     from judgeforge.curation.audit import audit_run
+    from judgeforge.curation.pipeline import default_spec_path
+    from judgeforge.schemas.registry import get_kind
 
     _, results = audit_run(run)
     disagreements = {r.check.name: r.examples for r in results if r.disagreements}
     assert not disagreements, f"audit of {run}: {disagreements}"
     result = CliRunner().invoke(main, ["audit", str(run)], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
+
+    kind = json.loads((run / "manifest.json").read_text())["kind"]
+    curated = tmp / f"curated-{kind}"
+    result = CliRunner().invoke(main, ["curate", str(run), "--out", str(curated)])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((curated / "manifest.json").read_text())
+    spec = yaml.safe_load(default_spec_path(kind).read_text())
+    assert [step["filter"] for step in manifest["curation"]["funnel"]] == [f["filter"] for f in spec["filters"]]
+    assert manifest["curation"]["funnel"][0]["rows_in"] == json.loads((run / "manifest.json").read_text())["rows_out"]
+
+    card = tmp / f"card-{kind}"
+    result = CliRunner().invoke(main, ["card", str(curated), "--out", str(card)])
+    assert result.exit_code == 0, result.output
+    text = (card / "README.md").read_text()
+    assert text.startswith("---\n") and f"({kind})" in text and "## Curation funnel" in text
+    declared = get_kind(kind)
+    assert ("## Citation" in text) == (declared.paper is not None)
+    for plot in declared.card.plots:
+        assert (card / f"plot-{plot.name}.png").is_file(), plot.name

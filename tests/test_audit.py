@@ -9,11 +9,11 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 from click.testing import CliRunner
-from judgeforge.formats.judge import format_judgment
-from judgeforge.curation.audit import CHECKS, AuditContext
 
 from judgeforge.cli import main
-from tests.helpers import assert_audit_clean, read_rows
+from judgeforge.curation.audit import CHECKS, AuditContext
+from judgeforge.formats.judge import format_judgment
+from tests.helpers import assert_pipeline_on, read_rows
 
 CTX = AuditContext(config={}, problems={})
 
@@ -31,8 +31,17 @@ def test_every_kind_has_checks() -> None:
 
 
 def test_step_prefs_checks_catch_a_mid_step_answer_phrase_marked_final_and_a_misread_verdict() -> None:
-    row = {"chosen": " To find the answer: first compute 3+4.", "rejected": " 3 + 4 = 8.", "chosen_is_final": True, "rejected_is_final": False,
-           "previous_steps": [], "step_index": 1, "question": "q", "source_id": "p", "solution_status": "final_answer"}
+    row = {
+        "chosen": " To find the answer: first compute 3+4.",
+        "rejected": " 3 + 4 = 8.",
+        "chosen_is_final": True,
+        "rejected_is_final": False,
+        "previous_steps": [],
+        "step_index": 1,
+        "question": "q",
+        "source_id": "p",
+        "solution_status": "final_answer",
+    }
     assert check("step_prefs", "EOS only after final steps", row) is True  # the view follows the flag...
     ctx = AuditContext(config={}, problems={}, last_step={"p": 2})
     assert check("step_prefs", "final step ends its search", row, ctx) is False  # ...but the search went on after a "final" step
@@ -40,7 +49,10 @@ def test_step_prefs_checks_catch_a_mid_step_answer_phrase_marked_final_and_a_mis
     assert check("step_prefs", "answer steps are final", stated) is False
     judged = {"judgments": [{"raw": "Verdict: a", "verdict": "B", "forced": False, "p_first": None}]}
     assert check("step_prefs", "judge verdicts re-parse", judged) is False
-    assert check("step_prefs", "judge verdicts re-parse", {"judgments": [{"raw": "x\n\nVerdict: [[A]]", "verdict": "A", "forced": False, "p_first": None}]}) is True
+    assert (
+        check("step_prefs", "judge verdicts re-parse", {"judgments": [{"raw": "x\n\nVerdict: [[A]]", "verdict": "A", "forced": False, "p_first": None}]})
+        is True
+    )
 
 
 def test_judge_data_checks_catch_forced_and_contradictory_targets() -> None:
@@ -59,7 +71,12 @@ def test_judge_data_checks_catch_forced_and_contradictory_targets() -> None:
 
 
 def test_rprm_s2r_and_step_label_checks_catch_wrong_labels() -> None:
-    analysis = {"analysis": "The step adds 3 and 4 to get 7, which is right.\nVerification: Is the step correct (Yes/No)? No", "verdict": "Yes", "label": "Yes", "forced_verdict": False}
+    analysis = {
+        "analysis": "The step adds 3 and 4 to get 7, which is right.\nVerification: Is the step correct (Yes/No)? No",
+        "verdict": "Yes",
+        "label": "Yes",
+        "forced_verdict": False,
+    }
     assert check("rprm_sft", "analysis verdict re-parses", analysis) is False
     segment = {"role": "verification", "text": "5 + 5 = 10, which matches.\nVerdict: correct", "verdict": "incorrect", "forced": False, "answer_correct": False}
     assert check("s2r_trajectories", "verifications re-parse", {"segments": [segment]}) is False
@@ -74,7 +91,7 @@ def test_rprm_s2r_and_step_label_checks_catch_wrong_labels() -> None:
 
 
 def test_audit_of_a_real_run_agrees_and_a_tampered_copy_fails(step_prefs_run: Path, tmp_path: Path) -> None:
-    assert_audit_clean(step_prefs_run)
+    assert_pipeline_on(step_prefs_run, tmp_path)
     copy = tmp_path / "step_prefs"
     shutil.copytree(step_prefs_run, copy)
     shard = min((copy / "data").glob("shard-*.parquet"))

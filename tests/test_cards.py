@@ -23,10 +23,11 @@ from click.testing import CliRunner
 
 from judgeforge.cli import main
 from judgeforge.data_cards.card import size_category
+from judgeforge.files import write_json
+from judgeforge.runs import Manifest, RunDir
+from judgeforge.schemas.base import BaseRow, RowMeta, rows_to_table
 from judgeforge.schemas.kind import CardExtras, Kind, NotTrained, ReviewField, ReviewQuestion, ReviewSpec
 from judgeforge.schemas.registry import KINDS
-from judgeforge.runs import RunDir
-from judgeforge.schemas.base import BaseRow, RowMeta, rows_to_table
 from judgeforge.schemas.step_prefs import StepPrefsRow
 from tests.helpers import read_rows
 
@@ -37,10 +38,26 @@ def step_prefs_rows(statuses: list[str]) -> list[StepPrefsRow]:
     """Small synthetic step-prefs rows (one per status), for logic that needs no model."""
     return [
         StepPrefsRow(
-            id=f"p{i}/step-1", source_id=f"p{i}", meta=META, question=f"What is {i} + 1?", previous_steps=[], step_index=1, chosen="a",
-            rejected="b", chosen_is_final=False, rejected_is_final=False, chosen_score=3.0, rejected_score=1.0, candidates=["a", "b", "c"],
-            candidate_scores=[3.0, 1.0, 2.0], judgments=[], judge_unparsable=0, gold_answer=None, final_answer=None,
-            solution_correct=None, solution_status=status,
+            id=f"p{i}/step-1",
+            source_id=f"p{i}",
+            meta=META,
+            question=f"What is {i} + 1?",
+            previous_steps=[],
+            step_index=1,
+            chosen="a",
+            rejected="b",
+            chosen_is_final=False,
+            rejected_is_final=False,
+            chosen_score=3.0,
+            rejected_score=1.0,
+            candidates=["a", "b", "c"],
+            candidate_scores=[3.0, 1.0, 2.0],
+            judgments=[],
+            judge_unparsable=0,
+            gold_answer=None,
+            final_answer=None,
+            solution_correct=None,
+            solution_status=status,
         )
         for i, status in enumerate(statuses)
     ]
@@ -51,7 +68,7 @@ def synthetic_run(root: Path, rows: list[BaseRow], manifest: dict[str, Any] | No
     kind = type(rows[0]).kind
     run = RunDir(root, kind)
     run.write_chunk(0, rows_to_table(type(rows[0]), rows), {"rows": len(rows)})
-    run.write_json(run.manifest_path, {"kind": kind, "command": ["judgeforge", "build", "step-prefs", "--seed", "1"], **(manifest or {})})
+    write_json(run.manifest_path, {"kind": kind, "command": ["judgeforge", "build", "step-prefs", "--seed", "1"], **(manifest or {})})
     return root
 
 
@@ -118,8 +135,17 @@ def test_published_folder_loads_with_its_card(step_prefs_run: Path, tmp_path: Pa
 
     manifest = json.loads((step_prefs_run / "manifest.json").read_text())
     text = readme.read_text()
-    for fact in (f"`step-prefs` {manifest['builder']['version']}", manifest["models"]["policy"]["model"], "| seed | 3 |", "`--temperature` | 0.5", "arxiv.org/abs/2503.03746",
-                 "StepwiseDPOTrainer", "dpo_view", 'load_dataset("my-org/step-prefs"', " ".join(manifest["command"][:3])):
+    for fact in (
+        f"`step-prefs` {manifest['builder']['version']}",
+        manifest["models"]["policy"]["model"],
+        "| seed | 3 |",
+        "`--temperature` | 0.5",
+        "arxiv.org/abs/2503.03746",
+        "StepwiseDPOTrainer",
+        "dpo_view",
+        'load_dataset("my-org/step-prefs"',
+        " ".join(manifest["command"][:3]),
+    ):
         assert fact in text, fact
     for png in ("plot-score-margin.png", "plot-step-index.png", "plot-solution-status.png"):
         assert f"]({png})" in text and (folder / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -138,26 +164,63 @@ class ToyRow(BaseRow):
 
 _NOT = NotTrained("a toy kind")
 TOY_KIND = Kind(
-    name="toy_kind", row=ToyRow, builder=("toy-builder", "tests.test_cards:NotImported"), paper=None, views={"sft": _NOT, "dpo": _NOT, "grpo": _NOT},
-    train_defaults={}, default_spec="step_prefs.yaml", card=CardExtras("Toy rows"),
-    review=ReviewSpec((ReviewField("prompt", "prompt", lambda r: r["prompt"]),), (ReviewQuestion("keep", "Keep?", {"yes": "yes", "no": "no"}, {"yes": "keep", "no": "drop"}),), "Keep or drop."),
+    name="toy_kind",
+    row=ToyRow,
+    builder=("toy-builder", "tests.test_cards:NotImported"),
+    paper=None,
+    views={"sft": _NOT, "dpo": _NOT, "grpo": _NOT},
+    train_defaults={},
+    default_spec="step_prefs.yaml",
+    card=CardExtras("Toy rows"),
+    review=ReviewSpec(
+        (ReviewField("prompt", "prompt", lambda r: r["prompt"]),),
+        (ReviewQuestion("keep", "Keep?", {"yes": "yes", "no": "no"}, {"yes": "keep", "no": "drop"}),),
+        "Keep or drop.",
+    ),
 )
 
 
-def test_card_of_a_kind_without_paper_or_views_with_funnel_and_review(tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_card_of_a_kind_without_paper_or_views_with_funnel_and_review(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setitem(KINDS, "toy_kind", "tests.test_cards:TOY_KIND")
     rows = [ToyRow(id=f"t{i}", source_id=f"s{i}", meta=META, prompt=f"p{i}", answers=["x", "y"], score=i / 10) for i in range(5)]
     funnel = [  # as `judgeforge curate` records it
-        {"name": "dedup", "filter": "exact_dedup", "action": "drop", "rows_in": 9, "rows_out": 7, "dropped": 2,
-         "examples": [{"id": "t7", "reason": "duplicate of t1"}], "stats": {}, "report": None},
+        {
+            "name": "dedup",
+            "filter": "exact_dedup",
+            "action": "drop",
+            "rows_in": 9,
+            "rows_out": 7,
+            "dropped": 2,
+            "examples": [{"id": "t7", "reason": "duplicate of t1"}],
+            "stats": {},
+            "report": None,
+        },
         {"name": "min_score", "filter": "range", "action": "drop", "rows_in": 7, "rows_out": 5, "dropped": 2, "examples": [], "stats": {}, "report": None},
     ]
-    review = {"answers": 4, "reviewers": 2, "records_pushed": 3, "records_completed": 3, "pulled_at": "2025-01-01T00:00:00+00:00",
-              "rows": {"unreviewed": 2, "keep": 2, "relabel": 0, "drop": 1, "split": 0},
-              "questions": {"keep": {"rows_reviewed": 3, "answers": 4, "agreement_with_model": None, "answers_compared_with_model": 0,
-                                     "reviewer_unanimity": 1.0, "labels": {"no": 1, "yes": 3}}}}
+    review = {
+        "answers": 4,
+        "reviewers": 2,
+        "records_pushed": 3,
+        "records_completed": 3,
+        "pulled_at": "2025-01-01T00:00:00+00:00",
+        "rows": {"unreviewed": 2, "keep": 2, "relabel": 0, "drop": 1, "split": 0},
+        "questions": {
+            "keep": {
+                "rows_reviewed": 3,
+                "answers": 4,
+                "agreement_with_model": None,
+                "answers_compared_with_model": 0,
+                "reviewer_unanimity": 1.0,
+                "labels": {"no": 1, "yes": 3},
+            }
+        },
+    }
     commands = [["judgeforge", "build", "toy"], ["judgeforge", "curate", "x"], ["judgeforge", "review", "apply", "x"]]
-    run = synthetic_run(tmp_path / "toy", rows, {"builder": {"name": "toy", "version": "9.9.9"}, "curation": {"funnel": funnel}, "review": review, "commands": commands})
+    run = synthetic_run(
+        tmp_path / "toy", rows, {"builder": {"name": "toy", "version": "9.9.9"}, "curation": {"funnel": funnel}, "review": review, "commands": commands}
+    )
     result = CliRunner().invoke(main, ["card", str(run)])
     assert result.exit_code == 0, result.output
     readme = run / "README.md"
@@ -191,13 +254,15 @@ def test_size_categories() -> None:
 
 
 def test_reproduce_commands_follow_the_input_runs(tmp_path: Path) -> None:
-    from judgeforge.data_cards.runinfo import reproduce_commands
+    from judgeforge.runs import reproduce_commands
 
     build = ["judgeforge", "build", "step-prefs", "--seed", "1"]
     built = synthetic_run(tmp_path / "built", step_prefs_rows(["final_answer"]))
     curate = ["judgeforge", "curate", str(built), "--spec", "s.yaml"]
-    curated = {"command": curate, "curation": {"input": {"path": str(built)}}}
+    curated = Manifest.model_validate({"command": curate, "curation": {"input": {"path": str(built)}}})
     assert reproduce_commands(curated) == [build, curate]
     review = ["judgeforge", "review", "apply", "x"]
-    assert reproduce_commands({"command": review, "commands": [build, curate, review]}) == [build, curate, review]
-    assert reproduce_commands({"command": curate, "curation": {"input": {"path": str(tmp_path / "gone")}}}) == [curate]
+    reviewed = Manifest.model_validate({"command": review, "parent": {"path": str(tmp_path / "curated")}, "commands": [build, curate, review]})
+    assert reproduce_commands(reviewed) == [build, curate, review]
+    gone = Manifest.model_validate({"command": curate, "curation": {"input": {"path": str(tmp_path / "gone")}}})
+    assert reproduce_commands(gone) == [curate]

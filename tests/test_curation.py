@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,8 @@ from click.testing import CliRunner
 from judgeforge.cli import main
 from judgeforge.curation.pipeline import CurateOptions, curate
 from judgeforge.errors import UserError
-from judgeforge.runs import RunDir, open_run
-from judgeforge.schemas.base import KIND_KEY, SCHEMA_VERSION_KEY, RowMeta, rows_to_table
+from judgeforge.runs import Manifest, RunDir, open_run
+from judgeforge.schemas.base import KIND_KEY, SCHEMA_VERSION_KEY, BaseRow, RowMeta, rows_to_table
 from judgeforge.schemas.step_prefs import StepJudgment, StepPrefsRow
 
 META = RowMeta(builder="hand", builder_version="0", run_id="hand", model="none")
@@ -38,12 +39,24 @@ CONSISTENT = [judgment(0, 1, "A"), judgment(1, 0, "B")]
 def row(id: str, **fields: Any) -> StepPrefsRow:
     """A valid step-prefs row; ``fields`` override the defaults. Candidates are [chosen, rejected]."""
     values: dict[str, Any] = {
-        "id": id, "source_id": id.split("/")[0], "meta": META,
+        "id": id,
+        "source_id": id.split("/")[0],
+        "meta": META,
         "question": f"Problem {id}: Tom has 3 apples and buys 4 more. How many apples does he have now?",
-        "previous_steps": [], "step_index": 1, "chosen": f"Step 1: add the apples for {id}, 3 + 4 = 7.",
-        "rejected": "Step 1: subtract, 4 - 3 = 1.", "chosen_is_final": False, "rejected_is_final": False,
-        "chosen_score": 2.0, "rejected_score": 0.0, "judgments": CONSISTENT, "judge_unparsable": 0,
-        "gold_answer": "7", "final_answer": "7", "solution_correct": True, "solution_status": "final_answer",
+        "previous_steps": [],
+        "step_index": 1,
+        "chosen": f"Step 1: add the apples for {id}, 3 + 4 = 7.",
+        "rejected": "Step 1: subtract, 4 - 3 = 1.",
+        "chosen_is_final": False,
+        "rejected_is_final": False,
+        "chosen_score": 2.0,
+        "rejected_score": 0.0,
+        "judgments": CONSISTENT,
+        "judge_unparsable": 0,
+        "gold_answer": "7",
+        "final_answer": "7",
+        "solution_correct": True,
+        "solution_status": "final_answer",
     }
     values.update(fields)
     values.setdefault("candidates", [values["chosen"], values["rejected"]])
@@ -51,28 +64,38 @@ def row(id: str, **fields: Any) -> StepPrefsRow:
     return StepPrefsRow(**values)
 
 
-def make_run(root: Path, rows: list[StepPrefsRow], shards: int = 1) -> Path:
-    """A run dir of hand-made rows, split over ``shards`` shards, with a manifest."""
-    run = RunDir(root / "step_prefs", "step_prefs")
+def make_run(root: Path, rows: Sequence[BaseRow], shards: int = 1) -> Path:
+    """A run dir of hand-made rows (all of one kind), split over ``shards`` shards, with a manifest."""
+    model = type(rows[0])
+    run = RunDir(root / model.kind, model.kind)
     per = -(-len(rows) // shards)
     for i in range(shards):
-        part = rows[i * per : (i + 1) * per]
-        run.write_chunk(i, rows_to_table(StepPrefsRow, part), {"rows": len(part)})
-    run.write_json(run.manifest_path, {
-        "kind": "step_prefs", "run_id": "handmade00000000", "fingerprint": "f" * 64, "status": "complete",
-        "builder": {"name": "hand", "version": "0"}, "source": {"source": "hand"}, "seed": 0,
-    })
+        part = list(rows[i * per : (i + 1) * per])
+        run.write_chunk(i, rows_to_table(model, part), {"rows": len(part)})
+    run.write_manifest(
+        Manifest.model_validate(
+            {
+                "kind": model.kind,
+                "run_id": "handmade00000000",
+                "fingerprint": "f" * 64,
+                "status": "complete",
+                "builder": {"name": "hand", "version": "0"},
+                "source": {"source": "hand"},
+                "seed": 0,
+            }
+        )
+    )
     return run.root
 
 
 def run_spec(tmp_path: Path, rows: list[StepPrefsRow], filters: list[dict[str, Any]], shards: int = 1, **opts: Any) -> tuple[list[str], dict[str, Any], Path]:
-    """Curate hand-made rows with ``filters``; returns the kept ids (in order), the manifest and the output dir."""
+    """Curate hand-made rows with ``filters``; returns the kept ids (in order), the manifest (as JSON data) and the output dir."""
     src = make_run(tmp_path / "in", rows, shards)
     spec = tmp_path / "spec.yaml"
     spec.write_text(yaml.safe_dump({"kind": "step_prefs", "filters": filters}))
     manifest, out = curate(src, CurateOptions(spec=spec, out=tmp_path / "out", **opts))
     kept = [r["id"] for shard in sorted((out / "data").glob("shard-*.parquet")) for r in pq.read_table(shard, columns=["id"]).to_pylist()]
-    return kept, manifest, out
+    return kept, manifest.dump(), out
 
 
 def log(out: Path) -> dict[str, tuple[str, str, str]]:
@@ -138,8 +161,10 @@ def test_near_dedup_clusters_by_minhash_lsh_and_compares_only_rows_sharing_same_
 def test_decontaminate_drops_or_flags_rows_sharing_a_word_8_gram_with_the_eval_set(tmp_path: Path) -> None:
     evals = tmp_path / "bench.jsonl"
     evals.write_text(
-        json.dumps({"question": "A train leaves the station at noon travelling at sixty miles per hour toward the city.", "answer": "1"}) + "\n"
-        + json.dumps({"question": "What is the sum of the first ten prime numbers?", "answer": "129"}) + "\n"
+        json.dumps({"question": "A train leaves the station at noon travelling at sixty miles per hour toward the city.", "answer": "1"})
+        + "\n"
+        + json.dumps({"question": "What is the sum of the first ten prime numbers?", "answer": "129"})
+        + "\n"
     )
     rows = [
         row("a/step-1", question="Suppose a train leaves the station at noon travelling at sixty miles per hour; when does it arrive?"),
@@ -254,8 +279,14 @@ def test_position_swap_consistency_and_verdict_balance(tmp_path: Path) -> None:
         row("c/step-1", judgments=[judgment(0, 1, "A")]),  # never judged in both orders: unchecked
         row("d/step-1", judgments=[judgment(0, 1, "A"), judgment(1, 0, None)]),  # one order unparsed: unchecked
         # chosen (0) vs rejected (1) consistent; 0 vs 2 inconsistent
-        row("e/step-1", chosen=three[0], rejected=three[1], candidates=three, candidate_scores=[3.0, 0.0, 1.0],
-            judgments=[*CONSISTENT, judgment(0, 2, "B"), judgment(2, 0, "B"), judgment(1, 2, "B"), judgment(2, 1, "A")]),
+        row(
+            "e/step-1",
+            chosen=three[0],
+            rejected=three[1],
+            candidates=three,
+            candidate_scores=[3.0, 0.0, 1.0],
+            judgments=[*CONSISTENT, judgment(0, 2, "B"), judgment(2, 0, "B"), judgment(1, 2, "B"), judgment(2, 1, "A")],
+        ),
     ]
     kept, manifest, out = run_spec(tmp_path, rows, [{"filter": "position_swap"}])
     assert kept == ["a/step-1", "c/step-1", "d/step-1", "e/step-1"]
@@ -284,7 +315,11 @@ def test_position_swap_drops_a_pair_whose_both_orders_prefer_rejected(tmp_path: 
 
 
 def test_length_bias_reports_and_caps_chosen_excess(tmp_path: Path) -> None:
-    rows = [row("a/step-1", chosen="c" * 100, rejected="r" * 10), row("b/step-1", chosen="c" * 30, rejected="r" * 10), row("c/step-1", chosen="c" * 10, rejected="r" * 20)]
+    rows = [
+        row("a/step-1", chosen="c" * 100, rejected="r" * 10),
+        row("b/step-1", chosen="c" * 30, rejected="r" * 10),
+        row("c/step-1", chosen="c" * 10, rejected="r" * 20),
+    ]
     kept, manifest, _ = run_spec(tmp_path, rows, [{"filter": "length_bias"}])
     assert kept == ["a/step-1", "b/step-1", "c/step-1"]
     report = manifest["curation"]["funnel"][0]["report"]
@@ -317,7 +352,9 @@ def test_label_balance_down_samples_each_label_to_the_rarest_reproducibly(tmp_pa
 
 def test_label_balance_within_groups_and_with_required_labels(tmp_path: Path) -> None:
     rows = [
-        row("g1/step-1", solution_status="final_answer"), row("g1/step-2", solution_status="final_answer"), row("g1/step-3", solution_status="max_steps"),
+        row("g1/step-1", solution_status="final_answer"),
+        row("g1/step-2", solution_status="final_answer"),
+        row("g1/step-3", solution_status="max_steps"),
         row("g2/step-1", solution_status="final_answer"),  # g2 has no max_steps row: nothing to balance against
         row("g3/step-1", solution_status="rollback_limit"),
     ]
@@ -349,7 +386,7 @@ def test_filters_chain_into_a_funnel_and_the_curated_run_keeps_schema_metadata_a
     assert manifest["kind"] == "step_prefs" and manifest["rows_out"] == 2 and manifest["run_id"] != "handmade00000000"
     assert json.loads((out / "manifest.json").read_text()) == manifest
     run = open_run(out, "step_prefs")  # every shard is stamped with the kind
-    for shard in run.shards():
+    for shard in run.shards:
         schema = pq.read_schema(shard)
         assert schema.metadata[KIND_KEY] == b"step_prefs" and schema.metadata[SCHEMA_VERSION_KEY] == b"1"
         assert schema.remove_metadata().equals(pq.read_schema(source / "data" / shard.name).remove_metadata())
@@ -428,7 +465,9 @@ def test_inspect_prints_stats_and_runs_sql_over_the_kind_table(tmp_path: Path) -
     assert "step_prefs" in result.output and "rows" in result.output and "meta.builder" in result.output
     assert "1/1.67/2 (min/mean/max)" in result.output  # step_index
     assert "a/step-1" in result.output  # the sample row
-    result = CliRunner().invoke(main, ["inspect", str(src), "--sql", "SELECT step_index, count(*) AS n FROM step_prefs GROUP BY 1 ORDER BY 1"], env={"COLUMNS": "200"})
+    result = CliRunner().invoke(
+        main, ["inspect", str(src), "--sql", "SELECT step_index, count(*) AS n FROM step_prefs GROUP BY 1 ORDER BY 1"], env={"COLUMNS": "200"}
+    )
     assert result.exit_code == 0, result.output
     lines = [line for line in result.output.splitlines() if "│" in line]
     assert [line.split("│")[1:3] for line in lines] == [[" 1          ", " 1 "], [" 2          ", " 2 "]]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from pathlib import Path
@@ -53,7 +54,7 @@ def test_default_spec_curates_a_real_built_run(step_prefs_run: Path, tmp_path: P
     spec = yaml.safe_load(default_spec_path("step_prefs").read_text())
     assert [s["name"] for s in funnel] == [f["filter"] for f in spec["filters"]]
     assert funnel[0]["rows_in"] == len(rows) == manifest["curation"]["input"]["rows"]
-    for earlier, later in zip(funnel, funnel[1:]):
+    for earlier, later in itertools.pairwise(funnel):
         assert later["rows_in"] == earlier["rows_out"]
     source = json.loads((step_prefs_run / "manifest.json").read_text())
     assert manifest["curation"]["input"]["run_id"] == source["run_id"] and manifest["builder"] == source["builder"]

@@ -275,7 +275,10 @@ SWAPS = {
     "created": ({"created": 1_700_000_000}, {"created": 1_700_086_400}),
     # ... another checkpoint path (vLLM's root), or other weights (llama.cpp's meta)
     "root": ({"root": "/ckpt/step-100", "owned_by": "vllm"}, {"root": "/ckpt/step-200", "owned_by": "vllm"}),
-    "meta": ({"owned_by": "llamacpp", "meta": {"n_params": 135_000_000, "size": 90_000_000}}, {"owned_by": "llamacpp", "meta": {"n_params": 135_000_000, "size": 91_000_000}}),
+    "meta": (
+        {"owned_by": "llamacpp", "meta": {"n_params": 135_000_000, "size": 90_000_000}},
+        {"owned_by": "llamacpp", "meta": {"n_params": 135_000_000, "size": 91_000_000}},
+    ),
 }
 
 

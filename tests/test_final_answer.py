@@ -14,10 +14,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from judgeforge.builders.base import BuildContext
-from judgeforge.formats.judge import format_judgment
 from judgeforge.builders.rollouts import rollout_values
 from judgeforge.builders.step_prefs import StepPrefsBuilder, StepPrefsConfig
 from judgeforge.engines.base import Completion, Request, SamplingParams
+from judgeforge.formats.judge import format_judgment
 from judgeforge.sources import Problem
 from judgeforge.verify import extract_answer, has_final_answer
 from tests.scripted import ScriptedEngine

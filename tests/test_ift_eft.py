@@ -12,17 +12,17 @@ import pytest
 from click.testing import CliRunner
 
 from judgeforge.builders.base import BuildContext
-from judgeforge.builders.eft import EftBuilder, EftConfig
-from judgeforge.formats.judge import VERDICT_LEAD, format_judgment, judge_user_message, parse_verdict
+from judgeforge.builders.eft import EftBuilder, EftConfig, EftStats
 from judgeforge.builders.rollouts import RolloutResult, rollout_values
-from judgeforge.formats.steps import STEP_STOPS, gold_steps
 from judgeforge.cli import main
 from judgeforge.engines.base import Completion, Request, SamplingParams
 from judgeforge.engines.transformers import TransformersEngine
+from judgeforge.formats.judge import VERDICT_LEAD, format_judgment, judge_user_message, parse_verdict
+from judgeforge.formats.steps import STEP_STOPS, gold_steps
 from judgeforge.schemas import eft as eft_schema
 from judgeforge.schemas import ift as ift_schema
 from judgeforge.sources import Problem, SourceConfig, load_problems
-from tests.helpers import assert_audit_clean, read_rows, train_tiny
+from tests.helpers import assert_pipeline_on, read_rows, train_tiny
 from tests.scripted import ScriptedEngine, forced
 
 EASY = [("What is 3 + 4?", "7"), ("What is 2 + 2?", "4"), ("What is 5 + 1?", "6"), ("What is 10 - 3?", "7")]
@@ -84,7 +84,7 @@ def test_eft_candidate_with_no_finished_rollout_is_dropped_not_worst() -> None:
     stats = builder.stats
     assert stats["candidates"] == 4 and stats["candidates_no_finished_rollout"] == 2 and stats["pairs_kept"] == 1
     assert stats["rollouts"] == 8 and stats["rollouts_failed"] == 3 and stats["rollouts_unfinished"] == 1
-    assert ("candidates (dropped: no finished rollout)", "4 (2)") in EftBuilder.report(dict(stats))
+    assert ("candidates (dropped: no finished rollout; failed)", "4 (2; 0)") in EftBuilder.report(dict(stats))
 
 
 def test_eft_problem_left_with_one_valued_candidate_is_counted() -> None:
@@ -100,6 +100,27 @@ def test_eft_forced_verdicts_are_not_training_targets_by_default() -> None:
     assert rows == [] and builder.stats["dropped_forced"] == 1 and builder.stats["judge_forced"] == 2
     builder, rows = scripted_eft([" 2+2=4", " 2+2=5"], rollout, verdictless=True, allow_forced_verdicts=True)
     assert [(r.label, r.forced_verdict, parse_verdict(r.judgment)) for r in rows] == [("A", True, "A"), ("B", True, "B")]
+
+
+def test_eft_failed_candidates_and_judgments_are_dropped_and_counted() -> None:
+    """A failed sample is no candidate; a pair whose judgment failed in one order is dropped, never judged as empty text."""
+    failed = Completion(text="", error="server error")
+    rollout = lambda step, k: " The answer is 4." if "=4" in step else " The answer is 5."  # noqa: E731
+    builder, rows = scripted_eft([" 2+2=4", failed, " 2+2=5"], rollout)
+    assert len(rows) == 2 and builder.stats[EftStats.FAILED_CANDIDATES] == 1 and builder.stats[EftStats.CANDIDATES] == 2
+
+    def respond(request: Request, params: SamplingParams, k: int) -> Completion | str:
+        prompt = request.messages[-1]["content"]
+        if "[Step A]" in prompt:
+            return failed if "=4" in prompt.split("[Step A]\n")[1].split("\n\n")[0] else format_judgment("Step B reaches 4.", "B")
+        return " 2+2=4" if params.stop == STEP_STOPS and k == 0 else " 2+2=5" if params.stop == STEP_STOPS else rollout(request.prefix.split("\n\n")[0], k)
+
+    engine = ScriptedEngine(respond)
+    builder = EftBuilder(EftConfig(num_candidates=2, rollouts=2), BuildContext({"policy": engine, "judge": engine}, seed=0, run_id="r"))
+    assert builder.build([ADDITION]) == []
+    stats = builder.stats
+    assert stats[EftStats.FAILED] == 1 and stats[EftStats.JUDGMENTS] == 1 and stats[EftStats.UNPARSABLE] == 0
+    assert stats[EftStats.DROPPED_JUDGE_FAILED] == 1 and stats[EftStats.DROPPED_INCONSISTENT] == 0
 
 
 def test_rollout_value_without_a_finished_rollout_is_none_not_zero() -> None:
@@ -244,6 +265,6 @@ def test_m0_to_m1_sft_trains_on_ift_and_eft_together(ift_run: Path, eft_evidence
 
 
 @pytest.mark.slow
-def test_audit_finds_no_disagreement_in_real_ift_and_eft_runs(ift_run: Path, eft_run: Path, eft_evidence_run: Path) -> None:
-    for built in (ift_run, eft_run, eft_evidence_run):
-        assert_audit_clean(built)
+def test_real_ift_and_eft_runs_audit_curate_and_card(ift_run: Path, eft_run: Path, eft_evidence_run: Path, tmp_path: Path) -> None:
+    for n, built in enumerate((ift_run, eft_run, eft_evidence_run)):
+        assert_pipeline_on(built, tmp_path / str(n))

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 
-from judgeforge.formats.judge import VERDICT_LEAD, format_judgment, parse_verdict
-from judgeforge.builders.judging import CandidateGroup, PairwiseJudge
+from judgeforge.builders.judging import CandidateGroup, JudgeStats, PairwiseJudge
 from judgeforge.engines.base import Completion, Request, SamplingParams
+from judgeforge.formats.judge import VERDICT_LEAD, format_judgment, parse_verdict
 from tests.scripted import ScriptedEngine, forced
 
 
@@ -64,8 +64,9 @@ def test_contradictory_bracketed_and_loose_verdicts_are_none() -> None:
 
 
 def test_forced_verdict_is_never_appended_to_a_contradictory_or_failed_judgment() -> None:
-    """Forcing an output that names both verdicts wrote a judgment carrying [[A]] and [[B]]; forcing a failed
-    completion turned an engine error into a verdict. Both stay unparsable (the first counted as contradictory)."""
+    """Forcing an output that names both verdicts wrote a judgment carrying [[A]] and [[B]]: it stays unparsable,
+    counted as contradictory. A failed completion is no judgment at all: it used to be recorded as an empty,
+    unparsable judgment; it is dropped and counted as failed, and never forced."""
 
     def respond(request: Request, params: SamplingParams, k: int) -> Completion | str:
         if request.prefix.endswith(VERDICT_LEAD):
@@ -76,8 +77,11 @@ def test_forced_verdict_is_never_appended_to_a_contradictory_or_failed_judgment(
 
     judge = PairwiseJudge(ScriptedEngine(respond), SamplingParams(temperature=0))
     [ranking] = judge.rank([group("1", "2")], "all-pairs")
-    assert [(j.verdict, j.forced) for j in ranking.judgments] == [(None, False), (None, False)]
-    assert judge.stats.contradictory == 1 and judge.stats.unparsable == 2 and judge.stats.forced == 0
+    assert [(j.raw, j.verdict, j.forced) for j in ranking.judgments] == [("At first [[A]] seemed right, but on reflection [[B]].", None, False)]
+    stats = judge.stats
+    assert stats[JudgeStats.CONTRADICTORY] == 1 and stats[JudgeStats.UNPARSABLE] == 1 and stats[JudgeStats.FORCED] == 0
+    assert stats[JudgeStats.FAILED] == 1 and stats[JudgeStats.JUDGMENTS] == 1
+    assert ranking.scores == [0, 0] and ranking.tie(0.5) == "exact"
 
 
 def test_all_pairs_scores_are_pairwise_wins_in_both_orders() -> None:
@@ -87,7 +91,7 @@ def test_all_pairs_scores_are_pairwise_wins_in_both_orders() -> None:
     assert ranking.scores == [0, 4, 2] and ranking.wins == [0, 4, 2]  # 3 beats both in both orders; 2 beats 1 in both orders
     assert ranking.best == 1 and ranking.worst == 0 and ranking.tie(0.5) is None and not ranking.decided_by_soft_scores
     assert len(ranking.judgments) == 6 and batch_sizes(engine) == [6]  # one batched call
-    assert judge.stats.parsed == 6
+    assert judge.stats[JudgeStats.PARSED] == 6
 
 
 def test_groups_share_one_engine_call_and_identical_or_empty_candidates_skip_the_judge() -> None:
@@ -97,7 +101,7 @@ def test_groups_share_one_engine_call_and_identical_or_empty_candidates_skip_the
     assert r1.judgments == []
     assert r2.scores == [4, 0, 2] and r2.wins == [4, 0, 2]
     assert batch_sizes(engine) == [2]  # only 7 vs 1, both orders
-    assert judge.stats.skipped_identical == 2 and judge.stats.skipped_empty == 4
+    assert judge.stats[JudgeStats.SKIPPED_IDENTICAL] == 2 and judge.stats[JudgeStats.SKIPPED_EMPTY] == 4
 
 
 def test_all_identical_candidates_are_not_a_tie() -> None:
@@ -137,9 +141,8 @@ def test_knockout_uses_n_minus_one_matches() -> None:
 def test_forced_verdicts_are_counted_apart() -> None:
     judge = PairwiseJudge(quality_judge(verdictless=True), SamplingParams(temperature=0))
     [ranking] = judge.rank([group("1", "2")], "all-pairs")
-    assert judge.stats.forced == 2 and judge.stats.parsed == 0 and judge.stats.unparsable == 0
+    assert judge.stats[JudgeStats.FORCED] == 2 and judge.stats[JudgeStats.PARSED] == 0 and judge.stats[JudgeStats.UNPARSABLE] == 0
     assert all(j.forced and j.raw.endswith("[[A]]") for j in ranking.judgments)
     unforced = PairwiseJudge(quality_judge(verdictless=True), SamplingParams(temperature=0), force_verdict=False)
     [ranking] = unforced.rank([group("1", "2")], "all-pairs")
-    assert unforced.stats.unparsable == 2 and ranking.tie(0.5) == "exact"
-
+    assert unforced.stats[JudgeStats.UNPARSABLE] == 2 and ranking.tie(0.5) == "exact"

@@ -7,9 +7,9 @@ from a build's counters, so a forced verdict never passes for a correct one.
 from __future__ import annotations
 
 from judgeforge.builders.base import BuildContext
-from judgeforge.formats.judge import VERDICT_LEAD, format_judgment
 from judgeforge.builders.self_taught import NEW_INSTRUCTION_START, SelfTaughtBuilder, SelfTaughtConfig
 from judgeforge.engines.base import Completion, Request, SamplingParams
+from judgeforge.formats.judge import VERDICT_LEAD, format_judgment
 from judgeforge.sources import Problem
 from judgeforge.train.loop import METHODS
 from tests.scripted import ScriptedEngine, forced

@@ -65,7 +65,12 @@ class FakeHub:
 
             return Info()
 
-        for name, func in (("create_repo", create_repo), ("create_branch", create_branch), ("list_repo_files", list_repo_files), ("create_commit", create_commit)):
+        for name, func in (
+            ("create_repo", create_repo),
+            ("create_branch", create_branch),
+            ("list_repo_files", list_repo_files),
+            ("create_commit", create_commit),
+        ):
             monkeypatch.setattr(HfApi, name, func)
 
 
@@ -100,7 +105,9 @@ def _no_token_under(root: Path, token: str) -> None:
 def test_upload_is_one_commit_of_the_hub_folder(step_prefs_run: Path, token: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     hub = FakeHub(existing=[".gitattributes", "README.md", "data/shard-00000.parquet", "data/shard-00007.parquet", "plot-old.png", "notes.md"])
     hub.install(monkeypatch)
-    result = CliRunner().invoke(main, ["publish", str(step_prefs_run), "--repo-id", "my-org/step-prefs", "--private", "--revision", "v1", "--license", "apache-2.0"])
+    result = CliRunner().invoke(
+        main, ["publish", str(step_prefs_run), "--repo-id", "my-org/step-prefs", "--private", "--revision", "v1", "--license", "apache-2.0"]
+    )
     assert result.exit_code == 0, result.output
     assert [name for name, _ in hub.calls] == ["create_repo", "create_branch", "list_repo_files", "create_commit"]  # one commit
     assert hub.calls[0][1] == {"repo_id": "my-org/step-prefs", "repo_type": "dataset", "private": True, "exist_ok": True}
@@ -134,7 +141,12 @@ def test_dry_run_and_to_dir_send_nothing(tmp_path: Path, token: str, monkeypatch
     assert to_dir.exit_code == 0, to_dir.output
     assert hub.calls == []
     assert sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()) == [
-        "README.md", "data/shard-00000.parquet", "manifest.json", "plot-score-margin.png", "plot-solution-status.png", "plot-step-index.png",
+        "README.md",
+        "data/shard-00000.parquet",
+        "manifest.json",
+        "plot-score-margin.png",
+        "plot-solution-status.png",
+        "plot-step-index.png",
     ]
     _no_token_under(folder, token)
     assert "nothing uploaded" in to_dir.output

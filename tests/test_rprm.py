@@ -20,15 +20,30 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-from judgeforge.formats.rprm import MALFORMED, parse_analysis, verdict_line
 from judgeforge.builders.rprm_score import predicted_first_wrong, processbench_score
+from judgeforge.builders.step_inputs import load_step_inputs, read_step_solutions
 from judgeforge.cli import main
-from judgeforge.formats.step_inputs import load_step_inputs, read_step_solutions
-from tests.helpers import assert_audit_clean, read_rows, train_tiny
+from judgeforge.formats.rprm import MALFORMED, parse_analysis, verdict_line
+from tests.helpers import assert_pipeline_on, read_rows, train_tiny
 
 pytestmark = pytest.mark.slow
 
-STEP_LABELS = ["--limit", "2", "--samples", "1", "--rollouts", "2", "--corruptions", "1", "--max-solution-tokens", "48", "--rollout-max-tokens", "16", "--seed", "0"]
+STEP_LABELS = [
+    "--limit",
+    "2",
+    "--samples",
+    "1",
+    "--rollouts",
+    "2",
+    "--corruptions",
+    "1",
+    "--max-solution-tokens",
+    "48",
+    "--rollout-max-tokens",
+    "16",
+    "--seed",
+    "0",
+]
 RPRM = ["--limit", "8", "--k", "4", "--max-tokens", "24", "--temperature", "1.5", "--seed", "0"]
 SCORE = ["--limit", "2", "--k", "2", "--max-tokens", "16", "--seed", "0"]
 
@@ -48,7 +63,15 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     invoke("build", "rprm-sft", "--source", str(labels), *RPRM, "--force-verdict", "--out", str(out), "--cache", cache)
     invoke("build", "rprm-prefs", "--source", str(out), *RPRM, "--force-verdict", "--out", str(out), "--cache", cache)
     score = invoke("score", "rprm", "--source", str(labels), *SCORE, "--out", str(out))
-    return {"out": out, "cache": cache, "labels": labels, "sft": out / "rprm_sft", "prefs": out / "rprm_prefs", "scores": out / "rprm_scores", "score_output": score.output}
+    return {
+        "out": out,
+        "cache": cache,
+        "labels": labels,
+        "sft": out / "rprm_sft",
+        "prefs": out / "rprm_prefs",
+        "scores": out / "rprm_scores",
+        "score_output": score.output,
+    }
 
 
 def manifest(run: Path) -> dict[str, Any]:
@@ -120,7 +143,13 @@ def test_rprm_prefs_pairs_matching_against_non_matching(runs: dict[str, Any]) ->
     # Same analyses as rprm-sft: every engine call came from the shared request cache.
     assert m["engine_stats"]["cache_hits"] > 0 and m["engine_stats"]["requests"] == m["tokens"]["completion"] == 0
     stats = m["builder_stats"]
-    assert stats.get("inputs_all_matching", 0) + stats.get("inputs_all_mismatching", 0) + stats.get("inputs_no_valid_analysis", 0) + len({r["source_id"] for r in rows}) == 8
+    assert (
+        stats.get("inputs_all_matching", 0)
+        + stats.get("inputs_all_mismatching", 0)
+        + stats.get("inputs_no_valid_analysis", 0)
+        + len({r["source_id"] for r in rows})
+        == 8
+    )
 
 
 def test_without_forced_verdicts_cut_analyses_are_counted_malformed(runs: dict[str, Any], tmp_path: Path) -> None:
@@ -173,7 +202,10 @@ def test_score_reports_the_processbench_f1_of_its_rewards(runs: dict[str, Any]) 
     expected = processbench_score(labels, predictions)
     assert expected.erroneous and expected.correct
     # One subset (the step_labels run): the mean over subsets is its F1.
-    assert summary["f1"] == pytest.approx(expected.f1) and summary["subsets"]["step_labels"]["erroneous"] == summary["solutions"]["erroneous"] == expected.erroneous
+    assert (
+        summary["f1"] == pytest.approx(expected.f1)
+        and summary["subsets"]["step_labels"]["erroneous"] == summary["solutions"]["erroneous"] == expected.erroneous
+    )
     assert f"ProcessBench F1 = {expected.f1:.4f}" in runs["score_output"]
 
 
@@ -189,6 +221,6 @@ def test_dpo_recipe_trains_two_steps_on_the_rprm_prefs_run(runs: dict[str, Any],
     assert all(r["loss"] == r["loss"] for r in manifest["losses"])
 
 
-def test_audit_finds_no_disagreement_in_real_runs(runs: dict[str, Any]) -> None:
+def test_real_runs_audit_curate_and_card(runs: dict[str, Any], tmp_path: Path) -> None:
     for kind in ("labels", "sft", "prefs", "scores"):
-        assert_audit_clean(runs[kind])
+        assert_pipeline_on(runs[kind], tmp_path)

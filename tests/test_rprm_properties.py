@@ -15,7 +15,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from judgeforge.formats.rprm import VERDICT_LEAD, parse_analysis
 from judgeforge.builders.rprm_score import (
     SolutionRewards,
     ThresholdChoice,
@@ -24,13 +23,16 @@ from judgeforge.builders.rprm_score import (
     threshold_candidates,
 )
 from judgeforge.errors import UserError
+from judgeforge.formats.rprm import VERDICT_LEAD, parse_analysis
 
 WORDS = st.sampled_from(["Yes", "No"])
 NOISE = st.text(alphabet=st.sampled_from(list("abcdefghijklmnopqrstuvwxyzYN STEP0123456789.,:;!?*()-=+\n")), max_size=40).filter(
     lambda s: "verification" not in s.lower()
 )
 LEADS = st.sampled_from([VERDICT_LEAD, "Verification:  Is the step correct ( Yes / No )?", "Verification: Is the\nstep correct (Yes/No)?"])
-OFF_LEADS = st.sampled_from(["verification: is the step correct (yes/no)?", "VERIFICATION: IS THE STEP CORRECT (YES/NO)?", "Verification: is the step correct (Yes/No)?"])
+OFF_LEADS = st.sampled_from(
+    ["verification: is the step correct (yes/no)?", "VERIFICATION: IS THE STEP CORRECT (YES/NO)?", "Verification: is the step correct (Yes/No)?"]
+)
 # How the answer follows the lead ({w}: the verdict word) and what ends its line: nothing that names a verdict.
 ANSWERS = ["{lead} {w}", "{lead}  {w}", "{lead}{w}", "{lead}\n{w}", "{lead}\n\n  {w}", "{lead} **{w}**", "{lead} *{w}*", "{lead} __{w}__", "{lead} **{w}.**"]
 ENDS = st.sampled_from(["\n", "\n\n", ".\n", "!\n", ". The sum 2 + 12 = 14 checks out.\n", ", since 3 * 4 = 12\n"])
@@ -40,9 +42,11 @@ LOOKALIKES = st.sampled_from(["Yesterday", "No idea", "Nothing is wrong", "Yes b
 
 def case_variant(word: str) -> st.SearchStrategy[str]:
     """``word`` in any case but the one the format spells."""
-    return st.lists(st.booleans(), min_size=len(word), max_size=len(word)).map(
-        lambda upper: "".join(c.upper() if u else c.lower() for c, u in zip(word, upper, strict=True))
-    ).filter(lambda w: w != word)
+    return (
+        st.lists(st.booleans(), min_size=len(word), max_size=len(word))
+        .map(lambda upper: "".join(c.upper() if u else c.lower() for c, u in zip(word, upper, strict=True)))
+        .filter(lambda w: w != word)
+    )
 
 
 @st.composite

@@ -15,17 +15,26 @@ from click.testing import CliRunner, Result
 
 from judgeforge.builders.base import BuildContext
 from judgeforge.builders.rprm import Analysis, Case, RprmPrefsBuilder, RprmPrefsConfig, RprmSftBuilder, RprmSftConfig, _pairs
-from judgeforge.formats.rprm import VERDICT_LEAD, analysis_request, parse_analysis, sample_verdict, slot_verdict, verdict_slot_prefix
 from judgeforge.builders.rprm_score import ProcessBenchScore, predicted_first_wrong, processbench_score
 from judgeforge.builders.step_labels import corrupt_step
 from judgeforge.cli import main
 from judgeforge.engines.base import Completion, Request, SamplingParams, TokenLogprob
-from judgeforge.schemas.rprm import dpo_view, sft_view
+from judgeforge.formats.rprm import ANALYSIS, VERDICT_LEAD, analysis_request, parse_analysis, step_reward, verdict_slot
 from judgeforge.formats.step_inputs import StepInput
+from judgeforge.formats.verdicts import SlotReading, draw
+from judgeforge.schemas.rprm import dpo_view, sft_view
 from tests.helpers import read_rows
 from tests.scripted import ScriptedEngine, yes_no
 
-ITEM = StepInput(id="s/step-2", solution_id="s", question="What is 2 + 3 * 4?", previous_steps=["Step 1: 3 * 4 = 12."], now_step="Step 2: 2 + 12 = 15.", step_index=2, label="No")
+ITEM = StepInput(
+    id="s/step-2",
+    solution_id="s",
+    question="What is 2 + 3 * 4?",
+    previous_steps=["Step 1: 3 * 4 = 12."],
+    now_step="Step 2: 2 + 12 = 15.",
+    step_index=2,
+    label="No",
+)
 
 
 @pytest.mark.parametrize(
@@ -73,27 +82,33 @@ def test_a_parsed_analysis_is_kept_up_to_its_verdict() -> None:
     assert parsed.text == f"Wrong sum.\n{VERDICT_LEAD} No"
 
 
-def test_verdict_slot_prefix_and_p_yes() -> None:
-    request = analysis_request(ITEM, seed=1)
-    stopped = Completion(text=" the steps so far are fine.\n", finish_reason="stop")
-    assert verdict_slot_prefix(request, stopped) == f"{request.prefix} the steps so far are fine.\n{VERDICT_LEAD}"
-    cut = Completion(text=" the steps so far", finish_reason="length")
-    assert verdict_slot_prefix(request, cut) == f"{request.prefix} the steps so far\n\n{VERDICT_LEAD}"
-    own = Completion(text=f" ok.\n{VERDICT_LEAD} Yes and more", finish_reason="eos")
-    assert verdict_slot_prefix(request, own) == f"{request.prefix} ok.\n\n{VERDICT_LEAD}"
+def test_verdict_slot_and_p_yes() -> None:
+    prefix = analysis_request(ITEM, seed=1).prefix
+    assert verdict_slot(f"{prefix} the steps so far are fine.\n", "stop") == f"{prefix} the steps so far are fine.\n{VERDICT_LEAD}"
+    assert verdict_slot(f"{prefix} the steps so far", "length") == f"{prefix} the steps so far\n\n{VERDICT_LEAD}"
+    assert verdict_slot(f"{prefix} ok.\n{VERDICT_LEAD} Yes and more", "eos") == f"{prefix} ok.\n\n{VERDICT_LEAD}"
     top = {" Yes": math.log(0.6), "Yes": math.log(0.1), " No": math.log(0.3), " The": math.log(0.05)}
-    verdict, p_yes = slot_verdict(Completion(text=" Yes", logprobs=[TokenLogprob(token=" Yes", logprob=math.log(0.6), top=top)]))
-    assert verdict == "Yes" and p_yes == pytest.approx(0.7)
-    assert slot_verdict(Completion(text=" No")) == ("No", None)  # no log-probabilities: the vote only
-    assert slot_verdict(Completion(text=" The", logprobs=[TokenLogprob(token=" The", logprob=-0.1, top={" The": -0.1})])) == (None, None)
+    reading = ANALYSIS.vocabulary.read(Completion(text=" Yes", logprobs=[TokenLogprob(token=" Yes", logprob=math.log(0.6), top=top)]))
+    assert reading.token == "Yes" and reading.probability("Yes") == pytest.approx(0.7)
+    assert ANALYSIS.vocabulary.read(Completion(text=" No")) == SlotReading("No", None)  # no log-probabilities: the vote only
+    assert ANALYSIS.vocabulary.read(Completion(text=" The", logprobs=[TokenLogprob(token=" The", logprob=-0.1, top={" The": -0.1})])) == SlotReading(None, None)
 
 
 def test_forced_verdicts_are_drawn_from_p_yes_at_the_temperature() -> None:
-    assert sample_verdict(0.7, 0.0, random.Random(0)) == "Yes" and sample_verdict(0.3, 0.0, random.Random(0)) == "No"
-    draws = Counter(sample_verdict(0.8, 1.0, random.Random(seed)) for seed in range(2000))
+    def p_yes(p: float) -> SlotReading[str]:
+        return SlotReading(None, {"Yes": p, "No": 1 - p})
+
+    assert draw(p_yes(0.7), 0.0, random.Random(0)) == "Yes" and draw(p_yes(0.3), 0.0, random.Random(0)) == "No"
+    draws = Counter(draw(p_yes(0.8), 1.0, random.Random(seed)) for seed in range(2000))
     assert 0.77 < draws["Yes"] / 2000 < 0.83
-    flat = Counter(sample_verdict(0.8, 2.0, random.Random(seed)) for seed in range(2000))  # 0.8^0.5 / (0.8^0.5 + 0.2^0.5) = 2/3
+    flat = Counter(draw(p_yes(0.8), 2.0, random.Random(seed)) for seed in range(2000))  # 0.8^0.5 / (0.8^0.5 + 0.2^0.5) = 2/3
     assert 0.63 < flat["Yes"] / 2000 < 0.70
+
+
+def test_step_reward_is_mean_p_yes_else_the_yes_vote_share() -> None:
+    assert step_reward([0.9, None, 0.5], ["Yes", "No", None]) == (pytest.approx(0.7), "p_yes")
+    assert step_reward([None, None, None], ["Yes", "No", "Yes"]) == (pytest.approx(2 / 3), "vote")
+    assert step_reward([None], [None]) == (None, "none")
 
 
 def test_forced_verdicts_are_off_by_default_and_marked_in_their_rows() -> None:
@@ -182,7 +197,7 @@ def scorer() -> ScriptedEngine:
 
 
 def score_rprm(monkeypatch: pytest.MonkeyPatch, source: Path, out: Path, *options: str) -> tuple[Result, dict[str, Any]]:
-    monkeypatch.setattr("judgeforge.cli.make_engine", lambda *args, **kwargs: scorer())
+    monkeypatch.setattr("judgeforge.executors.build.make_engine", lambda *args, **kwargs: scorer())
     result = CliRunner().invoke(main, ["score", "rprm", "--source", str(source), "--k", "1", "--out", str(out), *options])
     summary = out / "rprm_scores" / "summary.json"
     return result, json.loads(summary.read_text()) if summary.exists() else {}
@@ -195,8 +210,15 @@ def test_processbench_f1_is_the_mean_of_per_subset_f1s(monkeypatch: pytest.Monke
     assert result.exit_code == 0, result.output
     assert summary["f1"] == pytest.approx(MEAN_AT_HALF) and summary["f1"] != pytest.approx(POOLED_AT_HALF)
     assert {name: s["f1"] for name, s in summary["subsets"].items()} == pytest.approx({"gsm8k": 2 / 3, "math": 4 / 7})
-    assert summary["subsets"]["math"] == {"erroneous": 2, "erroneous_right": 1, "correct": 3, "correct_right": 2, "accuracy_erroneous": 0.5,
-                                          "accuracy_correct": pytest.approx(2 / 3), "f1": pytest.approx(4 / 7)}
+    assert summary["subsets"]["math"] == {
+        "erroneous": 2,
+        "erroneous_right": 1,
+        "correct": 3,
+        "correct_right": 2,
+        "accuracy_erroneous": 0.5,
+        "accuracy_correct": pytest.approx(2 / 3),
+        "f1": pytest.approx(4 / 7),
+    }
     assert (summary["threshold"], summary["threshold_chosen_by"], summary["threshold_split"]) == (0.5, "fixed", None)
     assert f"ProcessBench F1 = {MEAN_AT_HALF:.4f} (mean over 2 subsets" in result.output and "  math: F1 0.5714" in result.output
     rows = read_rows(tmp_path / "out" / "rprm_scores")
@@ -224,7 +246,10 @@ def test_threshold_sweep_picks_the_best_threshold_on_the_named_split(monkeypatch
     # The rewards do not depend on the threshold: the same --out re-scored at a number recomputes nothing but the metric.
     again, fixed = score_rprm(monkeypatch, source, tmp_path / "out", "--threshold", "0.5")
     assert again.exit_code == 0, again.output
-    assert fixed["f1"] == pytest.approx(MEAN_AT_HALF) and json.loads((tmp_path / "out" / "rprm_scores" / "manifest.json").read_text())["chunks"]["built_this_run"] == 0
+    assert (
+        fixed["f1"] == pytest.approx(MEAN_AT_HALF)
+        and json.loads((tmp_path / "out" / "rprm_scores" / "manifest.json").read_text())["chunks"]["built_this_run"] == 0
+    )
     bad, _ = score_rprm(monkeypatch, source, tmp_path / "out", "--threshold", "sweep", "--threshold-split", "aime")
     assert bad.exit_code != 0 and "'aime' is not a subset of the scored solutions (subsets: gsm8k, math)" in bad.output
 
@@ -261,7 +286,11 @@ def test_trl_views_use_the_analysis_prompt() -> None:
     row = {"question": ITEM.question, "previous_steps": ITEM.previous_steps, "now_step": ITEM.now_step, "analysis": "x", "chosen": "c", "rejected": "r"}
     request = analysis_request(ITEM, seed=0)
     assert sft_view([row])[0] == {"prompt": [request.messages[0]], "completion": [{"role": "assistant", "content": "x"}]}
-    assert dpo_view([row])[0] == {"prompt": [request.messages[0]], "chosen": [{"role": "assistant", "content": "c"}], "rejected": [{"role": "assistant", "content": "r"}]}
+    assert dpo_view([row])[0] == {
+        "prompt": [request.messages[0]],
+        "chosen": [{"role": "assistant", "content": "c"}],
+        "rejected": [{"role": "assistant", "content": "r"}],
+    }
 
 
 @pytest.mark.parametrize("command", [["build", "step-labels"], ["build", "rprm-sft"], ["build", "rprm-prefs"], ["score", "rprm"]])

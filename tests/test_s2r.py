@@ -17,15 +17,15 @@ import pytest
 from click.testing import CliRunner
 
 from judgeforge.builders.s2r import S2RTrajectoriesBuilder, difficulty_level, parse_difficulty_table, write_difficulty_plot
-from judgeforge.formats.s2r import VERIFY_LEAD, parse_verdict, policy_messages, split_segments
 from judgeforge.chat import render_prompt
 from judgeforge.cli import main
+from judgeforge.formats.s2r import VERIFY_LEAD, parse_verdict, policy_messages, split_segments
 from judgeforge.models import ModelRef, load_tokenizer
 from judgeforge.schemas.s2r import IGNORE_INDEX, grpo_view, sft_view
 from judgeforge.sources import SourceConfig, load_problems
 from judgeforge.train.rewards import outcome_reward, process_reward
 from judgeforge.verify import check_answer
-from tests.helpers import CPU_ARGS, assert_audit_clean, read_rows, train_tiny
+from tests.helpers import CPU_ARGS, assert_pipeline_on, read_rows, train_tiny
 
 pytestmark = pytest.mark.slow
 
@@ -259,6 +259,6 @@ def test_questions_without_gold_are_counted_and_never_sampled(source: Path, tmp_
     assert prompts["rows_out"] == 0 and prompts["builder_stats"]["skipped_no_gold_answer"] == len(QUESTIONS)
 
 
-def test_audit_finds_no_disagreement_in_real_runs(run: Path, prompts_run: Path) -> None:
+def test_real_runs_audit_curate_and_card(run: Path, prompts_run: Path, tmp_path: Path) -> None:
     for built in (run, prompts_run):
-        assert_audit_clean(built)
+        assert_pipeline_on(built, tmp_path)

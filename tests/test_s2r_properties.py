@@ -122,7 +122,9 @@ def test_s2r_verdict_no_verdict_line_gives_none(noise: list[str]) -> None:
 
 # Segment texts: prose and newlines, with the connectors (mid-line or starting a line) and verdict words mixed in.
 SEGMENT_TEXT = st.lists(
-    st.sampled_from(["The answer is \\boxed{5}.", "x", " ", "\n", "\n\n", "2 + 3", f"so {VERIFY_LEAD}", f"so {RETRY_LEAD}", VERIFY_LEAD, RETRY_LEAD, "the verdict: correct"]),
+    st.sampled_from(
+        ["The answer is \\boxed{5}.", "x", " ", "\n", "\n\n", "2 + 3", f"so {VERIFY_LEAD}", f"so {RETRY_LEAD}", VERIFY_LEAD, RETRY_LEAD, "the verdict: correct"]
+    ),
     min_size=1,
     max_size=8,
 ).map("".join)

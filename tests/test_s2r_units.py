@@ -9,11 +9,16 @@ import pytest
 from click.testing import CliRunner
 
 from judgeforge.builders.base import BuildContext
-from judgeforge.builders.s2r import S2RTrajectoriesBuilder, S2RTrajectoriesConfig, _forced_verdict, difficulty_level, parse_difficulty_table
+from judgeforge.builders.s2r import S2RStats, S2RTrajectoriesBuilder, S2RTrajectoriesConfig, difficulty_level, parse_difficulty_table
+from judgeforge.chat import render_prompt
+from judgeforge.cli import main
+from judgeforge.engines.base import Completion, Request, SamplingParams, TokenLogprob
+from judgeforge.errors import UserError
 from judgeforge.formats.s2r import (
     POLICY_INSTRUCTIONS,
     RETRY_LEAD,
     VERDICT_LEAD,
+    VERIFICATION,
     VERIFY_LEAD,
     attempt_segment,
     parse_trajectory,
@@ -23,10 +28,6 @@ from judgeforge.formats.s2r import (
     verification_segment,
     verify_user_message,
 )
-from judgeforge.chat import render_prompt
-from judgeforge.cli import main
-from judgeforge.engines.base import Completion, Request, SamplingParams, TokenLogprob
-from judgeforge.errors import UserError
 from judgeforge.schemas.s2r import IGNORE_INDEX, S2RTrajectoryRow, sft_view
 from judgeforge.sources import Problem
 from judgeforge.train.rewards import outcome_reward, process_reward, reward_setup
@@ -165,11 +166,32 @@ def test_forced_verdict_takes_the_likelier_word() -> None:
     def completion(top: dict[str, float]) -> Completion:
         return Completion(text=" x", logprobs=[TokenLogprob(token=" x", logprob=-1.0, top=top)])
 
-    assert _forced_verdict(completion({" correct": -2.0, " incorrect": -0.5})) == "incorrect"
-    assert _forced_verdict(completion({" correct": -0.2})) == "correct"
-    assert _forced_verdict(completion({" The": -0.1})) is None
-    assert _forced_verdict(Completion(text=" incorrect")) == "incorrect"
-    assert _forced_verdict(Completion(text="", error="boom")) is None
+    def forced(c: Completion) -> str | None:
+        return VERIFICATION.vocabulary.read(c).verdict
+
+    assert forced(completion({" correct": -2.0, " incorrect": -0.5})) == "incorrect"
+    assert forced(completion({" correct": -0.2})) == "correct"
+    assert forced(completion({" The": -0.1})) is None
+    assert forced(Completion(text=" incorrect")) == "incorrect"
+    assert forced(completion({" Correct": -1.0, "correct": -1.0, " incorrect": -0.8})) == "correct"  # case and space variants add up
+
+
+def test_failed_verifications_and_verdict_slots_are_dropped_and_counted() -> None:
+    """A failed verification is no verification; a failed call at its verdict slot leaves it unforced."""
+
+    def respond(request: Request, params: SamplingParams, k: int) -> Completion | str:
+        user = request.messages[-1]["content"]
+        if user.startswith(POLICY_INSTRUCTIONS):
+            return "\\boxed{5}" if k < 4 else "\\boxed{7}"
+        if request.prefix.endswith(VERDICT_LEAD):
+            return Completion(text="", error="server error")
+        return Completion(text="", error="server error") if user.startswith("Below") and "7" in user.rsplit(": ", 1)[1] else "It fits."
+
+    builder = S2RTrajectoriesBuilder(S2RTrajectoriesConfig(styles="confirmative"), BuildContext({"policy": ScriptedEngine(respond)}, seed=1, run_id="r"))
+    assert builder.build([Problem(id="p", question="What is 2 + 3?", answer="5")]) == []
+    stats = builder.stats
+    assert stats[S2RStats.VERIFICATIONS_FAILED] == 1 and stats[S2RStats.VERIFICATIONS] == 1  # only the one for 5 came back
+    assert stats[S2RStats.VERDICT_SLOTS_FAILED] == 1 and stats[S2RStats.VERDICTS_UNPARSABLE] == 1 and stats[S2RStats.VERDICTS_FORCED] == 0
 
 
 @pytest.mark.parametrize(
@@ -280,7 +302,11 @@ def merging_tokenizer(texts: list[str]) -> Any:
 def test_s2r_sft_view_tokenises_the_whole_completion_when_the_tokenizer_merges_across_segments() -> None:
     attempts = ("The answer is \\boxed{6}.", "The answer is \\boxed{5}.")
     checks = (("6 is too big.\nVerdict: incorrect", "incorrect"), ("2 + 3 = 5.\nVerdict: correct", "correct"))
-    texts = [t for i, (a, (v, verdict)) in enumerate(zip(attempts, checks, strict=True)) for t in (attempt_segment(a, first=i == 0), verification_segment(v, verdict))]  # type: ignore[arg-type]
+    texts = [
+        t
+        for i, (a, (v, verdict)) in enumerate(zip(attempts, checks, strict=True))
+        for t in (attempt_segment(a, first=i == 0), verification_segment(v, verdict))
+    ]  # type: ignore[arg-type]
     row = {"policy_prompt": policy_user_message("What is 2 + 3?"), "segments": [{"text": t} for t in texts], "loss_mask": [0, 1, 1, 1]}
     completion = "".join(texts)
     tokenizer = merging_tokenizer([f"<user> {row['policy_prompt']}\n<assistant>", completion])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import random
 import re
 from collections import Counter
 from pathlib import Path
@@ -18,29 +19,43 @@ import pytest
 from click.testing import CliRunner
 
 from judgeforge.builders.base import BuildContext
-from judgeforge.formats.judge import VERDICT_LEAD, format_judgment, parse_verdict, response_judge_message
 from judgeforge.builders.self_taught import (
     NEW_INSTRUCTION_END,
     NEW_INSTRUCTION_START,
     SelfTaughtBuilder,
     SelfTaughtConfig,
+    SelfTaughtStats,
     balance_verdicts,
     choose_judgments,
     parse_similar_instruction,
     presentation_order,
-    sample_forced_verdict,
 )
 from judgeforge.cli import main
 from judgeforge.engines.base import Completion, Request, SamplingParams
+from judgeforge.formats.judge import VERDICT_LEAD, format_judgment, parse_verdict, response_judge_message
+from judgeforge.formats.verdicts import SlotReading, draw
 from judgeforge.schemas.self_taught import SampledJudgment, sft_view
 from judgeforge.sources import Problem
-from tests.helpers import assert_audit_clean, read_rows, train_tiny
+from tests.helpers import assert_pipeline_on, read_rows, train_tiny
 from tests.scripted import ScriptedEngine, forced
 
 EASY = [("What is 3 + 4?", "7"), ("What is 2 + 2?", "4"), ("What is 5 + 1?", "6"), ("What is 10 - 3?", "7")]
 # The 135M judge seldom writes a verdict itself in 16 tokens: the end-to-end run trains on forced ones.
-TINY = ["--num-judgments", "4", "--keep-per-pair", "4", "--instruction-max-tokens", "40", "--response-max-tokens", "24", "--judge-max-tokens", "16",
-        "--allow-forced-verdicts", "--seed", "0"]
+TINY = [
+    "--num-judgments",
+    "4",
+    "--keep-per-pair",
+    "4",
+    "--instruction-max-tokens",
+    "40",
+    "--response-max-tokens",
+    "24",
+    "--judge-max-tokens",
+    "16",
+    "--allow-forced-verdicts",
+    "--seed",
+    "0",
+]
 
 
 # --- logic on hand-made inputs ------------------------------------------------------------------------
@@ -68,19 +83,25 @@ def test_parse_similar_instruction_counts_unfinished_empty_and_copies() -> None:
     assert parse_similar_instruction(Completion(text=" How many eyes? \n", finish_reason="stop"), "How many legs?") == ("How many eyes?", "ok")
     assert parse_similar_instruction(Completion(text="How many eyes?", finish_reason="eos"), "How many legs?") == ("How many eyes?", "ok")
     assert parse_similar_instruction(Completion(text="How many eyes and", finish_reason="length"), "q") == (None, "unfinished")
-    assert parse_similar_instruction(Completion(text="", error="boom"), "q") == (None, "unfinished")
+    assert parse_similar_instruction(Completion(text="", error="boom"), "q") == (None, "failed")
     assert parse_similar_instruction(Completion(text="  \n"), "q") == (None, "empty")
     assert parse_similar_instruction(Completion(text="how many  LEGS?"), "How many legs?") == (None, "copy")
 
 
+def sample_forced_verdict(p_a: float, temperature: float, seed: int) -> str | None:
+    return draw(SlotReading(None, {"A": p_a, "B": 1 - p_a}), temperature, random.Random(seed))
+
+
 def test_forced_verdicts_are_drawn_at_the_judge_temperature() -> None:
     assert {sample_forced_verdict(0.6, 0.0, s) for s in range(50)} == {"A"}  # greedy
+    assert {sample_forced_verdict(0.5, 0.0, s) for s in range(50)} == {"A"}  # an exact coin: the first verdict
     assert {sample_forced_verdict(p, 0.7, s) for p in (0.0, 1.0) for s in range(50)} == {"B", "A"}
     assert {sample_forced_verdict(1.0, 0.7, s) for s in range(50)} == {"A"}
     draws = [sample_forced_verdict(0.75, 0.7, s) for s in range(2000)]
     assert abs(draws.count("A") / 2000 - 0.827) < 0.03  # 0.75^(1/0.7) / (0.75^(1/0.7) + 0.25^(1/0.7))
     assert abs([sample_forced_verdict(0.75, 1.0, s) for s in range(2000)].count("A") / 2000 - 0.75) < 0.03
     assert draws == [sample_forced_verdict(0.75, 0.7, s) for s in range(2000)]
+    assert draw(SlotReading("B", None), 0.7, random.Random(0)) == "B"  # no log-probabilities: the greedy token
 
 
 def test_choose_judgments_prefers_the_scarcer_verdict_and_respects_keep() -> None:
@@ -117,8 +138,13 @@ def scripted_model(judge: str = "right", p_a: float = 0.0) -> ScriptedEngine:
         if text.startswith("You are an impartial judge"):
             a = re.search(r"\[Response A\]\n(.*)\n\n\[Response B\]", text, re.DOTALL).group(1)  # type: ignore[union-attr]
             verdict = "A" if "legs" in a else "B"
-            return Completion(text={"right": format_judgment("It answers the question.", verdict), "verdictless": "No verdict here.",
-                                    "contradictory": "At first [[A]] seemed right, but on reflection [[B]]."}[judge])
+            return Completion(
+                text={
+                    "right": format_judgment("It answers the question.", verdict),
+                    "verdictless": "No verdict here.",
+                    "contradictory": "At first [[A]] seemed right, but on reflection [[B]].",
+                }[judge]
+            )
         return Completion(text=f"About: {text.splitlines()[0]} The answer is {'6' if 'legs' in text else '4'}")
 
     return ScriptedEngine(respond)
@@ -186,7 +212,7 @@ def test_forced_verdict_never_yields_contradicting_target() -> None:
     assert not any("[[A]]" in row.judgment and "[[B]]" in row.judgment for row in rows) and rows == []
     assert call_sizes(engine) == [8, 16, 32]  # nothing to force
     assert stats["judge_unparsable"] == stats["judge_contradictory"] == 32 and stats["judge_forced"] == 0
-    from judgeforge.builders.judging import can_force  # imported here: the test must fail by assertion on the baseline, which lacks it
+    from judgeforge.formats.judge import can_force
 
     assert not can_force("At first [[A]] seemed right, but on reflection [[B]].") and can_force("No verdict here.")
 
@@ -203,6 +229,27 @@ def test_training_target_must_reparse_to_the_label() -> None:
     assert target_exclusion(judgment("No verdict."), allow_forced=True) == "not_reparsed"
     assert target_exclusion(judgment("Hm.\n\nVerdict: [[A]]", forced=True), allow_forced=False) == "forced"
     assert target_exclusion(judgment("Hm.\n\nVerdict: [[A]]", forced=True), allow_forced=True) is None
+
+
+def test_a_failed_judgment_is_dropped_not_an_empty_unparsable_judgment() -> None:
+    """A failed judge call used to become a judgment with the text "" (unparsable) in the pair's judgments."""
+    engine = scripted_model()
+    right = engine.respond
+
+    def respond(r: Request, params: SamplingParams, k: int) -> Completion | str:
+        if r.messages[-1]["content"].startswith("You are an impartial judge") and r.seed % 4 == 0:
+            return Completion(text="", error="server error")
+        return right(r, params, k)
+
+    engine.respond = respond
+    builder, rows = scripted_build(engine, num_judgments=4, keep_per_pair=4)
+    stats = builder.stats
+    failed = stats[SelfTaughtStats.FAILED]
+    assert 0 < failed < 32 and stats[SelfTaughtStats.JUDGMENTS] == 32 - failed == stats[SelfTaughtStats.PARSED]
+    assert stats[SelfTaughtStats.UNPARSABLE] == 0 and rows
+    for row in rows:
+        assert all(j.text and j.verdict is not None for j in row.judgments) and row.num_judgments == len(row.judgments)
+    assert sum(4 - row.num_judgments for row in {r.source_id: r for r in rows}.values()) <= failed
 
 
 def test_scripted_build_judges_every_pair_in_both_orders() -> None:
@@ -253,7 +300,7 @@ def test_build_writes_balanced_correct_judgments_and_a_full_manifest(ste_run: Pa
         assert row["num_judgments"] == len(row["judgments"]) == 4
         assert row["num_parsed"] + row["num_forced"] + row["num_unparsable"] == 4
         assert row["num_correct"] == sum(j["correct"] for j in row["judgments"]) >= 1
-        kept = row["judgments"][row["judgment_index"]]
+        kept = next(j for j in row["judgments"] if j["index"] == row["judgment_index"])
         assert kept["correct"] and kept["text"] == row["judgment"] and kept["better_shown_as"] == row["label"]
         assert parse_verdict(row["judgment"]) == row["label"]  # the SFT target parses to the right verdict
         for j in row["judgments"]:
@@ -293,5 +340,5 @@ def test_sft_view_is_the_judge_prompt_as_presented_and_trains_two_steps(ste_run:
 
 
 @slow
-def test_audit_finds_no_disagreement_in_a_real_run(ste_run: Path) -> None:
-    assert_audit_clean(ste_run)
+def test_a_real_run_audits_curates_and_cards(ste_run: Path, tmp_path: Path) -> None:
+    assert_pipeline_on(ste_run, tmp_path)

@@ -17,19 +17,20 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from judgeforge.cli import main
+from judgeforge.files import write_json
 from judgeforge.formats.judge import judge_user_message, response_judge_message
 from judgeforge.formats.rprm import analysis_user_message
 from judgeforge.formats.steps import policy_user_message, solution_text
-from judgeforge.cli import main
 from judgeforge.models import ModelRef
-from judgeforge.runs import RunDir, write_json
+from judgeforge.runs import RunDir
 from judgeforge.schemas import eft, ift, rprm, self_taught
 from judgeforge.schemas.base import BaseRow, RowMeta, rows_to_table
 from judgeforge.schemas.ift import IftRow
-from judgeforge.schemas.rprm import RprmPrefsRow
-from judgeforge.schemas.s2r import S2RTrajectoryRow
 from judgeforge.schemas.kind import View
 from judgeforge.schemas.registry import all_kinds
+from judgeforge.schemas.rprm import RprmPrefsRow
+from judgeforge.schemas.s2r import S2RTrajectoryRow
 
 QUESTION = "Tom has 3 apples and buys 4 more. How many apples does he have?"
 STEPS = ["Step 1: He has 3+4=7 apples.", "Step 2: The answer is 7."]
@@ -43,8 +44,17 @@ def tiny_model(smollm2: ModelRef, tmp_path_factory: pytest.TempPathFactory) -> P
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     config = AutoConfig.from_pretrained(smollm2.path)
-    config.update({"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
-                   "num_key_value_heads": 2, "head_dim": 16, "initializer_range": 0.2})
+    config.update(
+        {
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+            "head_dim": 16,
+            "initializer_range": 0.2,
+        }
+    )
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(config)
     with torch.no_grad():
@@ -66,15 +76,34 @@ def write_run(root: Path, row_model: type[BaseRow], rows: list[dict[str, Any]]) 
 
 
 def ift_run(root: Path, *solutions: tuple[str, list[str]]) -> Path:
-    rows = [{"question": q, "steps": steps, "solution": solution_text(steps), "gold_answer": "7", "final_answer": "7",
-             "origin": "gold", "verified": True} for q, steps in solutions]
+    rows = [
+        {"question": q, "steps": steps, "solution": solution_text(steps), "gold_answer": "7", "final_answer": "7", "origin": "gold", "verified": True}
+        for q, steps in solutions
+    ]
     return write_run(root, IftRow, rows)
 
 
 def train(method: str, run: Path, out: Path, model: Path, *options: str) -> tuple[int, str, dict[str, Any] | None]:
     """``judgeforge train METHOD`` for one step of one example; (exit code, output, training manifest)."""
-    args = ["train", method, "--data", str(run), "--model", str(model), "--out", str(out), "--max-steps", "1",
-            "--batch-size", "1", "--micro-batch-size", "1", "--device", "cpu", *options]
+    args = [
+        "train",
+        method,
+        "--data",
+        str(run),
+        "--model",
+        str(model),
+        "--out",
+        str(out),
+        "--max-steps",
+        "1",
+        "--batch-size",
+        "1",
+        "--micro-batch-size",
+        "1",
+        "--device",
+        "cpu",
+        *options,
+    ]
     result = CliRunner().invoke(main, args, env={"COLUMNS": "200"})
     manifest = out / "training_manifest.json"
     return result.exit_code, result.output, json.loads(manifest.read_text()) if manifest.is_file() else None
@@ -85,12 +114,24 @@ def test_chat_sft_views_are_prompt_and_completion() -> None:
     user = {"role": "user", "content": ""}
     cases = [
         (ift.sft_view, {"question": QUESTION, "steps": STEPS}, policy_user_message(QUESTION), solution_text(STEPS)),
-        (eft.sft_view, {"question": QUESTION, "previous_steps": STEPS[:1], "step_a": "a", "step_b": "b", "judgment": "j [[A]]"},
-         judge_user_message(QUESTION, STEPS[:1], "a", "b"), "j [[A]]"),
-        (rprm.sft_view, {"question": QUESTION, "previous_steps": STEPS[:1], "now_step": STEPS[1], "analysis": "an"},
-         analysis_user_message(QUESTION, STEPS[:1], STEPS[1]), "an"),
-        (self_taught.sft_view, {"instruction": "i", "better_response": "w", "worse_response": "l", "label": "B", "judgment": "j [[B]]"},
-         response_judge_message("i", "l", "w"), "j [[B]]"),
+        (
+            eft.sft_view,
+            {"question": QUESTION, "previous_steps": STEPS[:1], "step_a": "a", "step_b": "b", "judgment": "j [[A]]"},
+            judge_user_message(QUESTION, STEPS[:1], "a", "b"),
+            "j [[A]]",
+        ),
+        (
+            rprm.sft_view,
+            {"question": QUESTION, "previous_steps": STEPS[:1], "now_step": STEPS[1], "analysis": "an"},
+            analysis_user_message(QUESTION, STEPS[:1], STEPS[1]),
+            "an",
+        ),
+        (
+            self_taught.sft_view,
+            {"instruction": "i", "better_response": "w", "worse_response": "l", "label": "B", "judgment": "j [[B]]"},
+            response_judge_message("i", "l", "w"),
+            "j [[B]]",
+        ),
     ]
     for view, row, prompt, answer in cases:
         (record,) = view([row])
@@ -140,12 +181,32 @@ def test_every_example_too_long_fails_naming_max_length(tiny_model: Path, tmp_pa
 def _trajectory(attempt: str) -> dict[str, Any]:
     segments = [
         {"role": "attempt", "text": attempt, "sample_index": 0, "answer": "7", "answer_correct": True, "style": None, "verdict": None, "forced": False},
-        {"role": "verification", "text": "\n\nLet me check: 3+4=7. The answer is correct.", "sample_index": 0, "answer": "7",
-         "answer_correct": True, "style": "confirmative", "verdict": "correct", "forced": False},
+        {
+            "role": "verification",
+            "text": "\n\nLet me check: 3+4=7. The answer is correct.",
+            "sample_index": 0,
+            "answer": "7",
+            "answer_correct": True,
+            "style": "confirmative",
+            "verdict": "correct",
+            "forced": False,
+        },
     ]
-    return {"question": QUESTION, "policy_prompt": policy_user_message(QUESTION), "gold_answer": "7", "accuracy": 0.5, "num_samples": 2,
-            "num_correct": 1, "difficulty_level": 2, "num_attempts": 1, "segments": segments, "loss_mask": [1, 1],
-            "completion": attempt + segments[1]["text"], "samples": [], "verifications": []}
+    return {
+        "question": QUESTION,
+        "policy_prompt": policy_user_message(QUESTION),
+        "gold_answer": "7",
+        "accuracy": 0.5,
+        "num_samples": 2,
+        "num_correct": 1,
+        "difficulty_level": 2,
+        "num_attempts": 1,
+        "segments": segments,
+        "loss_mask": [1, 1],
+        "completion": attempt + segments[1]["text"],
+        "samples": [],
+        "verifications": [],
+    }
 
 
 def test_pretokenised_s2r_rows_longer_than_max_length_are_dropped_and_counted(tiny_model: Path, tmp_path: Path) -> None:
@@ -159,11 +220,28 @@ def test_pretokenised_s2r_rows_longer_than_max_length_are_dropped_and_counted(ti
 
 def test_dpo_pairs_longer_than_max_length_are_dropped_and_counted(tiny_model: Path, tmp_path: Path) -> None:
     """TRL's DPO collator cuts prompt + completion at max_length (an analysis loses its verdict): such pairs are dropped."""
-    case = {"question": QUESTION, "previous_steps": STEPS[:1], "now_step": STEPS[1], "step_index": 1, "label": "Yes", "gold_answer": "7",
-            "num_analyses": 2, "num_matching": 1, "num_mismatching": 1, "num_malformed": 0, "chosen_verdict": "Yes", "rejected_verdict": "No",
-            "chosen_forced_verdict": False, "rejected_forced_verdict": False, "chosen_index": 0, "rejected_index": 1}
-    rows = [{**case, "chosen": "The step is right. Verdict: Yes", "rejected": "The step is wrong. Verdict: No"},
-            {**case, "chosen": f"The step is right: {LONG}. Verdict: Yes", "rejected": "The step is wrong. Verdict: No"}]
+    case = {
+        "question": QUESTION,
+        "previous_steps": STEPS[:1],
+        "now_step": STEPS[1],
+        "step_index": 1,
+        "label": "Yes",
+        "gold_answer": "7",
+        "num_analyses": 2,
+        "num_matching": 1,
+        "num_mismatching": 1,
+        "num_malformed": 0,
+        "chosen_verdict": "Yes",
+        "rejected_verdict": "No",
+        "chosen_forced_verdict": False,
+        "rejected_forced_verdict": False,
+        "chosen_index": 0,
+        "rejected_index": 1,
+    }
+    rows = [
+        {**case, "chosen": "The step is right. Verdict: Yes", "rejected": "The step is wrong. Verdict: No"},
+        {**case, "chosen": f"The step is right: {LONG}. Verdict: Yes", "rejected": "The step is wrong. Verdict: No"},
+    ]
     run = write_run(tmp_path / "rprm_prefs", RprmPrefsRow, rows)
     code, output, manifest = train("dpo", run, tmp_path / "out", tiny_model, "--max-length", "400")
     assert code == 0 and manifest is not None, output

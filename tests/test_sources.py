@@ -146,9 +146,7 @@ def test_local_data_directory_loads_through_load_dataset(tmp_path: Path, monkeyp
     Path("pq").mkdir()
     pq.write_table(pa.Table.from_pylist([{"question": "1+1?", "answer": "2"}]), "pq/train.parquet")
     assert load_problems(SourceConfig(source="pq"))[0].answer == "2"
-    assert _error(SourceConfig(source="pq", split="dev")).startswith(
-        "source 'pq': datasets cannot load split 'dev': Unknown split \"dev\""
-    )
+    assert _error(SourceConfig(source="pq", split="dev")).startswith("source 'pq': datasets cannot load split 'dev': Unknown split \"dev\"")
 
 
 # --- errors ----------------------------------------------------------------------------------------
@@ -158,8 +156,7 @@ def test_local_data_directory_loads_through_load_dataset(tmp_path: Path, monkeyp
 def test_unknown_source(source: str) -> None:
     Path("notes.txt").write_text("hello", encoding="utf-8")
     assert _error(SourceConfig(source=source)) == (
-        f"unknown source '{source}': expected gym:<task>, a .jsonl/.json/.parquet/.csv file, "
-        "or a datasets id or path"
+        f"unknown source '{source}': expected gym:<task>, a .jsonl/.json/.parquet/.csv file, or a datasets id or path"
     )
 
 
@@ -170,9 +167,7 @@ def test_file_not_found() -> None:
 def test_missing_column() -> None:
     _write_jsonl("f.jsonl", [{"a": "x", "b": "y"}])
     assert _error(SourceConfig(source="f.jsonl")) == "source 'f.jsonl' has no column 'question' (columns: a, b)"
-    assert _error(SourceConfig(source="f.jsonl", question_col="a")) == (
-        "source 'f.jsonl' has no column 'answer' (columns: a, b)"
-    )
+    assert _error(SourceConfig(source="f.jsonl", question_col="a")) == ("source 'f.jsonl' has no column 'answer' (columns: a, b)")
 
 
 def test_empty_sources() -> None:
@@ -197,9 +192,7 @@ def test_invalid_json() -> None:
     Path("f.json").write_text('[{"question": "a"},\n oops]', encoding="utf-8")
     assert _error(SourceConfig(source="f.json")) == "f.json line 2: invalid JSON"
     Path("g.json").write_text('{"rows": []}', encoding="utf-8")
-    assert _error(SourceConfig(source="g.json")) == (
-        "source 'g.json': expected a JSON list of objects or {\"data\": [...]}"
-    )
+    assert _error(SourceConfig(source="g.json")) == ("source 'g.json': expected a JSON list of objects or {\"data\": [...]}")
 
 
 def test_duplicate_id_and_bad_limit() -> None:

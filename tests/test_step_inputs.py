@@ -10,8 +10,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from judgeforge.builders.step_inputs import load_step_inputs, read_step_solutions
 from judgeforge.errors import UserError
-from judgeforge.formats.step_inputs import first_wrong, label_balance, load_step_inputs, read_step_solutions
+from judgeforge.formats.step_inputs import first_wrong, label_balance
 
 PRM800K = [
     {  # phase-2 style: the path ends at the first -1 step, which has no chosen completion
@@ -49,7 +50,14 @@ SHEPHERD = [
 ]
 
 PROCESSBENCH = [
-    {"id": "pb-0", "generator": "m", "problem": "Ann has 4 pens and gives away 1. How many are left?", "steps": ["4 - 1 = 2.", "So 2 pens are left.", "The answer is 2."], "final_answer_correct": False, "label": 0},
+    {
+        "id": "pb-0",
+        "generator": "m",
+        "problem": "Ann has 4 pens and gives away 1. How many are left?",
+        "steps": ["4 - 1 = 2.", "So 2 pens are left.", "The answer is 2."],
+        "final_answer_correct": False,
+        "label": 0,
+    },
     {"id": "pb-1", "generator": "m", "problem": "What is 6 / 2?", "steps": ["6 / 2 = 3.", "The answer is 3."], "final_answer_correct": True, "label": -1},
 ]
 
@@ -139,7 +147,11 @@ def test_first_wrong() -> None:
     ("name", "rows", "message"),
     [
         ("prm.jsonl", [{"question": {"problem": "q"}, "label": {"finish_reason": "x"}}], "prm.jsonl row 0: PRM800K layout needs field 'steps'"),
-        ("prm.jsonl", [{"question": {"problem": "q"}, "label": {"steps": [{"completions": [{"text": "a"}], "chosen_completion": 3}]}}], "'chosen_completion' 3 is not an index"),
+        (
+            "prm.jsonl",
+            [{"question": {"problem": "q"}, "label": {"steps": [{"completions": [{"text": "a"}], "chosen_completion": 3}]}}],
+            "'chosen_completion' 3 is not an index",
+        ),
         ("shep.jsonl", [{"label": "What? Step 1: one +\nStep 2: two"}], "shep.jsonl row 0: field 'label' step 2 does not end in a '+' or '-' tag"),
         ("shep.jsonl", [{"label": "What is it? no steps here"}], "field 'label' has no 'Step n:' steps"),
         ("pb.jsonl", [{"problem": "q", "steps": ["a", "b"]}], "pb.jsonl row 0: ProcessBench layout needs field 'label'"),

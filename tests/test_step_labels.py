@@ -14,8 +14,8 @@ import pytest
 
 from judgeforge.builders.base import BuildContext
 from judgeforge.builders.step_labels import StepLabelsBuilder, StepLabelsConfig, corrupt_step
-from judgeforge.formats.steps import gold_steps
 from judgeforge.engines.base import Completion, Request, SamplingParams
+from judgeforge.formats.steps import gold_steps
 from judgeforge.sources import Problem
 from tests.scripted import ScriptedEngine
 
@@ -83,7 +83,10 @@ def test_number_change_that_keeps_the_value_is_not_a_corruption() -> None:
 
 def test_corruptions_keep_todays_draw_when_it_changes_the_value() -> None:
     step = "Step 2: He found 17 more, getting him back to 36+17=53 pebbles."
-    assert corrupt_step(step, "operation", random.Random(0)) == ("Step 2: He found 17 more, getting him back to 36-17=19 pebbles.", "operation 36+17=53 -> 36-17=19")
+    assert corrupt_step(step, "operation", random.Random(0)) == (
+        "Step 2: He found 17 more, getting him back to 36-17=19 pebbles.",
+        "operation 36+17=53 -> 36-17=19",
+    )
     assert corrupt_step("Step 1: Read the problem.", "number", random.Random(0)) is None
 
 

@@ -18,10 +18,10 @@ import pytest
 from click.testing import CliRunner
 
 from judgeforge.builders.base import BuildContext
-from judgeforge.formats.judge import VERDICT_LEAD, format_judgment
-from judgeforge.builders.step_prefs import StepPrefsBuilder, StepPrefsConfig
+from judgeforge.builders.step_prefs import StepPrefsBuilder, StepPrefsConfig, StepPrefsStats
 from judgeforge.cli import main
 from judgeforge.engines.base import Completion, Request, SamplingParams
+from judgeforge.formats.judge import VERDICT_LEAD, format_judgment
 from judgeforge.schemas.step_prefs import StepPrefsRow
 from judgeforge.sources import Problem
 from tests.helpers import STEP_PREFS_TINY, dpo_two_steps, read_rows
@@ -33,7 +33,7 @@ slow = pytest.mark.slow
 # --- the search's rules on a scripted model ---------------------------------------------------------
 
 
-def scripted_model(candidates: dict[int, list[str]], judge: str = "bigger") -> ScriptedEngine:
+def scripted_model(candidates: dict[int, list[str | Completion]], judge: str = "bigger") -> ScriptedEngine:
     """Policy and judge in one: step n's k-th sample is ``candidates[n][k]``; the judge prefers the larger
     number (``"bigger"``, parsed verdicts), always names A (``"biased"``), or writes no verdict and is forced
     with P(A) = 0.8 plus a hair for the larger number (``"forced"``: a tie on hard verdicts)."""
@@ -60,7 +60,30 @@ def scripted_build(engine: ScriptedEngine, **config: Any) -> tuple[StepPrefsBuil
     return builder, rows  # type: ignore[return-value]
 
 
-DISTINCT = {1: [" 1", " 3", " 2"], 3: [" 7", " 9", " 8"]}
+DISTINCT: dict[int, list[str | Completion]] = {1: [" 1", " 3", " 2"], 3: [" 7", " 9", " 8"]}
+FAILED = Completion(text="", error="server error")
+
+
+def test_a_failed_candidate_is_dropped_never_an_empty_rejected_step() -> None:
+    """A failed sample used to become the empty step "", which lost every comparison and was written as
+    ``rejected``: a DPO pair teaching the policy against an engine error. It is dropped and counted."""
+    builder, rows = scripted_build(scripted_model({**DISTINCT, 2: [" 4", FAILED, " 5"]}))
+    assert [(r.step_index, r.chosen, r.rejected) for r in rows] == [(1, " 3", " 1"), (2, " 5", " 4"), (3, " 9", " 7")]
+    assert rows[1].candidates == [" 4", " 5"] and all(r.rejected.strip() for r in rows)
+    stats = builder.stats
+    assert stats[StepPrefsStats.FAILED_CANDIDATES] == 1 and stats[StepPrefsStats.CANDIDATES] == 9
+    assert stats[StepPrefsStats.SKIPPED_EMPTY] == 0
+    assert ("candidate steps sampled (failed, dropped)", "9 (1)") in StepPrefsBuilder.report(dict(stats))
+
+
+def test_fewer_than_two_candidates_left_after_failures_is_nothing_to_compare() -> None:
+    # One candidate survives: accepted without a pair, like identical candidates; none survives: the search ends.
+    builder, rows = scripted_build(scripted_model({**DISTINCT, 2: [FAILED, " 6", FAILED]}), max_rollbacks=1)
+    assert [r.step_index for r in rows] == [1, 3] and rows[1].previous_steps == ["Step 1: 3", "Step 2: 6"]
+    assert builder.stats[StepPrefsStats.IDENTICAL_STEPS] == 1 and builder.stats[StepPrefsStats.FAILED_CANDIDATES] == 2
+    builder, rows = scripted_build(scripted_model({**DISTINCT, 2: [FAILED] * 3}))
+    assert [r.step_index for r in rows] == [1] and rows[0].solution_status == "no_candidates"
+    assert builder.stats[StepPrefsStats.EMPTY_STEPS] == 1 and builder.stats[StepPrefsStats.ROLLBACKS] == 0
 
 
 def test_all_identical_candidates_accept_the_step_without_a_pair_or_rollback() -> None:
@@ -159,7 +182,9 @@ def test_second_run_resumes_and_recomputes_nothing(step_prefs_run: Path) -> None
 
 @slow
 def test_changed_options_do_not_mix_into_an_existing_run(step_prefs_run: Path) -> None:
-    result = CliRunner().invoke(main, ["build", "step-prefs", *STEP_PREFS_TINY, "--out", str(step_prefs_run.parent), "--limit", "3", "--chunk-size", "2", "--temperature", "0.9"])
+    result = CliRunner().invoke(
+        main, ["build", "step-prefs", *STEP_PREFS_TINY, "--out", str(step_prefs_run.parent), "--limit", "3", "--chunk-size", "2", "--temperature", "0.9"]
+    )
     assert result.exit_code != 0 and "different config" in result.output
 
 

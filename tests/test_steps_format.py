@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 from judgeforge.builders.base import BuildContext
 from judgeforge.builders.ift import IftBuilder, IftConfig
-from judgeforge.formats.steps import gold_steps, normalise_steps, solution_text, split_steps
 from judgeforge.engines.base import Completion
+from judgeforge.formats.steps import gold_steps, normalise_steps, solution_text, split_steps
 from judgeforge.sources import Problem
 from tests.scripted import ScriptedEngine
 

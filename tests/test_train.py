@@ -39,8 +39,15 @@ def test_dpo_recipe_from_yaml_and_from_options_are_the_same_training(step_prefs_
     manifest = json.loads((out / "training_manifest.json").read_text())
     run_manifest = step_prefs_run / "manifest.json"
     assert manifest["trainer"] == "StepwiseDPOTrainer" and manifest["method"] == "dpo"
-    assert manifest["data"] == [{"path": str(step_prefs_run), "kind": "step_prefs", "run_id": json.loads(run_manifest.read_text())["run_id"], "rows": len(read_rows(step_prefs_run)),
-                                 "manifest_sha256": hashlib.sha256(run_manifest.read_bytes()).hexdigest()}]
+    assert manifest["data"] == [
+        {
+            "path": str(step_prefs_run),
+            "kind": "step_prefs",
+            "run_id": json.loads(run_manifest.read_text())["run_id"],
+            "rows": len(read_rows(step_prefs_run)),
+            "manifest_sha256": hashlib.sha256(run_manifest.read_bytes()).hexdigest(),
+        }
+    ]
     assert manifest["base_model"]["weights_hash"] == resolve_model("smollm2").weights_hash
     assert manifest["hyperparameters"]["learning_rate"] == 5e-7 and manifest["hyperparameters"]["beta"] == 0.1
     assert manifest["versions"]["trl"].startswith("1.") and manifest["device"] == "cpu"
@@ -65,8 +72,26 @@ def train_or_result(method: str, run: Path, out: Path) -> Any:
 @slow
 def test_a_killed_training_resumes_from_its_last_checkpoint(step_prefs_run: Path, tmp_path: Path) -> None:
     out = tmp_path / "m2"
-    args = ["train", "dpo", "--data", str(step_prefs_run), "--out", str(out), "--max-steps", "4", "--batch-size", "2",
-            "--micro-batch-size", "2", "--logging-steps", "1", "--max-length", "384", "--save-steps", "1"]
+    args = [
+        "train",
+        "dpo",
+        "--data",
+        str(step_prefs_run),
+        "--out",
+        str(out),
+        "--max-steps",
+        "4",
+        "--batch-size",
+        "2",
+        "--micro-batch-size",
+        "2",
+        "--logging-steps",
+        "1",
+        "--max-length",
+        "384",
+        "--save-steps",
+        "1",
+    ]
     log = tmp_path / "killed.log"
     with log.open("wb") as sink:
         proc = subprocess.Popen([sys.executable, "-m", "judgeforge.cli", *args], start_new_session=True, stdout=sink, stderr=subprocess.STDOUT)
@@ -139,17 +164,30 @@ def test_eval_scores_every_problem_with_its_own_checker(tmp_path: Path) -> None:
 
 
 LOOP_ARGS = [
-    "--method", "self-rewarding", "--iterations", "2", "--limit", "2", "--eval-limit", "2", "--eval-max-tokens", "32",
-    "--spec", "step_prefs_weak_judge",
-    "--build-args", "--num-candidates 3 --max-steps 2 --max-step-tokens 24 --judge-max-tokens 16 --tie-epsilon 0",
-    "--train-args", "--max-steps 2 --batch-size 2 --micro-batch-size 2 --logging-steps 1 --max-length 384",
+    "--method",
+    "self-rewarding",
+    "--iterations",
+    "2",
+    "--limit",
+    "2",
+    "--eval-limit",
+    "2",
+    "--eval-max-tokens",
+    "32",
+    "--spec",
+    "step_prefs_weak_judge",
+    "--build-args",
+    "--num-candidates 3 --max-steps 2 --max-step-tokens 24 --judge-max-tokens 16 --tie-epsilon 0",
+    "--train-args",
+    "--max-steps 2 --batch-size 2 --micro-batch-size 2 --logging-steps 1 --max-length 384",
 ]
 
 
 def _loop(out: Path, log: Path) -> subprocess.Popen[bytes]:
     with log.open("wb") as sink:  # a file, not a pipe: nobody reads the output while the loop runs
-        return subprocess.Popen([sys.executable, "-m", "judgeforge.cli", "loop", *LOOP_ARGS, "--out", str(out)], start_new_session=True,
-                                stdout=sink, stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            [sys.executable, "-m", "judgeforge.cli", "loop", *LOOP_ARGS, "--out", str(out)], start_new_session=True, stdout=sink, stderr=subprocess.STDOUT
+        )
 
 
 @slow
@@ -226,10 +264,27 @@ def test_loop_options_are_checked_before_anything_runs(tmp_path: Path) -> None:
 @slow
 def test_self_taught_loop_judges_with_m_i_and_fine_tunes_the_seed_model(tmp_path: Path) -> None:
     out = tmp_path / "ste-loop"
-    args = ["loop", "--method", "self-taught", "--iterations", "2", "--source", "gym:basic_arithmetic", "--limit", "8", "--eval-limit", "1",
-            "--eval-max-tokens", "16", "--build-args",
-            "--num-judgments 6 --keep-per-pair 6 --instruction-max-tokens 40 --response-max-tokens 24 --judge-max-tokens 16 --allow-forced-verdicts",
-            "--train-args", "--max-steps 2 --batch-size 2 --micro-batch-size 2", "--out", str(out)]
+    args = [
+        "loop",
+        "--method",
+        "self-taught",
+        "--iterations",
+        "2",
+        "--source",
+        "gym:basic_arithmetic",
+        "--limit",
+        "8",
+        "--eval-limit",
+        "1",
+        "--eval-max-tokens",
+        "16",
+        "--build-args",
+        "--num-judgments 6 --keep-per-pair 6 --instruction-max-tokens 40 --response-max-tokens 24 --judge-max-tokens 16 --allow-forced-verdicts",
+        "--train-args",
+        "--max-steps 2 --batch-size 2 --micro-batch-size 2",
+        "--out",
+        str(out),
+    ]
     result = subprocess.run([sys.executable, "-m", "judgeforge.cli", *args], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     state = json.loads((out / "loop.json").read_text())

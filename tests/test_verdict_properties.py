@@ -1,4 +1,4 @@
-"""Property tests of the pairwise A/B verdict parser (:func:`judgeforge.builders.judging.parse_verdict`).
+"""Property tests of the pairwise A/B verdict parser (:func:`judgeforge.formats.judge.parse_verdict`).
 
 Generated judge outputs: noise with exactly one verdict, several agreeing or contradicting ones, none,
 lower-case letters and articles that only look like verdicts, and keywords in any case. The noise never
@@ -14,9 +14,9 @@ from judgeforge.formats.judge import format_judgment, parse_verdict
 
 LETTERS = st.sampled_from(["A", "B"])
 KEYWORDS = st.sampled_from(["Verdict", "verdict", "VERDICT", "Final verdict", "My verdict", "Final Verdict"])
-NOISE = st.text(
-    alphabet=st.sampled_from(list("abcdefghijklmnopqrstuvwxyzAB STEP0123456789.,:;!?*()-=+\n")), max_size=40
-).filter(lambda s: "verdict" not in s.lower())
+NOISE = st.text(alphabet=st.sampled_from(list("abcdefghijklmnopqrstuvwxyzAB STEP0123456789.,:;!?*()-=+\n")), max_size=40).filter(
+    lambda s: "verdict" not in s.lower()
+)
 BEFORE = st.sampled_from([" ", "\n", "\n\n", ". "])  # a loose verdict's keyword starts a word
 AFTER = st.sampled_from(["\n", "\n\n", ". ", "! ", ", so "])  # ... and its letter closes the clause
 

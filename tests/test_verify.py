@@ -57,8 +57,17 @@ def test_final_answer_phrase_mid_step_is_not_final(text: str) -> None:
 
 @pytest.mark.parametrize(
     ("gold", "predicted"),
-    [("0.5", "1/2"), ("0.5", "\\frac{1}{2}"), ("1/2", "\\frac12"), ("1000", "1,000"), ("x+1", "1+x"),
-     ("2\\sqrt{2}", "\\sqrt{8}"), ("42", "42.0"), ("Paris", "\\text{paris}"), ("A", "a")],
+    [
+        ("0.5", "1/2"),
+        ("0.5", "\\frac{1}{2}"),
+        ("1/2", "\\frac12"),
+        ("1000", "1,000"),
+        ("x+1", "1+x"),
+        ("2\\sqrt{2}", "\\sqrt{8}"),
+        ("42", "42.0"),
+        ("Paris", "\\text{paris}"),
+        ("A", "a"),
+    ],
 )
 def test_equivalent_answers(gold: str, predicted: str) -> None:
     assert answers_match(gold, predicted)

@@ -90,8 +90,15 @@ def _recipe_command(method: str) -> click.Command:
         for name in ("examples", "dropped (too long)", "steps", "train loss", "final loss", "seconds", "device"):
             table.add_column(name, justify="right")
         final, dropped = manifest["final_loss"], manifest.get("dropped_too_long")
-        table.add_row(f"{manifest['examples']:,}", "-" if dropped is None else f"{dropped:,}", str(manifest["steps"]), f"{manifest['train_loss']:.4f}",
-                      "-" if final is None else f"{final:.4f}", f"{manifest['seconds']:.1f}", manifest["device"])
+        table.add_row(
+            f"{manifest['examples']:,}",
+            "-" if dropped is None else f"{dropped:,}",
+            str(manifest["steps"]),
+            f"{manifest['train_loss']:.4f}",
+            "-" if final is None else f"{final:.4f}",
+            f"{manifest['seconds']:.1f}",
+            manifest["device"],
+        )
         Console().print(table)
 
     func: Callable[..., Any] = command
@@ -142,17 +149,32 @@ for _method in RECIPES:
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True, help="Sequences decoded together.")
 @click.option("--device", default=None, help="Device (default: cuda if available, else cpu).")
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False), default=None, help="Write the results (per model and per problem) to this JSON file.")
-@click.option("--plot", type=click.Path(path_type=Path, dir_okay=False), default=None, help="Write a PNG line plot of accuracy across the models, in the order given.")
-def eval_command(models: tuple[str, ...], source: str, question_col: str, answer_col: str, id_col: str | None, split: str, limit: int,
-                 seed: int, max_tokens: int, batch_size: int, device: str | None, out: Path | None, plot: Path | None) -> None:
+@click.option(
+    "--plot", type=click.Path(path_type=Path, dir_okay=False), default=None, help="Write a PNG line plot of accuracy across the models, in the order given."
+)
+def eval_command(
+    models: tuple[str, ...],
+    source: str,
+    question_col: str,
+    answer_col: str,
+    id_col: str | None,
+    split: str,
+    limit: int,
+    seed: int,
+    max_tokens: int,
+    batch_size: int,
+    device: str | None,
+    out: Path | None,
+    plot: Path | None,
+) -> None:
     """Final-answer accuracy of one or more models on held-out problems (greedy, batched).
 
     Each model solves the problems step by step in the builders' format; answers are checked with the
     task's own scorer (reasoning-gym) or math-verify. Prints one row per model.
     """
-    from judgeforge.sources import SourceConfig
+    from judgeforge.files import write_json
     from judgeforge.plots import lines
-    from judgeforge.runs import write_json
+    from judgeforge.sources import SourceConfig
     from judgeforge.train.eval import evaluate
 
     cfg = SourceConfig(source=source, question_col=question_col, answer_col=answer_col, id_col=id_col, split=split, limit=limit, seed=seed)
@@ -173,10 +195,25 @@ def eval_command(models: tuple[str, ...], source: str, question_col: str, answer
 
 
 @click.command("loop")
-@click.option("--method", type=click.Choice(["self-rewarding", "self-taught"]), required=True, help="self-rewarding: step-prefs + step-wise DPO; self-taught: judge data + SFT.")
+@click.option(
+    "--method",
+    type=click.Choice(["self-rewarding", "self-taught"]),
+    required=True,
+    help="self-rewarding: step-prefs + step-wise DPO; self-taught: judge data + SFT.",
+)
 @click.option("--iterations", type=click.IntRange(min=1), default=3, show_default=True, help="How many models to train (M1 → M2 → ... → M{T+1}).")
-@click.option("--model", default="smollm2", show_default=True, help="M1, the model the loop starts from (for self-taught also the seed model each iteration fine-tunes).")
-@click.option("--source", default="gym:gsm_symbolic", show_default=True, help="Training problems: gym:<task> (new problems each iteration, one seed each), or a local file / datasets id (the same first --limit problems every iteration).")
+@click.option(
+    "--model", default="smollm2", show_default=True, help="M1, the model the loop starts from (for self-taught also the seed model each iteration fine-tunes)."
+)
+@click.option(
+    "--source",
+    default="gym:gsm_symbolic",
+    show_default=True,
+    help=(
+        "Training problems: gym:<task> (new problems each iteration, one seed each), "
+        "or a local file / datasets id (the same first --limit problems every iteration)."
+    ),
+)
 @click.option("--limit", type=click.IntRange(min=1), default=16, show_default=True, help="Problems built per iteration.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of iteration 1's build; iteration i uses seed + i - 1.")
 @click.option("--eval-source", default=None, help="Held-out problems (default: the --source gym task under --eval-seed).")
@@ -184,11 +221,10 @@ def eval_command(models: tuple[str, ...], source: str, question_col: str, answer
 @click.option("--eval-seed", type=int, default=10_000, show_default=True, help="reasoning-gym seed of the held-out problems.")
 @click.option("--eval-max-tokens", type=click.IntRange(min=1), default=256, show_default=True, help="Longest held-out solution, in tokens.")
 @click.option("--spec", default=None, help="Curation spec (a YAML path or a shipped spec's name; default: the kind's default spec).")
-@click.option("--build-args", default="", help="Extra options for every build, e.g. \"--num-candidates 4 --max-steps 8\".")
-@click.option("--train-args", default="", help="Extra options for every training run, e.g. \"--max-steps 50 --batch-size 8\".")
+@click.option("--build-args", default="", help='Extra options for every build, e.g. "--num-candidates 4 --max-steps 8".')
+@click.option("--train-args", default="", help='Extra options for every training run, e.g. "--max-steps 50 --batch-size 8".')
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), required=True, help="Loop directory: iter-<i>/ per iteration, loop.json, loop.png.")
-def loop_command(method: str, iterations: int, model: str, source: str, limit: int, seed: int, eval_source: str | None, eval_limit: int,
-                 eval_seed: int, eval_max_tokens: int, spec: str | None, build_args: str, train_args: str, out: Path) -> None:
+def loop_command(out: Path, **options: Any) -> None:
     """Close the self-improvement loop: build with M_i → curate → train M_{i+1} → evaluate, T times.
 
     Every stage is a judgeforge command run in a child process and shown before it runs; each
@@ -199,10 +235,9 @@ def loop_command(method: str, iterations: int, model: str, source: str, limit: i
     """
     from judgeforge.train.loop import Loop, build_settings
 
-    settings = build_settings(method, iterations, model, source, limit, seed, eval_source, eval_limit, eval_seed, eval_max_tokens, spec, build_args, train_args)
+    settings = build_settings(**options)
     console = Console()
     loop = Loop(settings, out, console)
     loop.run()
     console.print(loop.table())
     console.print(f"loop.json and loop.png in {out}")
-

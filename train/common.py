@@ -26,7 +26,6 @@ import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -34,6 +33,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from judgeforge import __version__
 from judgeforge.errors import UserError
+from judgeforge.files import replace_dir, utc_now, write_json
 from judgeforge.schemas.kind import Method
 from judgeforge.schemas.registry import get_kind
 from judgeforge.train.data import DataRun, open_data, training_dataset
@@ -109,7 +109,9 @@ def drop_too_long(ctx: TrainContext, trainer: Any, max_length: int, length: Call
     prepared = trainer.train_dataset
     kept = prepared.filter(lambda example: length(example) <= max_length, desc=f"Dropping examples longer than {max_length} tokens")
     if len(kept) == 0:
-        raise UserError(f"every one of the {len(prepared):,} training examples is longer than --max-length {max_length} tokens: nothing to train on; raise --max-length")
+        raise UserError(
+            f"every one of the {len(prepared):,} training examples is longer than --max-length {max_length} tokens: nothing to train on; raise --max-length"
+        )
     trainer.train_dataset = kept
     ctx.stats["dropped_too_long"] = len(prepared) - len(kept)
     return trainer
@@ -193,7 +195,7 @@ def run_recipe(cfg: RecipeConfig, method: Method, make_trainer: Callable[[TrainC
     from rich.console import Console
 
     from judgeforge.models import load_tokenizer, resolve_model
-    from judgeforge.runs import argv, redact, write_json
+    from judgeforge.runs import argv, redact
 
     console = console or Console(stderr=True)
     runs = open_data(cfg.data, method)
@@ -216,7 +218,7 @@ def run_recipe(cfg: RecipeConfig, method: Method, make_trainer: Callable[[TrainC
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
         (work / "fingerprint").write_text(fingerprint)
-    started, clock = _now(), time.perf_counter()
+    started, clock = utc_now(), time.perf_counter()
 
     tokenizer = load_tokenizer(base, trust_remote_code=cfg.trust_remote_code)
 
@@ -256,25 +258,40 @@ def run_recipe(cfg: RecipeConfig, method: Method, make_trainer: Callable[[TrainC
     trainer.save_model(str(work))  # every process takes part (ZeRO-3 gathers the weights); the main one writes
     losses = [{"step": h["step"], "loss": h["loss"]} for h in trainer.state.log_history if "loss" in h]
     manifest = _manifest(method, cfg, runs, base, resolved, cites, args, trainer, result, losses)
-    manifest.update(fingerprint=fingerprint, command=redact(argv()), started_at=started, finished_at=_now(),
-                    seconds=round(time.perf_counter() - clock, 3), examples=examples, **ctx.stats,
-                    resumed_from=checkpoints[-1].name if checkpoints else None)
+    manifest.update(
+        fingerprint=fingerprint,
+        command=redact(argv()),
+        started_at=started,
+        finished_at=utc_now(),
+        seconds=round(time.perf_counter() - clock, 3),
+        examples=examples,
+        **ctx.stats,
+        resumed_from=checkpoints[-1].name if checkpoints else None,
+    )
     if not trainer.is_world_process_zero():
         return manifest
     tokenizer.save_pretrained(str(work))
     shutil.rmtree(work / "trainer", ignore_errors=True)
     (work / "fingerprint").unlink()
     write_json(work / MANIFEST, manifest)
-    if out.exists():
-        out.rmdir()
     out.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(work, out)
+    replace_dir(work, out)
     console.print(f"[green]trained[/] {result.global_step} step(s), mean loss {result.training_loss:.4f} → {out}")
     return manifest
 
 
-def _manifest(method: Method, cfg: RecipeConfig, runs: list[DataRun], base: Any, resolved: dict[str, Any], cites: list[str],
-              args: dict[str, Any], trainer: Any, result: Any, losses: list[dict[str, float]]) -> dict[str, Any]:
+def _manifest(
+    method: Method,
+    cfg: RecipeConfig,
+    runs: list[DataRun],
+    base: Any,
+    resolved: dict[str, Any],
+    cites: list[str],
+    args: dict[str, Any],
+    trainer: Any,
+    result: Any,
+    losses: list[dict[str, float]],
+) -> dict[str, Any]:
     import torch
     import transformers
     import trl
@@ -305,7 +322,3 @@ def _manifest(method: Method, cfg: RecipeConfig, runs: list[DataRun], base: Any,
         "losses": losses,
         "log_history": trainer.state.log_history,
     }
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")

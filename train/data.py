@@ -23,8 +23,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from judgeforge.errors import UserError
+from judgeforge.runs import open_run
 from judgeforge.schemas.kind import Method, NotTrained, View
 from judgeforge.schemas.registry import all_kinds, get_kind
+
 
 def method_for(kind: str) -> Method | None:
     """The first method that trains on ``kind``, if any."""
@@ -47,7 +49,6 @@ class DataRun:
         return {"path": str(self.path), "kind": self.kind, "run_id": self.run_id, "rows": self.rows, "manifest_sha256": self.manifest_sha256}
 
 
-
 def _view(kind: str, method: Method) -> View:
     found = get_kind(kind).view(method)
     if not isinstance(found, View):
@@ -57,24 +58,24 @@ def _view(kind: str, method: Method) -> View:
 
 def open_data(paths: Sequence[Path], method: Method) -> list[DataRun]:
     """Check every ``--data`` run: finished, of a kind ``method`` trains on, in one record format."""
-    from judgeforge.curation.pipeline import RunInput
-
     if not paths:
         raise UserError(f"give at least one --data RUN_DIR for 'judgeforge train {method}'")
     runs = []
     for path in paths:
-        run = RunInput.open(Path(path))
-        if run.manifest is None or run.manifest.get("status") != "complete":
-            raise UserError(f"run dir '{path}' is unfinished (its manifest.json is missing or not 'complete'): finish the build first by re-running its command")
-        kind_view = get_kind(run.kind).view(method)
+        run = open_run(Path(path))
+        kind = run.kind.name
+        if run.manifest is None or run.manifest.status != "complete":
+            raise UserError(
+                f"run dir '{path}' is unfinished (its manifest.json is missing or not 'complete'): finish the build first by re-running its command"
+            )
+        kind_view = run.kind.view(method)
         if isinstance(kind_view, NotTrained):
-            other = method_for(run.kind)
+            other = method_for(kind)
             hint = f"train it with 'judgeforge train {other}'" if other else "no recipe trains on it"
             trained = ", ".join(k.name for k in all_kinds() if isinstance(k.view(method), View))
-            raise UserError(f"run dir '{path}' holds '{run.kind}' rows: 'judgeforge train {method}' trains on {trained} ({kind_view.reason}); {hint}")
-        digest = hashlib.sha256((run.root / "manifest.json").read_bytes()).hexdigest()
-        rows = sum(pq.read_metadata(s).num_rows for s in run.shards)
-        runs.append(DataRun(run.root, run.kind, str(run.manifest.get("run_id", "")), rows, digest, tuple(run.shards)))
+            raise UserError(f"run dir '{path}' holds '{kind}' rows: 'judgeforge train {method}' trains on {trained} ({kind_view.reason}); {hint}")
+        digest = hashlib.sha256(run.manifest_path.read_bytes()).hexdigest()
+        runs.append(DataRun(run.root, kind, run.manifest.run_id or "", run.num_rows(), digest, run.shards))
     formats = {_view(r.kind, method).format for r in runs}
     if len(formats) > 1:
         kinds = ", ".join(sorted({r.kind for r in runs}))

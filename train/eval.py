@@ -40,15 +40,21 @@ class EvalResult(BaseModel):
     results: list[ProblemResult]
 
 
-def evaluate(model: str, source: SourceConfig, max_tokens: int = 256, engine_options: dict[str, Any] | None = None,
-             engine_kind: str = "transformers", console: Any = None) -> EvalResult:
+def evaluate(
+    model: str,
+    source: SourceConfig,
+    max_tokens: int = 256,
+    engine_options: dict[str, Any] | None = None,
+    engine_kind: str = "transformers",
+    console: Any = None,
+) -> EvalResult:
     """Greedy final-answer accuracy of ``model`` on the problems of ``source``."""
     from rich.console import Console
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from judgeforge.formats.steps import next_step_request
     from judgeforge.engines import make_engine
     from judgeforge.engines.base import SamplingParams
+    from judgeforge.formats.steps import next_step_request
     from judgeforge.sources import load_problems
     from judgeforge.verify import check_answer, extract_answer
 
@@ -59,8 +65,14 @@ def evaluate(model: str, source: SourceConfig, max_tokens: int = 256, engine_opt
     try:
         requests = [next_step_request(p.question, [], seed=0) for p in problems]
         params = SamplingParams(n=1, temperature=0.0, max_tokens=max_tokens)
-        with Progress(SpinnerColumn(), TextColumn("eval {task.description}"), TextColumn("{task.completed:,.0f} tokens"),
-                      TimeElapsedColumn(), console=console, transient=True) as progress:
+        with Progress(
+            SpinnerColumn(),
+            TextColumn("eval {task.description}"),
+            TextColumn("{task.completed:,.0f} tokens"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        ) as progress:
             task = progress.add_task(f"{model} on {len(problems)} problems", total=None)
             outputs = engine.generate(requests, params, progress=lambda n: progress.advance(task, n))
         weights_hash = engine.weights_hash
@@ -74,7 +86,15 @@ def evaluate(model: str, source: SourceConfig, max_tokens: int = 256, engine_opt
     graded = [r for r in results if r.correct is not None]
     right = sum(bool(r.correct) for r in graded)
     return EvalResult(
-        model=model, weights_hash=weights_hash, source=source.model_dump(mode="json"), problems=len(results), graded=len(graded),
-        correct=right, unanswered=sum(r.answer is None for r in results), accuracy=right / len(graded) if graded else None,
-        max_tokens=max_tokens, seconds=round(time.perf_counter() - clock, 3), results=results,
+        model=model,
+        weights_hash=weights_hash,
+        source=source.model_dump(mode="json"),
+        problems=len(results),
+        graded=len(graded),
+        correct=right,
+        unanswered=sum(r.answer is None for r in results),
+        accuracy=right / len(graded) if graded else None,
+        max_tokens=max_tokens,
+        seconds=round(time.perf_counter() - clock, 3),
+        results=results,
     )

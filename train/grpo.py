@@ -44,10 +44,21 @@ def train_grpo(cfg: GRPORecipe, console: Any = None) -> dict[str, Any]:
         if per_step % cfg.num_generations:
             raise UserError(f"the effective batch ({per_step}) must be a multiple of --num-generations ({cfg.num_generations})")
         args = GRPOConfig(
-            **ctx.args, num_generations=cfg.num_generations, max_completion_length=cfg.max_completion_length,
-            temperature=cfg.temperature, beta=cfg.beta, reward_weights=weights, use_vllm=cfg.use_vllm,
+            **ctx.args,
+            num_generations=cfg.num_generations,
+            max_completion_length=cfg.max_completion_length,
+            temperature=cfg.temperature,
+            beta=cfg.beta,
+            reward_weights=weights,
+            use_vllm=cfg.use_vllm,
         )
         ctx.tokenizer.padding_side = "left"  # prompts are left-padded for batched generation
-        return GRPOTrainer(model=ctx.model, reward_funcs=funcs, args=args, train_dataset=ctx.dataset, processing_class=ctx.tokenizer)
+        return GRPOTrainer(
+            model=ctx.model,
+            reward_funcs=funcs,  # type: ignore[arg-type]
+            args=args,
+            train_dataset=ctx.dataset,
+            processing_class=ctx.tokenizer,
+        )
 
     return run_recipe(cfg, "grpo", trainer, console)

@@ -31,7 +31,6 @@ import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
@@ -39,16 +38,21 @@ from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
 
+from judgeforge.builders.base import Stat
+from judgeforge.builders.self_taught import SelfTaughtStats
+from judgeforge.builders.step_prefs import StepPrefsStats
 from judgeforge.errors import UserError
-from judgeforge.runs import write_json
+from judgeforge.files import utc_now, write_json
+from judgeforge.runs import open_run
 from judgeforge.sources import GYM_PREFIX
+from judgeforge.train.common import finished_checkpoint
 
 STAGES = ("build", "curate", "train", "eval")
 
 
-def _rate(stats: dict[str, float], numerator: tuple[str, ...], denominator: str) -> float | None:
-    total = stats.get(denominator, 0)
-    return round(sum(stats.get(k, 0) for k in numerator) / total, 4) if total else None
+def _rate(stats: dict[str, float], numerator: tuple[Stat, ...], denominator: Stat) -> float | None:
+    total = denominator.read(stats)
+    return round(sum(k.read(stats) for k in numerator) / total, 4) if total else None
 
 
 @dataclass(frozen=True)
@@ -82,24 +86,40 @@ class LoopMethod:
 
 METHODS: dict[str, LoopMethod] = {
     "self-rewarding": LoopMethod(
-        builder="step-prefs", builder_options=lambda i: [], kind="step_prefs", recipe="dpo", train_from_seed=False, quality_name="search accuracy",
-        quality=lambda s: _rate(s, ("solutions_correct",), "solutions_checked"),
-        parse_failures=lambda s: _rate(s, ("judge_forced", "judge_unparsable"), "judge_judgments"),
-        empty_build_hint=("pairs need candidates the judge tells apart: raise --limit or --num-candidates/--max-steps in --build-args; "
-                         "a judge whose verdicts are all forced rarely clears --tie-epsilon (0 keeps soft-score decisions, counted)"),
-        empty_curation_hint=("a small self-judge's soft verdicts sit close together (score_gap) and name the same position in both orders "
-                             "(position_swap): try --spec step_prefs_weak_judge"),
+        builder="step-prefs",
+        builder_options=lambda i: [],
+        kind="step_prefs",
+        recipe="dpo",
+        train_from_seed=False,
+        quality_name="search accuracy",
+        quality=lambda s: _rate(s, (StepPrefsStats.SOLUTIONS_CORRECT,), StepPrefsStats.SOLUTIONS_CHECKED),
+        parse_failures=lambda s: _rate(s, (StepPrefsStats.FORCED, StepPrefsStats.UNPARSABLE), StepPrefsStats.JUDGMENTS),
+        empty_build_hint=(
+            "pairs need candidates the judge tells apart: raise --limit or --num-candidates/--max-steps in --build-args; "
+            "a judge whose verdicts are all forced rarely clears --tie-epsilon (0 keeps soft-score decisions, counted)"
+        ),
+        empty_curation_hint=(
+            "a small self-judge's soft verdicts sit close together (score_gap) and name the same position in both orders "
+            "(position_swap): try --spec step_prefs_weak_judge"
+        ),
     ),
     "self-taught": LoopMethod(
-        builder="self-taught", builder_options=lambda i: ["--iteration", str(i)], kind="ste_judgments", recipe="sft", train_from_seed=True, quality_name="correct-verdict rate",
-        quality=lambda s: _rate(s, ("judgments_correct",), "judge_parsed"),
-        parse_failures=lambda s: _rate(s, ("judge_forced", "judge_unparsable"), "judgments"),
-        empty_build_hint=("a position-biased judge's correct verdicts are mostly one label and balancing A/B drops the rest: "
-                          "raise --limit or --num-judgments in --build-args; a judge that seldom writes a verdict itself leaves only "
-                          "forced verdicts, which are training targets only with --allow-forced-verdicts in --build-args"),
+        builder="self-taught",
+        builder_options=lambda i: ["--iteration", str(i)],
+        kind="ste_judgments",
+        recipe="sft",
+        train_from_seed=True,
+        quality_name="correct-verdict rate",
+        quality=lambda s: _rate(s, (SelfTaughtStats.JUDGMENTS_CORRECT,), SelfTaughtStats.PARSED),
+        parse_failures=lambda s: _rate(s, (SelfTaughtStats.FORCED, SelfTaughtStats.UNPARSABLE), SelfTaughtStats.JUDGMENTS),
+        empty_build_hint=(
+            "a position-biased judge's correct verdicts are mostly one label and balancing A/B drops the rest: "
+            "raise --limit or --num-judgments in --build-args; a judge that seldom writes a verdict itself leaves only "
+            "forced verdicts, which are training targets only with --allow-forced-verdicts in --build-args"
+        ),
         empty_curation_hint="loosen the spec with --spec (label_balance needs both A and B rows)",
         forced_quality_name="forced verdicts agreeing",
-        forced_quality=lambda s: _rate(s, ("forced_agreeing",), "judge_forced"),
+        forced_quality=lambda s: _rate(s, (SelfTaughtStats.FORCED_AGREEING,), SelfTaughtStats.FORCED),
     ),
 }
 
@@ -142,11 +162,19 @@ class Loop:
             state = json.loads(self.state_path.read_text())
             if state.get("fingerprint") != self.settings.fingerprint():
                 changed = sorted(k for k, v in settings.items() if state.get("settings", {}).get(k) != v)
-                raise UserError(f"{self.state_path} was started with other settings ({', '.join(changed)} differ); re-run the same command to resume, or use another --out")
+                raise UserError(
+                    f"{self.state_path} was started with other settings ({', '.join(changed)} differ); re-run the same command to resume, or use another --out"
+                )
             return state
         self.out.mkdir(parents=True, exist_ok=True)
-        return {"settings": settings, "fingerprint": self.settings.fingerprint(), "status": "running", "started_at": _now(), "baseline": None,
-                "iterations": []}
+        return {
+            "settings": settings,
+            "fingerprint": self.settings.fingerprint(),
+            "status": "running",
+            "started_at": utc_now(),
+            "baseline": None,
+            "iterations": [],
+        }
 
     def save(self) -> None:
         write_json(self.state_path, self.state)
@@ -176,7 +204,7 @@ class Loop:
                 record[stage] = getattr(self, f"_{stage}")(i)
                 self.save()
         self.state["status"] = "complete"
-        self.state["finished_at"] = _now()
+        self.state["finished_at"] = utc_now()
         self.save()
         self.plot()
         return self.state
@@ -194,44 +222,82 @@ class Loop:
         models = ["--model", s.model, "--judge-model", self.model_in(i)] if m.train_from_seed else ["--model", self.model_in(i)]
         out = self.iter_dir(i) / "build"
         # Iteration i draws new problems where the source allows it (reasoning-gym: one dataset per seed).
-        self.command(["build", m.builder, *models, "--source", s.source, "--limit", str(s.limit), "--seed", str(s.seed + i - 1),
-                      "--out", str(out), *m.builder_options(i), *s.build_args])
-        manifest = json.loads((out / m.kind / "manifest.json").read_text())
-        stats = manifest.get("builder_stats", {})
-        if manifest["rows_out"] == 0:
+        self.command(
+            [
+                "build",
+                m.builder,
+                *models,
+                "--source",
+                s.source,
+                "--limit",
+                str(s.limit),
+                "--seed",
+                str(s.seed + i - 1),
+                "--out",
+                str(out),
+                *m.builder_options(i),
+                *s.build_args,
+            ]
+        )
+        manifest = open_run(out / m.kind, m.kind).require_manifest()
+        if not manifest.rows_out:
             raise UserError(f"iteration {i}: the build produced no rows (its counters are above); nothing to train on: {m.empty_build_hint}")
-        return {"run": str(out / m.kind), "run_id": manifest["run_id"], "rows": manifest["rows_out"], **m.build_metrics(stats)}
+        return {"run": str(out / m.kind), "run_id": manifest.run_id, "rows": manifest.rows_out, **m.build_metrics(manifest.builder_stats)}
 
     def _curate(self, i: int) -> dict[str, Any]:
         out = self.iter_dir(i) / "curated"
         shutil.rmtree(out, ignore_errors=True)  # the loop owns it: a curate killed mid-way starts over
         spec = ["--spec", self.settings.spec] if self.settings.spec else []
         self.command(["curate", str(self.iter_dir(i) / "build" / self.method.kind), "--out", str(out), *spec])
-        manifest = json.loads((out / "manifest.json").read_text())
-        funnel = manifest["curation"]["funnel"]
-        dropped = {step["name"]: step["dropped"] for step in funnel if step.get("dropped")}
-        if manifest["rows_out"] == 0:
+        manifest = open_run(out, self.method.kind).require_manifest()
+        curation = manifest.curation
+        if curation is None:
+            raise UserError(f"iteration {i}: {out} is not a curated run (its manifest records no curation)")
+        dropped = {step.name: step.dropped for step in curation.funnel if step.dropped}
+        if not manifest.rows_out:
             worst = ", ".join(f"{k} dropped {v}" for k, v in sorted(dropped.items(), key=lambda kv: -kv[1]))
-            raise UserError(f"iteration {i}: curation kept 0 of {manifest['curation']['rows_in']} rows ({worst}); nothing to train on: "
-                            f"{self.method.empty_curation_hint}")
-        return {"run": str(out), "rows": manifest["rows_out"], "dropped": dropped}
+            raise UserError(f"iteration {i}: curation kept 0 of {curation.rows_in} rows ({worst}); nothing to train on: {self.method.empty_curation_hint}")
+        return {"run": str(out), "rows": manifest.rows_out, "dropped": dropped}
 
     def _train(self, i: int) -> dict[str, Any]:
         s, m = self.settings, self.method
         base = s.model if m.train_from_seed else self.model_in(i)
         out = self.iter_dir(i) / "model"
         self.command(["train", m.recipe, "--data", str(self.iter_dir(i) / "curated"), "--model", base, "--out", str(out), *s.train_args])
-        manifest = json.loads((out / "training_manifest.json").read_text())
-        return {"checkpoint": str(out), "base_model": base, "steps": manifest["steps"], "examples": manifest["examples"],
-                "train_loss": manifest["train_loss"], "final_loss": manifest["final_loss"]}
+        manifest = finished_checkpoint(out)
+        if manifest is None:
+            raise UserError(f"iteration {i}: training left no checkpoint at {out}")
+        return {
+            "checkpoint": str(out),
+            "base_model": base,
+            "steps": manifest["steps"],
+            "examples": manifest["examples"],
+            "train_loss": manifest["train_loss"],
+            "final_loss": manifest["final_loss"],
+        }
 
     def _eval(self, i: int) -> dict[str, Any]:
         return self.evaluate(str(self.iter_dir(i) / "model"), self.iter_dir(i) / "eval.json")
 
     def evaluate(self, model: str, out: Path) -> dict[str, Any]:
         s = self.settings
-        self.command(["eval", "--model", model, "--source", s.eval_source, "--limit", str(s.eval_limit), "--seed", str(s.eval_seed),
-                      "--max-tokens", str(s.eval_max_tokens), "--out", str(out)])
+        self.command(
+            [
+                "eval",
+                "--model",
+                model,
+                "--source",
+                s.eval_source,
+                "--limit",
+                str(s.eval_limit),
+                "--seed",
+                str(s.eval_seed),
+                "--max-tokens",
+                str(s.eval_max_tokens),
+                "--out",
+                str(out),
+            ]
+        )
         result = json.loads(out.read_text())[0]
         return {k: result[k] for k in ("accuracy", "correct", "graded", "unanswered", "seconds")}
 
@@ -249,7 +315,18 @@ class Loop:
         """One row per iteration: the data M_i built, what curation kept, and the M_{i+1} trained on it."""
         table = Table(title=f"judgeforge loop · {self.settings.method} · {self.out}")
         forced = [self.method.forced_quality_name] if self.method.forced_quality_name else []
-        headers = ("iter", "built by", "rows built", "rows kept", "judge parse fail", self.method.quality_name, *forced, "train loss", "trained", "held-out acc")
+        headers = (
+            "iter",
+            "built by",
+            "rows built",
+            "rows kept",
+            "judge parse fail",
+            self.method.quality_name,
+            *forced,
+            "train loss",
+            "trained",
+            "held-out acc",
+        )
         for name in headers:
             table.add_column(name, justify="left" if name in ("built by", "trained") else "right")
         baseline = self.state.get("baseline") or {}
@@ -258,9 +335,16 @@ class Loop:
             build, curate, train, ev = (r.get(k, {}) for k in STAGES)
             i = r["iteration"]
             table.add_row(
-                str(i), f"M{i}", str(build.get("rows", "")), str(curate.get("rows", "")), _pct(build.get("judge_parse_failure_rate")),
-                _pct(build.get("quality")), *(_pct(build.get("forced_quality")) for _ in forced), f"{train['train_loss']:.4f}" if train else "",
-                f"M{i + 1}", _pct(ev.get("accuracy")),
+                str(i),
+                f"M{i}",
+                str(build.get("rows", "")),
+                str(curate.get("rows", "")),
+                _pct(build.get("judge_parse_failure_rate")),
+                _pct(build.get("quality")),
+                *(_pct(build.get("forced_quality")) for _ in forced),
+                f"{train['train_loss']:.4f}" if train else "",
+                f"M{i + 1}",
+                _pct(ev.get("accuracy")),
             )
         return table
 
@@ -276,15 +360,30 @@ class Loop:
         return lines(labels, {"held-out accuracy": accuracy, self.method.quality_name: quality}, f"{self.settings.method} loop", path)
 
 
-def build_settings(method: str, iterations: int, model: str, source: str, limit: int, seed: int, eval_source: str | None,
-                   eval_limit: int, eval_seed: int, eval_max_tokens: int, spec: str | None, build_args: str, train_args: str) -> LoopSettings:
+def build_settings(
+    method: str,
+    iterations: int,
+    model: str,
+    source: str,
+    limit: int,
+    seed: int,
+    eval_source: str | None,
+    eval_limit: int,
+    eval_seed: int,
+    eval_max_tokens: int,
+    spec: str | None,
+    build_args: str,
+    train_args: str,
+) -> LoopSettings:
     """Check the options and fill the held-out set: the same gym task under another seed, or --eval-source."""
     if eval_source is None:
         if not source.startswith(GYM_PREFIX):
             raise UserError("--eval-source is required when --source is not a gym: task (held-out problems must differ from the training problems)")
         eval_source = source
     if eval_source == source and source.startswith(GYM_PREFIX) and seed <= eval_seed < seed + iterations:
-        raise UserError(f"--eval-seed {eval_seed} is one of the build seeds ({seed}..{seed + iterations - 1}): the held-out problems would be training problems")
+        raise UserError(
+            f"--eval-seed {eval_seed} is one of the build seeds ({seed}..{seed + iterations - 1}): the held-out problems would be training problems"
+        )
     try:
         build, train = shlex.split(build_args), shlex.split(train_args)
     except ValueError as exc:
@@ -295,8 +394,21 @@ def build_settings(method: str, iterations: int, model: str, source: str, limit:
     owned = {"--data", "--model", "--out"} & {a.split("=")[0] for a in train}
     if owned:
         raise UserError(f"--train-args may not set {', '.join(sorted(owned))}: the loop sets them")
-    return LoopSettings(method=method, iterations=iterations, model=model, source=source, limit=limit, seed=seed, eval_source=eval_source,
-                        eval_limit=eval_limit, eval_seed=eval_seed, eval_max_tokens=eval_max_tokens, spec=spec, build_args=build, train_args=train)
+    return LoopSettings(
+        method=method,
+        iterations=iterations,
+        model=model,
+        source=source,
+        limit=limit,
+        seed=seed,
+        eval_source=eval_source,
+        eval_limit=eval_limit,
+        eval_seed=eval_seed,
+        eval_max_tokens=eval_max_tokens,
+        spec=spec,
+        build_args=build,
+        train_args=train,
+    )
 
 
 def _die_with_parent() -> None:
@@ -307,7 +419,3 @@ def _die_with_parent() -> None:
 
 def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.1%}"
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -34,6 +34,7 @@ the two weights (outcome only: ``process_weight=0``).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -45,9 +46,7 @@ Completion = str | list[dict[str, str]]
 RewardFunc = Callable[..., list[float]]
 
 
-def outcome_reward(
-    prompts: Sequence[Any], completions: Sequence[Completion], completion_ids: Sequence[Any] | None = None, **kwargs: Any
-) -> list[float]:
+def outcome_reward(prompts: Sequence[Any], completions: Sequence[Completion], completion_ids: Sequence[Any] | None = None, **kwargs: Any) -> list[float]:
     """1.0 when the answer standing at the end (the last attempt, accepted by its own verification) is correct, else 0.0."""
     rewards = []
     for completion, grade in zip(completions, _graders(len(completions), kwargs), strict=True):
@@ -56,9 +55,7 @@ def outcome_reward(
     return rewards
 
 
-def process_reward(
-    prompts: Sequence[Any], completions: Sequence[Completion], completion_ids: Sequence[Any] | None = None, **kwargs: Any
-) -> list[float]:
+def process_reward(prompts: Sequence[Any], completions: Sequence[Completion], completion_ids: Sequence[Any] | None = None, **kwargs: Any) -> list[float]:
     """Mean over the completion's verifications of 1.0 (verdict matches its attempt's correctness) or 0.0."""
     rewards = []
     for completion, grade in zip(completions, _graders(len(completions), kwargs), strict=True):
@@ -92,10 +89,14 @@ def _graders(n: int, columns: dict[str, Any]) -> list[Callable[[str], bool]]:
     problems, answers = columns.get("problem"), columns.get("answer")
     if problems is not None:
         parsed = [Problem.model_validate_json(p) for p in problems]
-        return [lambda text, p=p: bool(check_answer(p, text)) for p in parsed]
+        return [functools.partial(_solves, p) for p in parsed]
     if answers is not None:
-        return [lambda text, gold=gold: _matches(gold, text) for gold in answers]
+        return [functools.partial(_matches, gold) for gold in answers]
     raise ValueError(f"S2R rewards need an 'answer' (gold answer) or 'problem' column in the dataset; got {sorted(columns)} for {n} completions")
+
+
+def _solves(problem: Problem, text: str) -> bool:
+    return bool(check_answer(problem, text))
 
 
 def _matches(gold: str | None, text: str) -> bool:

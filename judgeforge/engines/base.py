@@ -145,9 +145,7 @@ class Engine(ABC):
                 self.stats.completion_tokens += c.completion_tokens
 
     @abstractmethod
-    def _generate(
-        self, requests: list[Request], params: SamplingParams, progress: ProgressFn | None
-    ) -> list[list[Completion]]: ...
+    def _generate(self, requests: list[Request], params: SamplingParams, progress: ProgressFn | None) -> list[list[Completion]]: ...
 
     def describe(self) -> dict[str, object]:
         """What the manifest records about this engine."""

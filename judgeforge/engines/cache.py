@@ -66,9 +66,7 @@ class CachedEngine(Engine):
     def describe(self) -> dict[str, object]:
         return self.inner.describe()
 
-    def generate(
-        self, requests: Sequence[Request], params: SamplingParams, progress: ProgressFn | None = None
-    ) -> list[list[Completion]]:
+    def generate(self, requests: Sequence[Request], params: SamplingParams, progress: ProgressFn | None = None) -> list[list[Completion]]:
         keys = [request_key(self.inner, r, params) for r in requests]
         found = self.cache.get_many(keys)
         self.stats.cache_hits += sum(1 for k in keys if k in found)
@@ -78,7 +76,5 @@ class CachedEngine(Engine):
         self.cache.put_many({k: c for k, c in computed.items() if all(x.ok for x in c)})
         return [found[k] if k in found else computed[k] for k in keys]
 
-    def _generate(
-        self, requests: list[Request], params: SamplingParams, progress: ProgressFn | None
-    ) -> list[list[Completion]]:
+    def _generate(self, requests: list[Request], params: SamplingParams, progress: ProgressFn | None) -> list[list[Completion]]:
         return self.generate(requests, params, progress)

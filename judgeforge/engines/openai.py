@@ -264,13 +264,9 @@ class OpenAIEngine(Engine):
         self.server_model_error = None if entry is not None else f"GET /models does not list '{served}'"
         return entry
 
-    def _generate(
-        self, requests: list[Request], params: SamplingParams, progress: ProgressFn | None
-    ) -> list[list[Completion]]:
+    def _generate(self, requests: list[Request], params: SamplingParams, progress: ProgressFn | None) -> list[list[Completion]]:
         if self.tokenizer is None and any(r.prefix for r in requests):
-            raise UserError(
-                "the openai engine needs the served model's tokenizer (--tokenizer) to continue an assistant prefix"
-            )
+            raise UserError("the openai engine needs the served model's tokenizer (--tokenizer) to continue an assistant prefix")
         prompts = [render_prompt(self.tokenizer, r.messages, r.prefix) if self.tokenizer is not None else None for r in requests]
         seeds = [r.effective_seed(params) for r in requests]
         slots: list[list[Completion | None]] = [[None] * params.n for _ in requests]
@@ -299,9 +295,7 @@ class OpenAIEngine(Engine):
         progress: ProgressFn | None,
     ) -> None:
         """Run calls concurrently (bounded by the pool); place each answer in its request's sample slots."""
-        futures: dict[Future[list[Completion]], _Call] = {
-            self._pool.submit(self._call, requests[c.request], prompts[c.request], c, params): c for c in calls
-        }
+        futures: dict[Future[list[Completion]], _Call] = {self._pool.submit(self._call, requests[c.request], prompts[c.request], c, params): c for c in calls}
         for future in as_completed(futures):
             call = futures[future]
             completions = future.result()

@@ -78,9 +78,7 @@ class TransformersEngine(Engine):
         text = render_prompt(self.tokenizer, request.messages, request.prefix)
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
-    def _generate(
-        self, requests: list[Request], params: SamplingParams, progress: ProgressFn | None
-    ) -> list[list[Completion]]:
+    def _generate(self, requests: list[Request], params: SamplingParams, progress: ProgressFn | None) -> list[list[Completion]]:
         units: list[list[_Row]] = []  # rows sharing one prompt: prefilled once, then the KV cache is copied
         for r, request in enumerate(requests):
             ids = self.encode(request)
@@ -131,7 +129,7 @@ class TransformersEngine(Engine):
             head = torch.tensor([prompts[0][:shared]], device=self.device)
             self.model(input_ids=head, past_key_values=cache, use_cache=True)
             for layer in cache.layers:
-                layer.batch_select_indices(torch.zeros(len(units), dtype=torch.long, device=self.device))
+                layer.batch_select_indices(torch.zeros(len(units), dtype=torch.long, device=self.device))  # type: ignore[union-attr]
         else:
             shared, prefix_mask = 0, prefix_mask[:, :0]
         width = max(len(p) - shared for p in prompts)
@@ -148,7 +146,7 @@ class TransformersEngine(Engine):
         # Each prompt was prefilled once; give every sample of it its own copy of the KV cache.
         expand = torch.tensor([i for i, unit in enumerate(units) for _ in unit], device=self.device)
         for layer in cache.layers:
-            layer.batch_select_indices(expand)
+            layer.batch_select_indices(expand)  # type: ignore[union-attr]
         logits, mask, positions = out.logits[expand, -1, :].float(), mask[expand], positions[expand, -1:]
         live = [row for unit in units for row in unit]
         stop_window = max((len(s) for s in params.stop), default=0) + 2
@@ -173,7 +171,7 @@ class TransformersEngine(Engine):
             if len(keep) < len(live):
                 index = torch.tensor(keep, device=self.device)
                 for layer in cache.layers:
-                    layer.batch_select_indices(index)
+                    layer.batch_select_indices(index)  # type: ignore[union-attr]
                 mask, next_ids, positions = mask[index], next_ids[index], positions[index]
                 live = [live[i] for i in keep]
             mask = torch.cat([mask, mask.new_ones((len(live), 1))], dim=1)
@@ -210,10 +208,7 @@ class TransformersEngine(Engine):
         for i, row in enumerate(live):
             top: dict[str, float] = {}
             if top_vals is not None and top_idx is not None:
-                top = {
-                    self.tokenizer.decode([int(t)]): float(v)
-                    for t, v in zip(top_idx[i].tolist(), top_vals[i].tolist(), strict=True)
-                }
+                top = {self.tokenizer.decode([int(t)]): float(v) for t, v in zip(top_idx[i].tolist(), top_vals[i].tolist(), strict=True)}
             row.logprobs.append(TokenLogprob(token=self.tokenizer.decode([int(chosen[i])]), logprob=picked[i], top=top))
 
 

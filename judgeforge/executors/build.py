@@ -1,0 +1,120 @@
+"""``run_build``: one build as a library call, from typed options to a finished (or resumed) run dir.
+
+``judgeforge build <builder>``, ``judgeforge score rprm`` and anything else that builds a dataset hand
+:func:`run_build` a :class:`BuildOptions` — the builder's name and its own config, the source, the
+engines per role, where the run goes, the seed, sharding and the cache — and get back the run dir and
+its manifest. Nothing here knows about click: the command line turns its options into a
+:class:`BuildOptions` (:func:`judgeforge.options.build_options`), and a test or a script can build one
+directly.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, ValidationError
+from rich.console import Console
+
+from judgeforge.builders import load_builder
+from judgeforge.engines import Engine, make_engine
+from judgeforge.errors import UserError
+from judgeforge.executors.local import RunOptions, ShardSpec, execute, summary_table
+from judgeforge.runs import Manifest
+from judgeforge.sources import SourceConfig
+
+
+class EngineOptions(BaseModel):
+    """Which engine runs the policy (and the judge, for builders that judge), and how."""
+
+    engine: str = "transformers"
+    model: str = "smollm2"
+    judge_model: str | None = Field(None, description="None: the policy model judges itself (self-rewarding)")
+    base_url: str | None = None
+    tokenizer: str | None = None
+    max_concurrency: int = 8
+    batch_size: int = 32
+    device: str | None = None
+    trust_remote_code: bool = False
+
+
+class BuildOptions(BaseModel):
+    """Everything one build needs: the builder and its config, the inputs, the engines, the run dir."""
+
+    builder: str
+    config: dict[str, Any] = Field(default_factory=dict, description="the builder's own options, checked by its Config")
+    source: SourceConfig
+    engines: EngineOptions = EngineOptions()
+    out: Path = Path("runs")
+    seed: int = 0
+    shard: ShardSpec = ShardSpec()
+    chunk_size: int = 16
+    cache: Path | None = None
+    command: list[str] = Field(default_factory=list, description="the command line recorded in the manifest (redacted there)")
+
+
+@dataclass(frozen=True)
+class Built:
+    """A build's run dir and its manifest."""
+
+    root: Path
+    manifest: Manifest
+
+
+def prepare_out(out: Path) -> None:
+    """Fail early, with one line, when ``--out`` cannot be created or written."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise UserError(f"cannot write to --out '{out}': {exc.strerror or exc}") from exc
+
+
+def make_engines(roles: tuple[str, ...], opts: EngineOptions) -> dict[str, Engine]:
+    """One engine per role the builder needs; the judge shares the policy's engine when it is the same model."""
+    options = {
+        "device": opts.device,
+        "batch_size": opts.batch_size,
+        "trust_remote_code": opts.trust_remote_code,
+        "base_url": opts.base_url,
+        "tokenizer": opts.tokenizer,
+        "max_concurrency": opts.max_concurrency,
+    }
+    policy = make_engine(opts.engine, opts.model, **options)
+    engines = {"policy": policy}
+    if "judge" in roles:
+        same = opts.judge_model is None or opts.judge_model == opts.model
+        engines["judge"] = policy if same else make_engine(opts.engine, opts.judge_model or opts.model, **options)
+    return engines
+
+
+def run_build(opts: BuildOptions, console: Console | None = None) -> Built:
+    """Build (or resume) ``opts.builder``'s run under ``opts.out``; print its progress and end-of-run table."""
+    builder_cls = load_builder(opts.builder)
+    console = console or Console(stderr=True)
+    try:
+        config = builder_cls.Config.model_validate(opts.config)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise UserError(f"{opts.builder}: option '{'.'.join(str(p) for p in err['loc'])}': {err['msg']}") from exc
+    prepare_out(opts.out)
+    items = builder_cls.load_inputs(opts.source)
+    start = time.perf_counter()
+    engines = make_engines(builder_cls.roles, opts.engines)
+    timings = {"load_models_s": round(time.perf_counter() - start, 3)}
+    try:
+        run_opts = RunOptions(out=opts.out, seed=opts.seed, shard=opts.shard, chunk_size=opts.chunk_size, cache=opts.cache, command=opts.command)
+        manifest = execute(builder_cls, config, opts.source, items, engines, run_opts, timings, console)
+    finally:
+        for engine in {id(e): e for e in engines.values()}.values():
+            engine.close()
+    where = opts.out / builder_cls.row_model.kind
+    Console().print(summary_table(builder_cls, manifest, where))
+    if manifest.rows_out == 0:
+        console.print("[yellow]warning:[/] the run produced no rows; see the counters above")
+    return Built(where, manifest)
