@@ -126,8 +126,7 @@ def usage_snippet(manifest: Manifest, kind: Kind, repo_id: str) -> str:
     views = [v for m in kind.trained_by() if isinstance(v := kind.view(m), View)]
     if views:
         view = views[0]
-        trl_module, trainer, config = view.trainer
-        trainer_module, trainer = kind.card.trainer or (trl_module, trainer)
+        trainer_module, trainer, config = view.trainer
         view_module, _, view_name = view.name.partition(":")
         context.update(
             view=view_name,

@@ -89,6 +89,8 @@ class View:
 TRL_SFT = ("trl", "SFTTrainer", "SFTConfig")
 TRL_DPO = ("trl", "DPOTrainer", "DPOConfig")
 TRL_GRPO = ("trl", "GRPOTrainer", "GRPOConfig")
+# TRL's DPOTrainer would append EOS to every completion; step-wise DPO ends only a final step with it.
+STEPWISE_DPO = ("judgeforge.train.stepwise_dpo", "StepwiseDPOTrainer", "DPOConfig")
 
 
 def view(fn: Callable[..., list[Row]], format: str, trainer: tuple[str, str, str], *, needs_tokenizer: bool = False) -> View:  # noqa: A002
@@ -248,7 +250,6 @@ class CardExtras:
     task_categories: tuple[str, ...] = ("text-generation",)
     tags: tuple[str, ...] = ()
     plots: tuple[Plot, ...] = ()
-    trainer: tuple[str, str] | None = None  # (module, class) replacing the view's TRL trainer in the snippet
 
 
 # --- the kind -------------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from judgeforge.schemas.base import BaseRow
 from judgeforge.schemas.kind import (
     DISCARD_NOTE,
     PROCESS_SELF_REWARDING,
-    TRL_DPO,
+    STEPWISE_DPO,
     CardExtras,
     Kind,
     NotTrained,
@@ -192,7 +192,7 @@ KIND = Kind(
     paper=PROCESS_SELF_REWARDING,
     views={
         "sft": NotTrained("step preferences are pairs; the M0 -> M1 SFT data is the ift and eft kinds"),
-        "dpo": view(dpo_view, "stepwise", TRL_DPO, needs_tokenizer=True),
+        "dpo": view(dpo_view, "stepwise", STEPWISE_DPO, needs_tokenizer=True),
         "grpo": NotTrained("the paper trains on step preferences by step-wise DPO, not RL"),
     },
     train_defaults={"dpo": TrainDefaults(5e-7, 1, 32, "Zhang et al. 2025, step-wise DPO: 1 epoch, lr 5e-7, batch 32 (beta not found)")},
@@ -203,6 +203,5 @@ KIND = Kind(
         ("text-generation",),
         ("dpo", "step-wise-dpo", "process-supervision", "self-rewarding", "llm-as-a-judge"),
         PLOTS,
-        ("judgeforge.train.stepwise_dpo", "StepwiseDPOTrainer"),
     ),
 )

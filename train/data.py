@@ -85,6 +85,17 @@ def open_data(paths: Sequence[Path], method: Method) -> list[DataRun]:
     return runs
 
 
+def trainer_class(runs: Sequence[DataRun], method: Method) -> Any:
+    """The trainer class the runs' views declare (one record format, so one trainer), imported."""
+    import importlib
+
+    trainers = {_view(r.kind, method).trainer[:2] for r in runs}
+    if len(trainers) > 1:
+        raise UserError(f"--data mixes kinds whose views need different trainers ({', '.join(sorted(f'{m}.{c}' for m, c in trainers))}); train them separately")
+    ((module, name),) = trainers
+    return getattr(importlib.import_module(module), name)
+
+
 def training_dataset(runs: Sequence[DataRun], method: Method, tokenizer: Any) -> Any:
     """The TRL records of every run, in ``--data`` order, as one ``datasets.Dataset``.
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from judgeforge.train.common import RecipeConfig, TrainContext, drop_too_long, opt, run_recipe
+from judgeforge.train.data import trainer_class
 
 
 @dataclass
@@ -33,12 +34,10 @@ def pair_length(example: dict[str, Any]) -> int:
 
 def train_dpo(cfg: DPORecipe, console: Any = None) -> dict[str, Any]:
     """Preference-tune ``cfg.model`` on the DPO view of ``cfg.data``; returns the training manifest."""
-    from trl import DPOConfig, DPOTrainer
-
-    from judgeforge.train.stepwise_dpo import StepwiseDPOTrainer
+    from trl import DPOConfig
 
     def trainer(ctx: TrainContext) -> Any:
-        cls = StepwiseDPOTrainer if ctx.runs[0].kind == "step_prefs" else DPOTrainer
+        cls = trainer_class(ctx.runs, "dpo")  # the kind's view names it: StepwiseDPOTrainer for step_prefs
         # max_length=None: TRL must not truncate; drop_too_long drops whole pairs instead.
         args = DPOConfig(**ctx.args, beta=cfg.beta, max_length=None)
         built = cls(model=ctx.model, ref_model=ctx.load_model(), args=args, train_dataset=ctx.dataset, processing_class=ctx.tokenizer)
