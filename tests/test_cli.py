@@ -97,3 +97,12 @@ def test_unwritable_out(tmp_path: Path) -> None:
 def test_bad_shard(out: Path) -> None:
     assert "--shard '3/2'" in _fail(["--shard", "3/2", "--limit", "1", "--out", str(out)])
     _nothing_written(out)
+
+
+def test_role_options_say_what_inheriting_means() -> None:
+    command = main.commands["build"].get_command(None, "step-prefs")  # type: ignore[attr-defined]
+    helps = {param.opts[0]: param.help or "" for param in command.params}
+    assert "shares the policy's engine (one model, loaded once)" in helps["--judge-engine"]
+    assert "--judge-base-url alone implies --judge-engine openai" in helps["--judge-engine"]
+    assert helps["--judge-dtype"].endswith("[default: the policy's --dtype]") and helps["--judge-model"].endswith("[default: the policy's --model]")
+    assert "or openai when --base-url is given" in helps["--engine"] and "repeatable, VALUE read as YAML" in helps["--vllm-arg"]

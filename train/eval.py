@@ -4,7 +4,9 @@ The model solves each problem greedily in the same step-by-step format the build
 prompt, the assistant turn opened with ``Step 1:``), in one batched engine call; the answer is checked
 by the problem's own checker (reasoning-gym's scorer for ``gym:`` tasks, math-verify otherwise).
 ``judgeforge eval`` prints one row per model and, with ``--plot``, draws accuracy across the models in
-the order given (M1, M2, ... of a loop) with :func:`judgeforge.plots.lines`.
+the order given (M1, M2, ... of a loop) with :func:`judgeforge.plots.lines`. The model runs on the engine
+its :class:`~judgeforge.engines.EngineSpec` names (the policy options of ``judgeforge build``), and the
+result records that spec, credentials masked.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from judgeforge.engines import EngineSpec
 from judgeforge.sources import SourceConfig
 
 
@@ -29,6 +32,7 @@ class EvalResult(BaseModel):
 
     model: str
     weights_hash: str
+    engine: dict[str, Any]
     source: dict[str, Any]
     problems: int
     graded: int
@@ -40,28 +44,22 @@ class EvalResult(BaseModel):
     results: list[ProblemResult]
 
 
-def evaluate(
-    model: str,
-    source: SourceConfig,
-    max_tokens: int = 256,
-    engine_options: dict[str, Any] | None = None,
-    engine_kind: str = "transformers",
-    console: Any = None,
-) -> EvalResult:
-    """Greedy final-answer accuracy of ``model`` on the problems of ``source``."""
+def evaluate(spec: EngineSpec, source: SourceConfig, max_tokens: int = 256, console: Any = None) -> EvalResult:
+    """Greedy final-answer accuracy of the model ``spec`` runs on the problems of ``source``."""
     from rich.console import Console
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from judgeforge.engines import make_engine
     from judgeforge.engines.base import SamplingParams
     from judgeforge.formats.steps import next_step_request
+    from judgeforge.runs import redact_urls
     from judgeforge.sources import load_problems
     from judgeforge.verify import check_answer, extract_answer
 
     console = console or Console(stderr=True)
     problems = load_problems(source)
     clock = time.perf_counter()
-    engine = make_engine(engine_kind, model, **(engine_options or {}))
+    engine = make_engine(spec)
     try:
         requests = [next_step_request(p.question, [], seed=0) for p in problems]
         params = SamplingParams(n=1, temperature=0.0, max_tokens=max_tokens)
@@ -73,7 +71,7 @@ def evaluate(
             console=console,
             transient=True,
         ) as progress:
-            task = progress.add_task(f"{model} on {len(problems)} problems", total=None)
+            task = progress.add_task(f"{spec.model} on {len(problems)} problems", total=None)
             outputs = engine.generate(requests, params, progress=lambda n: progress.advance(task, n))
         weights_hash = engine.weights_hash
     finally:
@@ -86,8 +84,9 @@ def evaluate(
     graded = [r for r in results if r.correct is not None]
     right = sum(bool(r.correct) for r in graded)
     return EvalResult(
-        model=model,
+        model=spec.model,
         weights_hash=weights_hash,
+        engine=redact_urls(spec.model_dump(mode="json")),
         source=source.model_dump(mode="json"),
         problems=len(results),
         graded=len(graded),

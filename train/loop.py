@@ -10,6 +10,12 @@ command of every run is the real one, and memory goes back to the system between
    judgments (self-taught: "the seed model is fine-tuned on the correct judgments" each iteration);
 4. **eval** — greedy final-answer accuracy of M_{i+1} on held-out problems (M1 is evaluated once first).
 
+The engine options (``--engine``, ``--dtype``, ``--judge-engine``, ``--judge-base-url``...) go to every
+build and eval: the stage commands carry them as options that parse back into the same specs
+(:meth:`judgeforge.options.EngineChoices.argv`). M_i replaces the model of the role it plays (the
+policy for self-rewarding, whose judge follows it unless ``--judge-model`` fixes one; the judge for
+self-taught); the other roles keep theirs, so a fixed judge can be a larger model on a server.
+
 Everything of iteration i lives under ``OUT/iter-<i>/`` (``build/``, ``curated/``, ``model/``,
 ``eval.json``). ``OUT/loop.json`` records the settings and, per iteration, rows built, rows kept, the
 judge's parse-failure rate, the builder's own quality signal (final-answer accuracy of the step search;
@@ -42,8 +48,10 @@ from judgeforge.builders.base import Stat
 from judgeforge.builders.self_taught import SelfTaughtStats
 from judgeforge.builders.step_prefs import StepPrefsStats
 from judgeforge.errors import UserError
+from judgeforge.executors.build import POLICY
 from judgeforge.files import utc_now, write_json
-from judgeforge.runs import open_run
+from judgeforge.options import EngineChoices, engine_flags, spec_argv
+from judgeforge.runs import open_run, redact, redact_urls
 from judgeforge.sources import GYM_PREFIX
 from judgeforge.train.common import finished_checkpoint
 
@@ -59,12 +67,15 @@ def _rate(stats: dict[str, float], numerator: tuple[Stat, ...], denominator: Sta
 class LoopMethod:
     """How one self-improvement method maps onto builders, kinds and recipes.
 
-    ``quality`` is the builder's quality signal from its stats; ``forced_quality`` (where the builder
-    forces verdicts it judges by) the same signal on forced verdicts, kept apart from it.
+    ``role`` is the engine role M_i plays in the iteration's build (and the role whose engine evaluates
+    it): its model is replaced by M_i, every other role keeps its own. ``quality`` is the builder's
+    quality signal from its stats; ``forced_quality`` (where the builder forces verdicts it judges by)
+    the same signal on forced verdicts, kept apart from it.
     """
 
     builder: str
     builder_options: Callable[[int], list[str]]
+    role: str
     kind: str
     recipe: Literal["sft", "dpo"]
     train_from_seed: bool
@@ -88,6 +99,7 @@ METHODS: dict[str, LoopMethod] = {
     "self-rewarding": LoopMethod(
         builder="step-prefs",
         builder_options=lambda i: [],
+        role=POLICY,
         kind="step_prefs",
         recipe="dpo",
         train_from_seed=False,
@@ -106,6 +118,7 @@ METHODS: dict[str, LoopMethod] = {
     "self-taught": LoopMethod(
         builder="self-taught",
         builder_options=lambda i: ["--iteration", str(i)],
+        role="judge",
         kind="ste_judgments",
         recipe="sft",
         train_from_seed=True,
@@ -125,11 +138,14 @@ METHODS: dict[str, LoopMethod] = {
 
 
 class LoopSettings(BaseModel):
-    """Everything that decides a loop's results; a re-run must match it to resume."""
+    """Everything that decides a loop's results; a re-run must match it to resume.
+
+    ``engines`` are the engine options every build and eval gets; ``engines.policy.model`` is M1.
+    """
 
     method: Literal["self-rewarding", "self-taught"]
     iterations: int
-    model: str
+    engines: EngineChoices
     source: str
     limit: int
     seed: int
@@ -141,8 +157,18 @@ class LoopSettings(BaseModel):
     build_args: list[str]
     train_args: list[str]
 
+    @property
+    def model(self) -> str:
+        """M1, the model the loop starts from."""
+        return self.engines.policy.model
+
+    def record(self) -> dict[str, Any]:
+        """The settings as ``loop.json`` keeps them: credentials in URLs masked."""
+        recorded: dict[str, Any] = redact_urls(self.model_dump(mode="json"))
+        return recorded
+
     def fingerprint(self) -> str:
-        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]
+        return hashlib.sha256(json.dumps(self.record(), sort_keys=True).encode()).hexdigest()[:16]
 
 
 class Loop:
@@ -157,7 +183,7 @@ class Loop:
         self.state = self._open()
 
     def _open(self) -> dict[str, Any]:
-        settings = self.settings.model_dump(mode="json")
+        settings = self.settings.record()
         if self.state_path.exists():
             state = json.loads(self.state_path.read_text())
             if state.get("fingerprint") != self.settings.fingerprint():
@@ -188,6 +214,10 @@ class Loop:
         """M_i: the starting model for i = 1, else the checkpoint iteration i - 1 trained."""
         return self.settings.model if i == 1 else str(self.iter_dir(i - 1) / "model")
 
+    def engines_for(self, model: str) -> EngineChoices:
+        """The engine options of a stage run with ``model`` as M_i: the method's role gets it, the others keep theirs."""
+        return self.settings.engines.with_model(self.method.role, model)
+
     # --- stages -----------------------------------------------------------------------------------
 
     def run(self) -> dict[str, Any]:
@@ -217,28 +247,30 @@ class Loop:
         self.state["iterations"].append(record)
         return record
 
-    def _build(self, i: int) -> dict[str, Any]:
+    def build_argv(self, i: int) -> list[str]:
+        """Iteration ``i``'s build command (after ``judgeforge``)."""
         s, m = self.settings, self.method
-        models = ["--model", s.model, "--judge-model", self.model_in(i)] if m.train_from_seed else ["--model", self.model_in(i)]
-        out = self.iter_dir(i) / "build"
         # Iteration i draws new problems where the source allows it (reasoning-gym: one dataset per seed).
-        self.command(
-            [
-                "build",
-                m.builder,
-                *models,
-                "--source",
-                s.source,
-                "--limit",
-                str(s.limit),
-                "--seed",
-                str(s.seed + i - 1),
-                "--out",
-                str(out),
-                *m.builder_options(i),
-                *s.build_args,
-            ]
-        )
+        return [
+            "build",
+            m.builder,
+            *self.engines_for(self.model_in(i)).argv(),
+            "--source",
+            s.source,
+            "--limit",
+            str(s.limit),
+            "--seed",
+            str(s.seed + i - 1),
+            "--out",
+            str(self.iter_dir(i) / "build"),
+            *m.builder_options(i),
+            *s.build_args,
+        ]
+
+    def _build(self, i: int) -> dict[str, Any]:
+        m = self.method
+        out = self.iter_dir(i) / "build"
+        self.command(self.build_argv(i))
         manifest = open_run(out / m.kind, m.kind).require_manifest()
         if not manifest.rows_out:
             raise UserError(f"iteration {i}: the build produced no rows (its counters are above); nothing to train on: {m.empty_build_hint}")
@@ -279,31 +311,34 @@ class Loop:
     def _eval(self, i: int) -> dict[str, Any]:
         return self.evaluate(str(self.iter_dir(i) / "model"), self.iter_dir(i) / "eval.json")
 
-    def evaluate(self, model: str, out: Path) -> dict[str, Any]:
+    def eval_argv(self, model: str, out: Path) -> list[str]:
+        """The eval command (after ``judgeforge``) of ``model``, on the engine of the role M_i plays."""
         s = self.settings
-        self.command(
-            [
-                "eval",
-                "--model",
-                model,
-                "--source",
-                s.eval_source,
-                "--limit",
-                str(s.eval_limit),
-                "--seed",
-                str(s.eval_seed),
-                "--max-tokens",
-                str(s.eval_max_tokens),
-                "--out",
-                str(out),
-            ]
-        )
+        return [
+            "eval",
+            "--model",
+            model,
+            *spec_argv(self.engines_for(model).spec(self.method.role), skip=("model",)),
+            "--source",
+            s.eval_source,
+            "--limit",
+            str(s.eval_limit),
+            "--seed",
+            str(s.eval_seed),
+            "--max-tokens",
+            str(s.eval_max_tokens),
+            "--out",
+            str(out),
+        ]
+
+    def evaluate(self, model: str, out: Path) -> dict[str, Any]:
+        self.command(self.eval_argv(model, out))
         result = json.loads(out.read_text())[0]
         return {k: result[k] for k in ("accuracy", "correct", "graded", "unanswered", "seconds")}
 
     def command(self, args: list[str]) -> None:
         """Run one ``judgeforge`` command as a child that dies with the loop; fail the loop if it fails."""
-        shown = shlex.join(["judgeforge", *args])
+        shown = shlex.join(redact(["judgeforge", *args]))
         self.console.print(f"[dim]$ {shown}[/]")
         code = subprocess.call([sys.executable, "-m", "judgeforge.cli", *args], preexec_fn=_die_with_parent)
         if code != 0:
@@ -363,7 +398,7 @@ class Loop:
 def build_settings(
     method: str,
     iterations: int,
-    model: str,
+    engines: EngineChoices,
     source: str,
     limit: int,
     seed: int,
@@ -384,11 +419,13 @@ def build_settings(
         raise UserError(
             f"--eval-seed {eval_seed} is one of the build seeds ({seed}..{seed + iterations - 1}): the held-out problems would be training problems"
         )
+    _check_roles(METHODS[method], method, engines)
     try:
         build, train = shlex.split(build_args), shlex.split(train_args)
     except ValueError as exc:
         raise UserError(f"--build-args/--train-args: {exc}") from exc
-    owned = {"--model", "--judge-model", "--source", "--limit", "--seed", "--out", "--iteration"} & {a.split("=")[0] for a in build}
+    loop_set = {"--model", "--source", "--limit", "--seed", "--out", "--iteration"} | engine_flags((POLICY, *engines.roles))
+    owned = loop_set & {a.split("=")[0] for a in build}
     if owned:
         raise UserError(f"--build-args may not set {', '.join(sorted(owned))}: the loop sets them")
     owned = {"--data", "--model", "--out"} & {a.split("=")[0] for a in train}
@@ -397,7 +434,7 @@ def build_settings(
     return LoopSettings(
         method=method,
         iterations=iterations,
-        model=model,
+        engines=engines,
         source=source,
         limit=limit,
         seed=seed,
@@ -409,6 +446,22 @@ def build_settings(
         build_args=build,
         train_args=train,
     )
+
+
+def _check_roles(method: LoopMethod, name: str, engines: EngineChoices) -> None:
+    """M_i is a new local checkpoint each iteration: a role that runs it cannot be a served model, nor fixed by --<role>-model."""
+    if method.role != POLICY and "model" in engines.roles.get(method.role, {}):
+        raise UserError(f"--{method.role}-model: --method {name} trains the {method.role}, so M_i is the {method.role} of every iteration")
+    moving = "<M_i>"
+    choices = engines.with_model(method.role, moving)
+    for role in (POLICY, *choices.roles):
+        spec = choices.spec(role)
+        if spec.model == moving and spec.engine == "openai":
+            flag = "--engine" if role == POLICY else f"--{role}-engine"
+            fixed = "" if role == method.role else f" (or fix the {role} with --{role}-model, e.g. a served judge)"
+            raise UserError(
+                f"--method {name}: the {role} runs M_i, a new local checkpoint each iteration, so it cannot use {flag} openai; use transformers or vllm{fixed}"
+            )
 
 
 def _die_with_parent() -> None:

@@ -1,43 +1,80 @@
-"""Generation backends behind one contract (see :mod:`judgeforge.engines.base`), and their factory."""
+"""Generation backends behind one contract (see :mod:`judgeforge.engines.base`), and their factory.
+
+An :class:`EngineSpec` says which backend runs one role (the policy, the judge...) and how; a builder
+gets one engine per role it declares, so the policy can sample on local vLLM while the judge is a
+larger model behind an OpenAI-compatible server. :func:`make_engine` is the only place that turns a
+spec into a live engine.
+"""
 
 from __future__ import annotations
 
 from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from judgeforge.engines.base import Completion, Engine, EngineStats, Request, SamplingParams, TokenLogprob
 from judgeforge.errors import UserError
 
 EngineKind = Literal["transformers", "vllm", "openai"]
 ENGINE_KINDS: tuple[str, ...] = ("transformers", "vllm", "openai")
+DType = Literal["auto", "float32", "bfloat16"]
+DTYPES: tuple[str, ...] = ("auto", "float32", "bfloat16")
 
 
-def make_engine(kind: str, model: str, **options: Any) -> Engine:
-    """Build an engine for ``model`` (``smollm2``, a checkpoint path or Hub id; for openai the served name).
+class EngineSpec(BaseModel):
+    """One role's engine: the backend, the model, and the options of that backend.
 
-    Options: ``device``, ``batch_size``, ``trust_remote_code`` (transformers, vllm); ``base_url``,
-    ``tokenizer``, ``max_concurrency`` (openai); ``gpu_memory_utilization`` (vllm).
+    Options a backend does not use are ignored by it (``base_url`` means nothing to transformers).
     """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    engine: EngineKind = Field("transformers", description="generation backend: transformers or vllm (in-process), openai (a server at --base-url)")
+    model: str = Field("smollm2", description="'smollm2', a local checkpoint, a Hub id, or (openai) the served model name")
+    base_url: str | None = Field(None, description="openai: the server's URL, e.g. http://127.0.0.1:8000/v1")
+    tokenizer: str | None = Field(None, description="openai: tokenizer/chat template (default: the model)")
+    max_concurrency: int = Field(8, ge=1, description="openai: requests in flight")
+    batch_size: int = Field(32, ge=1, description="transformers: sequences decoded together")
+    device: str | None = Field(None, description="transformers: cuda if available, else cpu")
+    dtype: DType = Field("auto", description="transformers and vllm: auto = bfloat16 on GPU or a CPU with native bf16 matmul, else float32")
+    trust_remote_code: bool = Field(False, description="allow custom model code from the checkpoint")
+    vllm_args: dict[str, Any] = Field(default_factory=dict, description="vllm: extra vllm.LLM engine arguments, passed through")
+
+
+def make_engine(spec: EngineSpec) -> Engine:
+    """Build the engine ``spec`` describes."""
     from judgeforge.models import load_tokenizer, resolve_model
 
-    trust = bool(options.get("trust_remote_code", False))
-    if kind == "transformers":
+    if spec.engine == "transformers":
         from judgeforge.engines.transformers import TransformersEngine
 
-        return TransformersEngine(resolve_model(model), device=options.get("device"), batch_size=options.get("batch_size", 32), trust_remote_code=trust)
-    if kind == "vllm":
+        return TransformersEngine(
+            resolve_model(spec.model), device=spec.device, batch_size=spec.batch_size, dtype=spec.dtype, trust_remote_code=spec.trust_remote_code
+        )
+    if spec.engine == "vllm":
         from judgeforge.engines.vllm import VLLMEngine
 
-        return VLLMEngine(resolve_model(model), trust_remote_code=trust, gpu_memory_utilization=options.get("gpu_memory_utilization", 0.85))
-    if kind == "openai":
+        return VLLMEngine(resolve_model(spec.model), dtype=spec.dtype, trust_remote_code=spec.trust_remote_code, **spec.vllm_args)
+    if spec.engine == "openai":
         from judgeforge.engines.openai import OpenAIEngine
 
-        base_url = options.get("base_url")
-        if not base_url:
+        if not spec.base_url:
             raise UserError("--engine openai needs --base-url (e.g. http://127.0.0.1:8000/v1)")
-        tokenizer_spec = options.get("tokenizer") or model
-        tokenizer = load_tokenizer(resolve_model(tokenizer_spec), trust)
-        return OpenAIEngine(base_url=base_url, model=model, tokenizer=tokenizer, max_concurrency=options.get("max_concurrency", 8))
-    raise UserError(f"unknown engine '{kind}': choose one of {', '.join(ENGINE_KINDS)}")
+        tokenizer = load_tokenizer(resolve_model(spec.tokenizer or spec.model), spec.trust_remote_code)
+        return OpenAIEngine(base_url=spec.base_url, model=spec.model, tokenizer=tokenizer, max_concurrency=spec.max_concurrency)
+    raise UserError(f"unknown engine '{spec.engine}': choose one of {', '.join(ENGINE_KINDS)}")
 
 
-__all__ = ["ENGINE_KINDS", "Completion", "Engine", "EngineStats", "Request", "SamplingParams", "TokenLogprob", "make_engine"]
+__all__ = [
+    "DTYPES",
+    "ENGINE_KINDS",
+    "Completion",
+    "DType",
+    "Engine",
+    "EngineSpec",
+    "EngineStats",
+    "Request",
+    "SamplingParams",
+    "TokenLogprob",
+    "make_engine",
+]

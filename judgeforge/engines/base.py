@@ -107,16 +107,19 @@ class Engine(ABC):
     """A text generator. Subclasses implement :meth:`_generate`; this class keeps the counters.
 
     ``weights_hash`` identifies the weights and ``tokenizer_hash`` the tokenizer and chat template that
-    turn a request into the model's tokens (:func:`judgeforge.models.hash_tokenizer`); both are part of
-    every request-cache key.
+    turn a request into the model's tokens (:func:`judgeforge.models.hash_tokenizer`); ``numerics`` is
+    the floating-point format the engine computes in (``float32``, ``bfloat16``; empty for an engine that
+    does not choose it, like a remote server): the same weights in another format sample other tokens.
+    All three are part of every request-cache key.
     """
 
     name: str = "engine"
 
-    def __init__(self, model_id: str, weights_hash: str, tokenizer_hash: str = NO_TOKENIZER) -> None:
+    def __init__(self, model_id: str, weights_hash: str, tokenizer_hash: str = NO_TOKENIZER, numerics: str = "") -> None:
         self.model_id = model_id
         self.weights_hash = weights_hash
         self.tokenizer_hash = tokenizer_hash
+        self.numerics = numerics
         self.stats = EngineStats()
 
     def generate(
@@ -149,18 +152,22 @@ class Engine(ABC):
 
     def describe(self) -> dict[str, object]:
         """What the manifest records about this engine."""
-        return {"engine": self.name, "model": self.model_id, "weights_hash": self.weights_hash, "tokenizer_hash": self.tokenizer_hash}
+        described: dict[str, object] = {"engine": self.name, "model": self.model_id, "weights_hash": self.weights_hash, "tokenizer_hash": self.tokenizer_hash}
+        if self.numerics:
+            described["dtype"] = self.numerics
+        return described
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release servers, GPU memory or sockets; the default has nothing to release."""
 
 
 def request_key(engine: Engine, request: Request, params: SamplingParams) -> str:
-    """The request-cache key: engine, model weights, tokenizer and chat template, exact prompt, sampling params and seed."""
+    """The request-cache key: engine, model weights, tokenizer and chat template, numerics, exact prompt, sampling params and seed."""
     payload = {
         "engine": engine.name,
         "weights": engine.weights_hash,
         "tokenizer": engine.tokenizer_hash,
+        "numerics": engine.numerics,
         "messages": list(request.messages),
         "prefix": request.prefix,
         "seed": request.effective_seed(params),

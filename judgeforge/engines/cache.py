@@ -3,8 +3,8 @@
 A build that is killed mid-shard, or re-run after a later stage's prompt changed, must only recompute
 the requests that actually changed. The cache lives in the run dir (SQLite: one transaction per engine
 call, so a SIGKILL leaves either the whole call or none of it) and is keyed by engine, model weights
-hash, tokenizer/chat-template hash, exact prompt, sampling params and seed
-(:func:`judgeforge.engines.base.request_key`). Failed requests are never cached, so a later run retries
+hash, tokenizer/chat-template hash, numerics (float32, bfloat16), exact prompt, sampling params and
+seed (:func:`judgeforge.engines.base.request_key`). Failed requests are never cached, so a later run retries
 them. The key is only as good as the engine's identity: a remote server is known by what it reports
 about its model (see :mod:`judgeforge.engines.openai`), so weights swapped behind identical metadata
 go unnoticed.
@@ -56,7 +56,7 @@ class CachedEngine(Engine):
     """Wraps an engine: answers from the cache where it can, asks the engine for the rest in one call."""
 
     def __init__(self, inner: Engine, cache: RequestCache) -> None:
-        super().__init__(inner.model_id, inner.weights_hash, inner.tokenizer_hash)
+        super().__init__(inner.model_id, inner.weights_hash, inner.tokenizer_hash, inner.numerics)
         self.inner = inner
         self.cache = cache
         self.name = inner.name

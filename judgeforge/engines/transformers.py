@@ -1,20 +1,41 @@
 """In-process generation with transformers: the default engine, on CPU or one GPU.
 
-``model.generate`` samples a whole batch from one global random stream, so a request's output would
-depend on which other requests shared its batch — fatal for resumable, shardable builds. This engine
-runs its own decoding loop instead: every (request, sample) row owns a seeded ``torch.Generator``, so a
-row's sample does not depend on its batch-mates. The loop also buckets prompts by length (little
-padding), drops finished rows from the KV cache as soon as they hit EOS, a stop string or their token
-budget (step-wise search stops early and unevenly), and returns per-token log-probabilities on request.
+``model.generate`` samples a whole batch from one global random stream and computes every row with its
+batch-mates' padding, so a request's output would depend on which other requests shared its batch —
+fatal for resumable, shardable builds. This engine runs its own decoding loop instead, laid out so that
+a row's tokens are a function of its own prompt and seed:
+
+- every (request, sample) row owns a seeded ``torch.Generator`` and is sampled with row-wise ops;
+- every prompt is prefilled on its own, in blocks of :data:`_BLOCK` tokens counted from its start, so
+  its KV cache is computed the same way whatever else the call holds; prompts that start alike (same
+  instructions, same problem) reuse the whole blocks they share, and the samples of one prompt share
+  its prefill;
+- while decoding, a row's KV cache sits at positions ``0..length`` of its own slot (nothing to its left)
+  and attention spans a multiple of :data:`_SPAN` positions, masked past the row's length, so neither a
+  batch-mate's length nor the padding changes the order of the row's arithmetic.
+
+In float32 this only removes noise (batching changes logits by ~1e-5 and almost never a token). In
+bfloat16 it is what makes samples batch-invariant at all: bf16 rounding turns any change in the order of
+operations into other tokens (measured on SmolLM2: prefilling a prompt in two parts, or left-padding
+it, changes most logits by up to 0.75, and a sample alone differs from the same sample in a batch).
+What the loop cannot control is the matmul kernel: on CPU, oneDNN's bf16 matmul gives a row the same
+result for up to 32 rows per call, so keep ``batch_size`` at most 32 in bf16 (the default is 32).
+
+Rows are decoded with continuous batching: when a row finishes (EOS, a stop string, its token budget)
+its slot is refilled from the requests still waiting, so the batch stays full — step-wise search stops
+early and unevenly. Per-token log-probabilities on request.
 """
 
 from __future__ import annotations
 
+import inspect
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from transformers.cache_utils import Cache, CacheLayerMixin, DynamicCache
 
 from judgeforge.chat import render_prompt
 from judgeforge.engines.base import (
@@ -28,9 +49,24 @@ from judgeforge.engines.base import (
     derive_seed,
     truncate_at_stop,
 )
+from judgeforge.engines.hardware import resolve_dtype
 from judgeforge.models import ModelRef, hash_tokenizer, load_causal_lm, load_tokenizer
 
-_MIN_SHARED_PREFIX = 16
+_BLOCK = 64
+"""Prompts are prefilled in blocks of this many tokens counted from their start; whole blocks are shared."""
+
+_SPAN = 64
+"""Decoding attends over a multiple of this many cache positions (a multiple of every SIMD width)."""
+
+_NUCLEUS_CANDIDATES = 256
+"""top-p looks for the nucleus among this many most likely tokens, and sorts the vocabulary only when it is larger."""
+
+KV = list[tuple[torch.Tensor, torch.Tensor]]
+"""A KV cache: (keys, values) per layer, each ``[batch, kv_heads, positions, head_dim]``."""
+
+
+def _round_up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
 
 
 @dataclass
@@ -46,8 +82,127 @@ class _Row:
     finish: FinishReason | None = None
 
 
+@dataclass
+class _Prompt:
+    """A prefilled prompt: its ids, its KV cache (batch 1) and the logits of its first generated token."""
+
+    ids: list[int]
+    kv: KV
+    logits: torch.Tensor
+
+
+class _SlotLayer(CacheLayerMixin):
+    """One layer's KV cache for the decode batch (see :class:`_Batch`): the model's hook into it."""
+
+    def __init__(self, batch: _Batch, keys: torch.Tensor, values: torch.Tensor) -> None:
+        super().__init__()
+        self.batch = batch
+        self.keys, self.values = keys, values
+        self.is_initialized = True
+
+    def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
+        raise RuntimeError("the decode cache is allocated by its batch, never lazily")
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """Write each row's new key and value at that row's own length; return the span every live row attends over."""
+        assert self.keys is not None and self.values is not None
+        rows, at, live, span = self.batch.rows, self.batch.positions, self.batch.live, self.batch.span
+        self.keys[rows, :, at] = key_states[:, :, 0]
+        self.values[rows, :, at] = value_states[:, :, 0]
+        return self.keys[:live, :, :span], self.values[:live, :, :span]
+
+    def get_seq_length(self) -> int:
+        return self.batch.span - 1
+
+    def get_mask_sizes(self, *args: Any, **kwargs: Any) -> tuple[int, int]:
+        return self.batch.span, 0
+
+    def get_max_length(self) -> int:
+        return -1
+
+
+class _Batch:
+    """The KV cache of the rows being decoded: one slot per row, the row's cache at positions ``0..length``.
+
+    Slots ``0..live`` are in use; a finished row's slot is filled by moving a later row into it, and new
+    rows are placed after the last live slot. Capacity (positions per slot) grows on demand.
+    """
+
+    def __init__(self, like: KV, slots: int, device: str) -> None:
+        self.device = device
+        self.live = 0
+        self.lengths: list[int] = []
+        self.span = 0
+        self.capacity = 0
+        self.rows = torch.zeros(0, dtype=torch.long, device=device)
+        self.positions = torch.zeros(0, dtype=torch.long, device=device)
+        self.layers = [_SlotLayer(self, k.new_zeros((slots, k.shape[1], 0, k.shape[3])), v.new_zeros((slots, v.shape[1], 0, v.shape[3]))) for k, v in like]
+        self.cache = Cache(layers=list(self.layers))
+
+    def _reserve(self, positions: int) -> None:
+        if positions <= self.capacity:
+            return
+        capacity = _round_up(positions, _SPAN) + 4 * _SPAN  # room for a few hundred more tokens before the next copy
+        for layer in self.layers:
+            assert layer.keys is not None and layer.values is not None
+            keys, values = layer.keys, layer.values
+            layer.keys = keys.new_zeros((keys.shape[0], keys.shape[1], capacity, keys.shape[3]))
+            layer.values = values.new_zeros((values.shape[0], values.shape[1], capacity, values.shape[3]))
+            layer.keys[:, :, : self.capacity] = keys
+            layer.values[:, :, : self.capacity] = values
+        self.capacity = capacity
+
+    def admit(self, prompt: _Prompt, count: int) -> None:
+        """Give ``count`` new rows the prompt's KV cache, in the slots after the last live one."""
+        length = len(prompt.ids)
+        self._reserve(length + 1)
+        for layer, (keys, values) in zip(self.layers, prompt.kv, strict=True):
+            assert layer.keys is not None and layer.values is not None
+            layer.keys[self.live : self.live + count, :, :length] = keys
+            layer.values[self.live : self.live + count, :, :length] = values
+        self.lengths.extend([length] * count)
+        self.live += count
+
+    def remove(self, finished: Sequence[int]) -> list[int]:
+        """Free the slots of ``finished`` rows; return which old slot each remaining slot now holds."""
+        dead = set(finished)
+        keep = self.live - len(dead)
+        holes = sorted(i for i in dead if i < keep)
+        movers = [i for i in range(keep, self.live) if i not in dead]
+        if holes:
+            into = torch.tensor(holes, device=self.device)
+            source = torch.tensor(movers, device=self.device)
+            for layer in self.layers:
+                assert layer.keys is not None and layer.values is not None
+                layer.keys[into] = layer.keys[source]
+                layer.values[into] = layer.values[source]
+        order = list(range(self.live))
+        for hole, mover in zip(holes, movers, strict=True):
+            order[hole] = mover
+        order = order[:keep]
+        self.lengths = [self.lengths[i] for i in order]
+        self.live = keep
+        return order
+
+    def prepare_step(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Set up one decode step: the live rows' positions and which cache positions each row attends."""
+        self.span = _round_up(max(self.lengths) + 1, _SPAN)
+        self._reserve(self.span)
+        self.rows = torch.arange(self.live, device=self.device)
+        self.positions = torch.tensor(self.lengths, device=self.device)
+        visible = torch.arange(self.span, device=self.device).unsqueeze(0) <= self.positions.unsqueeze(1)
+        return self.positions, visible
+
+    def advance(self) -> None:
+        self.lengths = [n + 1 for n in self.lengths]
+
+
 class TransformersEngine(Engine):
-    """Batched sampling with per-row seeds, stop strings, assistant-prefix continuation and logprobs."""
+    """Batched sampling with per-row seeds, stop strings, assistant-prefix continuation and logprobs.
+
+    ``dtype`` is ``auto``, ``float32`` or ``bfloat16`` (:func:`judgeforge.engines.hardware.resolve_dtype`);
+    the weights are loaded in it and the sampling math always runs in float32.
+    """
 
     name = "transformers"
 
@@ -56,20 +211,27 @@ class TransformersEngine(Engine):
         ref: ModelRef,
         device: str | None = None,
         batch_size: int = 32,
+        dtype: str = "auto",
         trust_remote_code: bool = False,
         model: Any | None = None,
         tokenizer: Any | None = None,
     ) -> None:
         tokenizer = tokenizer or load_tokenizer(ref, trust_remote_code)
-        super().__init__(ref.model_id, ref.weights_hash, hash_tokenizer(tokenizer))
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.dtype = resolve_dtype(dtype, device)
+        super().__init__(ref.model_id, ref.weights_hash, hash_tokenizer(tokenizer), numerics=self.dtype)
+        self.device = device
         self.batch_size = batch_size
         self.tokenizer = tokenizer
-        self.model = model or load_causal_lm(ref, self.device, trust_remote_code=trust_remote_code)
+        self.model = model or load_causal_lm(ref, self.device, self.dtype, trust_remote_code=trust_remote_code)
         eos = self.model.generation_config.eos_token_id
         eos_ids = eos if isinstance(eos, list) else [eos]
         self.eos_ids = {int(i) for i in eos_ids if i is not None} | {int(self.tokenizer.eos_token_id)}
         self.pad_id = int(self.tokenizer.pad_token_id)
+        forward = inspect.signature(self.model.forward).parameters if callable(getattr(self.model, "forward", None)) else {}
+        # transformers 5.20 renamed ``past_key_values`` to ``cache``; the vLLM environment pins an older one.
+        self._cache_arg = "cache" if "cache" in forward else "past_key_values"
+        self._last_logits_only = {"logits_to_keep": 1} if "logits_to_keep" in forward else {}
 
     def describe(self) -> dict[str, object]:
         return {**super().describe(), "device": self.device, "batch_size": self.batch_size}
@@ -85,18 +247,10 @@ class TransformersEngine(Engine):
             base = request.effective_seed(params)
             rows = [_Row(r, s, ids, torch.Generator(device="cpu").manual_seed(derive_seed(base, s))) for s in range(params.n)]
             units.extend(rows[i : i + self.batch_size] for i in range(0, len(rows), self.batch_size))
-        # Sort prompts so that those sharing a start (same instructions, same problem) share a batch: the
-        # shared part is prefilled once. The order inside a batch does not affect any row's sample, so
-        # this is purely a speed choice.
+        # Prompts that start alike are prefilled one after the other, so each reuses the blocks it shares
+        # with the one before. No row's sample depends on this order: it only saves work.
         units.sort(key=lambda unit: unit[0].prompt_ids)
-        batch: list[list[_Row]] = []
-        for unit in units:
-            if batch and sum(map(len, batch)) + len(unit) > self.batch_size:
-                self._decode(batch, params, progress)
-                batch = []
-            batch.append(unit)
-        if batch:
-            self._decode(batch, params, progress)
+        self._decode(deque(units), params, progress)
         results: list[list[Completion | None]] = [[None] * params.n for _ in requests]
         for unit in units:
             for row in unit:
@@ -116,90 +270,98 @@ class TransformersEngine(Engine):
         )
 
     @torch.inference_mode()
-    def _decode(self, units: list[list[_Row]], params: SamplingParams, progress: ProgressFn | None) -> None:
-        from transformers import DynamicCache
-
-        prompts = [unit[0].prompt_ids for unit in units]
-        shared = _common_prefix(prompts) if len(units) > 1 else 0
-        cache = DynamicCache()
-        prefix_mask = torch.ones((len(units), shared), dtype=torch.long, device=self.device)
-        if shared >= _MIN_SHARED_PREFIX:
-            # All prompts of the batch start alike (same instructions, same problem): run that part once
-            # and copy its KV cache, then prefill only the differing tails.
-            head = torch.tensor([prompts[0][:shared]], device=self.device)
-            self.model(input_ids=head, past_key_values=cache, use_cache=True)
-            for layer in cache.layers:
-                layer.batch_select_indices(torch.zeros(len(units), dtype=torch.long, device=self.device))  # type: ignore[union-attr]
-        else:
-            shared, prefix_mask = 0, prefix_mask[:, :0]
-        width = max(len(p) - shared for p in prompts)
-        input_ids = torch.full((len(units), width), self.pad_id, dtype=torch.long)
-        tail_mask = torch.zeros((len(units), width), dtype=torch.long)
-        for i, ids in enumerate(prompts):
-            tail = ids[shared:]
-            input_ids[i, width - len(tail) :] = torch.tensor(tail)
-            tail_mask[i, width - len(tail) :] = 1
-        input_ids, tail_mask = input_ids.to(self.device), tail_mask.to(self.device)
-        mask = torch.cat([prefix_mask, tail_mask], dim=1)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, shared:]
-        out = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True)
-        # Each prompt was prefilled once; give every sample of it its own copy of the KV cache.
-        expand = torch.tensor([i for i, unit in enumerate(units) for _ in unit], device=self.device)
-        for layer in cache.layers:
-            layer.batch_select_indices(expand)  # type: ignore[union-attr]
-        logits, mask, positions = out.logits[expand, -1, :].float(), mask[expand], positions[expand, -1:]
-        live = [row for unit in units for row in unit]
+    def _decode(self, pending: deque[list[_Row]], params: SamplingParams, progress: ProgressFn | None) -> None:
+        """Decode every row of ``pending``, at most ``batch_size`` at a time, refilling slots as rows finish."""
         stop_window = max((len(s) for s in params.stop), default=0) + 2
-        while True:
-            next_ids = self._sample(logits, live, params)
-            keep: list[int] = []
-            for i, row in enumerate(live):
-                token = int(next_ids[i])
-                row.tokens.append(token)
-                if token in self.eos_ids:
-                    row.finish = "eos"
-                elif params.stop and self._hit_stop(row.tokens[-stop_window:], params.stop):
-                    row.finish = "stop"
-                elif len(row.tokens) >= params.max_tokens:
-                    row.finish = "length"
-                else:
-                    keep.append(i)
+        batch: _Batch | None = None
+        live: list[_Row] = []
+        inputs: list[int] = []  # the token each live row feeds next
+        previous: _Prompt | None = None
+        while pending or live:
+            while pending and len(live) + len(pending[0]) <= self.batch_size:
+                unit = pending.popleft()
+                previous = prompt = self._prefill(unit[0].prompt_ids, previous)
+                first = self._sample(prompt.logits.expand(len(unit), -1), unit, params).tolist()
+                if progress is not None:
+                    progress(len(unit))
+                admitted = [(row, token) for row, token in zip(unit, first, strict=True) if not self._append(row, token, params, stop_window)]
+                if admitted:
+                    batch = batch or _Batch(prompt.kv, self.batch_size, self.device)
+                    batch.admit(prompt, len(admitted))
+                    live.extend(row for row, _ in admitted)
+                    inputs.extend(token for _, token in admitted)
+            if not live or batch is None:
+                continue
+            logits = self._step(batch, inputs)
+            inputs = self._sample(logits, live, params).tolist()
             if progress is not None:
                 progress(len(live))
-            if not keep:
-                return
-            if len(keep) < len(live):
-                index = torch.tensor(keep, device=self.device)
-                for layer in cache.layers:
-                    layer.batch_select_indices(index)  # type: ignore[union-attr]
-                mask, next_ids, positions = mask[index], next_ids[index], positions[index]
-                live = [live[i] for i in keep]
-            mask = torch.cat([mask, mask.new_ones((len(live), 1))], dim=1)
-            positions = positions + 1
-            out = self.model(input_ids=next_ids.view(-1, 1), attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True)
-            logits = out.logits[:, -1, :].float()
+            finished = [i for i, (row, token) in enumerate(zip(live, inputs, strict=True)) if self._append(row, token, params, stop_window)]
+            if finished:
+                order = batch.remove(finished)
+                live, inputs = [live[i] for i in order], [inputs[i] for i in order]
+
+    def _prefill(self, ids: list[int], previous: _Prompt | None) -> _Prompt:
+        """The prompt's KV cache and next-token logits, reusing the whole blocks it shares with ``previous``."""
+        if previous is not None and previous.ids == ids:
+            return previous
+        reuse = 0
+        if previous is not None:
+            reuse = min(_common_prefix(ids, previous.ids), len(ids) - 1) // _BLOCK * _BLOCK
+        cache = DynamicCache()
+        if previous is not None and reuse:
+            for index, (keys, values) in enumerate(previous.kv):
+                cache.update(keys[:, :, :reuse].contiguous(), values[:, :, :reuse].contiguous(), index)
+        out: Any = None
+        for start in range(reuse, len(ids), _BLOCK):
+            block = torch.tensor([ids[start : start + _BLOCK]], device=self.device)
+            positions = torch.arange(start, start + block.shape[1], device=self.device).unsqueeze(0)
+            out = self.model(input_ids=block, position_ids=positions, use_cache=True, **{self._cache_arg: cache}, **self._last_logits_only)
+        kv: KV = [(layer.keys, layer.values) for layer in cache.layers]  # type: ignore[misc,union-attr]
+        return _Prompt(ids, kv, out.logits[0, -1].float())
+
+    def _step(self, batch: _Batch, inputs: list[int]) -> torch.Tensor:
+        """One decode step of every live row; the next-token logits, in float32."""
+        positions, visible = batch.prepare_step()
+        if self.model.config._attn_implementation == "sdpa":
+            mask = visible[:, None, None, :]
+        else:  # eager attention adds the mask to the scores
+            dtype = next(self.model.parameters()).dtype
+            mask = torch.zeros(visible.shape, dtype=dtype, device=self.device).masked_fill(~visible, torch.finfo(dtype).min)[:, None, None, :]
+        ids = torch.tensor(inputs, device=self.device).unsqueeze(1)
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions.unsqueeze(1), use_cache=True, **{self._cache_arg: batch.cache})
+        batch.advance()
+        return out.logits[:, -1, :].float()
+
+    def _append(self, row: _Row, token: int, params: SamplingParams, stop_window: int) -> bool:
+        """Append ``token`` to the row; say whether the row is done (and why, in ``row.finish``)."""
+        row.tokens.append(token)
+        if token in self.eos_ids:
+            row.finish = "eos"
+        elif params.stop and self._hit_stop(row.tokens[-stop_window:], params.stop):
+            row.finish = "stop"
+        elif len(row.tokens) >= params.max_tokens:
+            row.finish = "length"
+        return row.finish is not None
 
     def _hit_stop(self, tail: Sequence[int], stop: Sequence[str]) -> bool:
         text = self.tokenizer.decode(list(tail), skip_special_tokens=True)
         return any(s in text for s in stop)
 
     def _sample(self, logits: torch.Tensor, live: list[_Row], params: SamplingParams) -> torch.Tensor:
-        logprobs = torch.log_softmax(logits, dim=-1)
+        """One token per row from float32 ``logits`` (one row each), drawn with the row's own generator."""
         if params.temperature == 0:
-            chosen = logprobs.argmax(dim=-1)
+            chosen = logits.argmax(dim=-1)
         else:
             probs = torch.softmax(logits / params.temperature, dim=-1)
             if params.top_p < 1.0:
-                sorted_probs, sorted_idx = probs.sort(dim=-1, descending=True)
-                outside = sorted_probs.cumsum(dim=-1) - sorted_probs > params.top_p
-                sorted_probs[outside] = 0.0
-                probs = torch.zeros_like(probs).scatter_(-1, sorted_idx, sorted_probs)
+                probs = _nucleus(probs, params.top_p)
             cdf = probs.cumsum(dim=-1)
             draws = torch.stack([torch.rand((), generator=row.generator) for row in live]).to(cdf.device)
             chosen = torch.searchsorted(cdf, (draws * cdf[:, -1]).unsqueeze(-1), right=True).squeeze(-1)
             chosen = chosen.clamp(max=probs.shape[-1] - 1)
         if params.logprobs:
-            self._record_logprobs(logprobs, chosen, live, params.top_logprobs)
+            self._record_logprobs(torch.log_softmax(logits, dim=-1), chosen, live, params.top_logprobs)
         return chosen
 
     def _record_logprobs(self, logprobs: torch.Tensor, chosen: torch.Tensor, live: list[_Row], k: int) -> None:
@@ -212,12 +374,27 @@ class TransformersEngine(Engine):
             row.logprobs.append(TokenLogprob(token=self.tokenizer.decode([int(chosen[i])]), logprob=picked[i], top=top))
 
 
-def _common_prefix(prompts: list[list[int]]) -> int:
-    """Length of the longest common prefix, leaving every prompt at least one token of its own."""
-    limit = min(len(p) for p in prompts) - 1
-    first = prompts[0]
-    for k in range(limit):
-        token = first[k]
-        if any(p[k] != token for p in prompts):
+def _nucleus(probs: torch.Tensor, top_p: float) -> torch.Tensor:
+    """Zero every token less likely than the one where the descending cumulative mass passes ``top_p``.
+
+    A token is kept when the mass of the tokens more likely than it is at most ``top_p``; tokens tied
+    with the last kept one are kept too, so the set does not depend on how a sort orders ties. The
+    nucleus is looked for among the :data:`_NUCLEUS_CANDIDATES` likeliest tokens first (``topk`` is far
+    cheaper than sorting the vocabulary); a row whose nucleus is larger is sorted in full.
+    """
+    top = probs.topk(min(_NUCLEUS_CANDIDATES, probs.shape[-1]), dim=-1).values
+    kept = ((top.cumsum(dim=-1) - top) <= top_p).sum(dim=-1)
+    threshold = top.gather(-1, (kept - 1).unsqueeze(-1))
+    larger = (kept == top.shape[-1]).nonzero().flatten().tolist() if top.shape[-1] < probs.shape[-1] else []
+    for i in larger:
+        ranked = probs[i].sort(descending=True).values
+        threshold[i, 0] = ranked[int(((ranked.cumsum(dim=-1) - ranked) <= top_p).sum()) - 1]
+    return probs.masked_fill(probs < threshold, 0.0)
+
+
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    """Length of the longest common prefix of two token sequences."""
+    for k, (x, y) in enumerate(zip(a, b, strict=False)):
+        if x != y:
             return k
-    return max(limit, 0)
+    return min(len(a), len(b))

@@ -3,9 +3,11 @@
 ``judgeforge build <builder>``, ``judgeforge score rprm`` and anything else that builds a dataset hand
 :func:`run_build` a :class:`BuildOptions` — the builder's name and its own config, the source, the
 engines per role, where the run goes, the seed, sharding and the cache — and get back the run dir and
-its manifest. Nothing here knows about click: the command line turns its options into a
-:class:`BuildOptions` (:func:`judgeforge.options.build_options`), and a test or a script can build one
-directly.
+its manifest. Each role gets the engine its :class:`~judgeforge.engines.EngineSpec` describes, and roles
+with equal specs share one (a self-rewarding policy judges itself on the model it loaded once); the
+specs go to the executor, which records them in the manifest. Nothing here knows about click: the
+command line turns its options into a :class:`BuildOptions` (:func:`judgeforge.options.build_options`),
+and a test or a script can build one directly.
 """
 
 from __future__ import annotations
@@ -20,25 +22,14 @@ from pydantic import BaseModel, Field, ValidationError
 from rich.console import Console
 
 from judgeforge.builders import load_builder
-from judgeforge.engines import Engine, make_engine
+from judgeforge.engines import Engine, EngineSpec, make_engine
 from judgeforge.errors import UserError
 from judgeforge.executors.local import RunOptions, ShardSpec, execute, summary_table
 from judgeforge.runs import Manifest
 from judgeforge.sources import SourceConfig
 
-
-class EngineOptions(BaseModel):
-    """Which engine runs the policy (and the judge, for builders that judge), and how."""
-
-    engine: str = "transformers"
-    model: str = "smollm2"
-    judge_model: str | None = Field(None, description="None: the policy model judges itself (self-rewarding)")
-    base_url: str | None = None
-    tokenizer: str | None = None
-    max_concurrency: int = 8
-    batch_size: int = 32
-    device: str | None = None
-    trust_remote_code: bool = False
+POLICY = "policy"
+"""The role every builder has: the model whose outputs the rows are made of."""
 
 
 class BuildOptions(BaseModel):
@@ -47,7 +38,9 @@ class BuildOptions(BaseModel):
     builder: str
     config: dict[str, Any] = Field(default_factory=dict, description="the builder's own options, checked by its Config")
     source: SourceConfig
-    engines: EngineOptions = EngineOptions()
+    engines: dict[str, EngineSpec] = Field(
+        default_factory=lambda: {POLICY: EngineSpec()}, description="role → its engine; a role not listed runs on the policy's"
+    )
     out: Path = Path("runs")
     seed: int = 0
     shard: ShardSpec = ShardSpec()
@@ -75,21 +68,28 @@ def prepare_out(out: Path) -> None:
         raise UserError(f"cannot write to --out '{out}': {exc.strerror or exc}") from exc
 
 
-def make_engines(roles: tuple[str, ...], opts: EngineOptions) -> dict[str, Engine]:
-    """One engine per role the builder needs; the judge shares the policy's engine when it is the same model."""
-    options = {
-        "device": opts.device,
-        "batch_size": opts.batch_size,
-        "trust_remote_code": opts.trust_remote_code,
-        "base_url": opts.base_url,
-        "tokenizer": opts.tokenizer,
-        "max_concurrency": opts.max_concurrency,
-    }
-    policy = make_engine(opts.engine, opts.model, **options)
-    engines = {"policy": policy}
-    if "judge" in roles:
-        same = opts.judge_model is None or opts.judge_model == opts.model
-        engines["judge"] = policy if same else make_engine(opts.engine, opts.judge_model or opts.model, **options)
+def role_specs(roles: tuple[str, ...], specs: dict[str, EngineSpec]) -> dict[str, EngineSpec]:
+    """Every role's spec: its own, or the policy's for a role ``specs`` does not list; a spec for a role the builder lacks is an error."""
+    if unknown := sorted(set(specs) - set(roles)):
+        raise UserError(f"engines given for {', '.join(unknown)}, which this builder does not use (its roles: {', '.join(roles)})")
+    policy = specs.get(POLICY, EngineSpec())
+    return {role: specs.get(role, policy) for role in roles}
+
+
+def make_engines(roles: tuple[str, ...], specs: dict[str, EngineSpec]) -> dict[str, Engine]:
+    """One engine per role; roles with equal specs share one engine (self-rewarding: the model is loaded once)."""
+    built: dict[str, Engine] = {}
+    engines: dict[str, Engine] = {}
+    try:
+        for role, spec in role_specs(roles, specs).items():
+            key = spec.model_dump_json()
+            if key not in built:
+                built[key] = make_engine(spec)
+            engines[role] = built[key]
+    except BaseException:
+        for engine in built.values():
+            engine.close()
+        raise
     return engines
 
 
@@ -102,13 +102,14 @@ def run_build(opts: BuildOptions, console: Console | None = None) -> Built:
     except ValidationError as exc:
         err = exc.errors()[0]
         raise UserError(f"{opts.builder}: option '{'.'.join(str(p) for p in err['loc'])}': {err['msg']}") from exc
+    specs = role_specs(builder_cls.roles, opts.engines)
     prepare_out(opts.out)
     items = builder_cls.load_inputs(opts.source)
     start = time.perf_counter()
-    engines = make_engines(builder_cls.roles, opts.engines)
+    engines = make_engines(builder_cls.roles, specs)
     timings = {"load_models_s": round(time.perf_counter() - start, 3)}
     try:
-        run_opts = RunOptions(out=opts.out, seed=opts.seed, shard=opts.shard, chunk_size=opts.chunk_size, cache=opts.cache, command=opts.command)
+        run_opts = RunOptions(out=opts.out, seed=opts.seed, shard=opts.shard, chunk_size=opts.chunk_size, cache=opts.cache, command=opts.command, engines=specs)
         manifest = execute(builder_cls, config, opts.source, items, engines, run_opts, timings, console)
     finally:
         for engine in {id(e): e for e in engines.values()}.values():

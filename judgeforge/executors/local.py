@@ -29,16 +29,20 @@ from rich.table import Table
 
 from judgeforge import __version__
 from judgeforge.builders.base import BuildContext, Builder
+from judgeforge.engines import EngineSpec
 from judgeforge.engines.base import Engine, EngineStats
 from judgeforge.engines.cache import CachedEngine, RequestCache
 from judgeforge.errors import UserError
 from judgeforge.files import utc_now
-from judgeforge.runs import BuilderRef, Chunks, Manifest, ModelRef, RunDir, SourceRef, Tokens, redact, write_manifest
+from judgeforge.runs import BuilderRef, Chunks, Manifest, ModelRef, RunDir, SourceRef, Tokens, redact, redact_urls, write_manifest
 from judgeforge.schemas.base import rows_to_table
 from judgeforge.sources import SourceConfig
 
 # Libraries whose versions decide what a build produces; recorded in the manifest.
 _VERSIONED = ("judgeforge", "torch", "transformers", "vllm", "pyarrow", "reasoning-gym", "math-verify")
+# Engine options the fingerprint leaves out: those that decide how fast a role runs, not what it generates
+# (a resumed build may change them), and dtype, which counts as the engine resolved it (its numerics).
+_NOT_IDENTITY = frozenset({"max_concurrency", "batch_size", "device", "trust_remote_code", "dtype"})
 
 
 class ShardSpec(BaseModel):
@@ -65,6 +69,8 @@ class RunOptions(BaseModel):
     chunk_size: int = 16
     cache: Path | None = None
     command: list[str] = []
+    engines: dict[str, EngineSpec] = {}
+    """role → the spec its engine was made from (recorded in the manifest, credentials masked)."""
 
 
 def inputs_fingerprint(items: Sequence[BaseModel]) -> str:
@@ -89,6 +95,16 @@ def library_versions() -> dict[str, str]:
 
 def _fingerprint(payload: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _model_ref(engine: Engine, spec: dict[str, Any] | None) -> dict[str, Any]:
+    """What the fingerprint knows of a role: its model, weights, engine and numerics, and the spec options that decide its outputs."""
+    ref: dict[str, Any] = {"model": engine.model_id, "weights_hash": engine.weights_hash, "engine": engine.name}
+    if engine.numerics:
+        ref["numerics"] = engine.numerics
+    if spec is not None:
+        ref["spec"] = {k: v for k, v in spec.items() if k not in _NOT_IDENTITY}
+    return ref
 
 
 def _distinct(engines: dict[str, Engine]) -> list[Engine]:
@@ -124,11 +140,12 @@ def execute(
     console = console or Console(stderr=True)
     kind = builder_cls.row_model.kind
     run = RunDir(opts.out / kind, kind)
+    specs = {role: redact_urls(spec.model_dump(mode="json")) for role, spec in opts.engines.items()}
     plan: dict[str, Any] = {
         "builder": {"name": builder_cls.name, "version": builder_cls.version},
         "config": config.model_dump(mode="json"),
         "source": {**source.model_dump(mode="json"), "fingerprint": inputs_fingerprint(items), "inputs": len(items)},
-        "models": {role: {"model": e.model_id, "weights_hash": e.weights_hash, "engine": e.name} for role, e in engines.items()},
+        "models": {role: _model_ref(e, specs.get(role)) for role, e in engines.items()},
         "seed": opts.seed,
         "chunk_size": opts.chunk_size,
     }
@@ -156,7 +173,7 @@ def execute(
         models={role: ModelRef.model_validate(ref) for role, ref in plan["models"].items()},
         seed=opts.seed,
         chunk_size=opts.chunk_size,
-        engines={role: e.describe() for role, e in engines.items()},
+        engines={role: redact_urls({**e.describe(), **({"spec": specs[role]} if role in specs else {})}) for role, e in engines.items()},
         versions=library_versions(),
         command=redact(opts.command),
         status="running",
