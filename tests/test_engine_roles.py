@@ -25,7 +25,7 @@ from judgeforge.engines import Engine, EngineSpec
 from judgeforge.engines.hardware import resolve_dtype
 from judgeforge.engines.openai import OpenAIEngine
 from judgeforge.errors import UserError
-from judgeforge.executors import build
+from judgeforge.executors import local
 from judgeforge.executors.build import make_engines
 from judgeforge.models import ModelRef
 from judgeforge.options import EngineChoices, build_options, build_params, engine_choices
@@ -142,14 +142,14 @@ def test_url_credentials_are_masked() -> None:
 @pytest.mark.slow
 def test_policy_local_and_judge_on_a_server(transformers_served: str, smollm2: ModelRef, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     made: list[tuple[EngineSpec, Engine]] = []
-    real = build.make_engine
+    real = local.make_engine
 
     def recording(spec: EngineSpec) -> Engine:
         engine = real(spec)
         made.append((spec, engine))
         return engine
 
-    monkeypatch.setattr(build, "make_engine", recording)
+    monkeypatch.setattr(local, "make_engine", recording)
     secret = "s3cret-token"
     url = transformers_served.replace("http://", f"http://judge:{secret}@")
     masked = transformers_served.replace("http://", "http://***@")

@@ -15,7 +15,7 @@ import torch
 from judgeforge.chat import render_prompt
 from judgeforge.engines.base import Request, SamplingParams
 from judgeforge.engines.hardware import cpu_flags, resolve_dtype
-from judgeforge.engines.transformers import _BLOCK, _NUCLEUS_CANDIDATES, TransformersEngine, _nucleus
+from judgeforge.engines.transformers import _NUCLEUS_CANDIDATES, TransformersEngine, _block_ends, _common_prefix, _nucleus
 from judgeforge.errors import UserError
 from judgeforge.models import ModelRef
 
@@ -69,7 +69,8 @@ def test_sample_does_not_depend_on_prompts_sharing_its_start(engine_in: Transfor
         Request.chat("Why do we carry digits when adding?", system=TUTOR, prefix="When", seed=4),
         Request.chat("What is 3 + 4?", seed=5),
     ]
-    assert len(engine_in.encode(target)) > 2 * _BLOCK  # the shared instructions span whole blocks
+    shared = _common_prefix(engine_in.encode(target), engine_in.encode(mates[1]))
+    assert sum(end <= shared for end in _block_ends(shared)) >= 3  # the shared instructions span whole blocks
     alone = engine_in.generate([target], params)[0]
     for crowd in (mates + [target], [target, *mates[:2]], [mates[3], target, mates[2]]):
         together = engine_in.generate(crowd, params)[crowd.index(target)]

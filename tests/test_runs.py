@@ -15,7 +15,7 @@ import pytest
 
 from judgeforge.errors import UserError
 from judgeforge.executors.local import ShardSpec, inputs_fingerprint
-from judgeforge.files import temp_path, write_json
+from judgeforge.files import temp_path, write_json, writer_id
 from judgeforge.runs import Manifest, RunDir, open_run, read_manifest, redact
 from judgeforge.schemas.base import rows_to_table
 from judgeforge.schemas.step_prefs import StepPrefsRow
@@ -67,6 +67,21 @@ def test_opening_a_run_dir_removes_only_dead_writers_temp_files(tmp_path: Path) 
     elsewhere.write_bytes(b"being written there")
     RunDir(tmp_path / "step_prefs", "step_prefs")
     assert sorted(p.name for p in run.data.glob(".*")) == sorted([alive.name, elsewhere.name])
+
+
+def test_the_finished_manifest_is_claimed_by_one_writer_and_a_dead_writer_s_claim_is_taken_over(tmp_path: Path) -> None:
+    run = RunDir(tmp_path / "step_prefs", "step_prefs")
+    fingerprint = "f" * 64
+    assert run.claim_final_manifest(fingerprint)
+    assert not run.claim_final_manifest(fingerprint)  # held by a live writer (this process)
+    (claim,) = run.root.glob(".manifest-*.claim")
+    claim.write_text(f"{writer_id().rsplit('-', 1)[0]}-{_dead_pid()}")  # its writer was killed before writing the manifest
+    assert run.claim_final_manifest(fingerprint)
+    claim.write_text(f"another-host-{_dead_pid()}")  # a writer elsewhere is never presumed gone
+    assert not run.claim_final_manifest(fingerprint)
+    run.write_manifest(Manifest(fingerprint=fingerprint, status="complete"))
+    claim.unlink()
+    assert not run.claim_final_manifest(fingerprint)  # already written by whoever completed the run
 
 
 def test_readers_reject_foreign_files(tmp_path: Path) -> None:

@@ -16,8 +16,17 @@ import json
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Protocol
 
 from judgeforge.engines.base import Completion, Engine, ProgressFn, Request, SamplingParams, request_key
+
+
+class CompletionStore(Protocol):
+    """What :class:`CachedEngine` needs of a cache: look keys up, store completions."""
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, list[Completion]]: ...
+
+    def put_many(self, items: dict[str, list[Completion]]) -> None: ...
 
 
 class RequestCache:
@@ -55,7 +64,7 @@ class RequestCache:
 class CachedEngine(Engine):
     """Wraps an engine: answers from the cache where it can, asks the engine for the rest in one call."""
 
-    def __init__(self, inner: Engine, cache: RequestCache) -> None:
+    def __init__(self, inner: Engine, cache: CompletionStore) -> None:
         super().__init__(inner.model_id, inner.weights_hash, inner.tokenizer_hash, inner.numerics)
         self.inner = inner
         self.cache = cache

@@ -6,20 +6,20 @@ fatal for resumable, shardable builds. This engine runs its own decoding loop in
 a row's tokens are a function of its own prompt and seed:
 
 - every (request, sample) row owns a seeded ``torch.Generator`` and is sampled with row-wise ops;
-- every prompt is prefilled on its own, in blocks of :data:`_BLOCK` tokens counted from its start, so
-  its KV cache is computed the same way whatever else the call holds; prompts that start alike (same
-  instructions, same problem) reuse the whole blocks they share, and the samples of one prompt share
-  its prefill;
+- every prompt is prefilled on its own, cut at fixed positions (:func:`_block_ends`), so its KV cache
+  is computed the same way whatever else the call holds; prompts that start alike (same instructions,
+  same problem) reuse the whole blocks they share, and the samples of one prompt share its prefill;
 - while decoding, a row's KV cache sits at positions ``0..length`` of its own slot (nothing to its left)
   and attention spans a multiple of :data:`_SPAN` positions, masked past the row's length, so neither a
   batch-mate's length nor the padding changes the order of the row's arithmetic.
 
-In float32 this only removes noise (batching changes logits by ~1e-5 and almost never a token). In
+In float32 this only removes noise (batching changes logits by ~5e-5 and almost never a token). In
 bfloat16 it is what makes samples batch-invariant at all: bf16 rounding turns any change in the order of
 operations into other tokens (measured on SmolLM2: prefilling a prompt in two parts, or left-padding
 it, changes most logits by up to 0.75, and a sample alone differs from the same sample in a batch).
-What the loop cannot control is the matmul kernel: on CPU, oneDNN's bf16 matmul gives a row the same
-result for up to 32 rows per call, so keep ``batch_size`` at most 32 in bf16 (the default is 32).
+What the loop cannot control is the matmul kernel: on the AMX CPU this was measured on, oneDNN's bf16
+matmul gives a row the same result for up to 32 rows per call and not beyond, so keep ``batch_size`` at
+most 32 in bf16 (the default is 32); on a GPU, bf16 batch invariance has not been measured.
 
 Rows are decoded with continuous batching: when a row finishes (EOS, a stop string, its token budget)
 its slot is refilled from the requests still waiting, so the batch stays full — step-wise search stops
@@ -53,9 +53,11 @@ from judgeforge.engines.hardware import resolve_dtype
 from judgeforge.models import ModelRef, hash_tokenizer, load_causal_lm, load_tokenizer
 
 _BLOCK = 64
-"""Prompts are prefilled in blocks of this many tokens counted from their start; whole blocks are shared."""
+_LONG_BLOCK = 256
+_LONG_FROM = 512
+"""Prefill cuts (:func:`_block_ends`): every ``_BLOCK`` tokens up to ``_LONG_FROM``, then every ``_LONG_BLOCK``."""
 
-_SPAN = 64
+_SPAN = 32
 """Decoding attends over a multiple of this many cache positions (a multiple of every SIMD width)."""
 
 _NUCLEUS_CANDIDATES = 256
@@ -94,6 +96,9 @@ class _Prompt:
 class _SlotLayer(CacheLayerMixin):
     """One layer's KV cache for the decode batch (see :class:`_Batch`): the model's hook into it."""
 
+    keys: torch.Tensor
+    values: torch.Tensor
+
     def __init__(self, batch: _Batch, keys: torch.Tensor, values: torch.Tensor) -> None:
         super().__init__()
         self.batch = batch
@@ -105,10 +110,9 @@ class _SlotLayer(CacheLayerMixin):
 
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
         """Write each row's new key and value at that row's own length; return the span every live row attends over."""
-        assert self.keys is not None and self.values is not None
-        rows, at, live, span = self.batch.rows, self.batch.positions, self.batch.live, self.batch.span
-        self.keys[rows, :, at] = key_states[:, :, 0]
-        self.values[rows, :, at] = value_states[:, :, 0]
+        at, live, span = self.batch.flat_positions(self.keys), self.batch.live, self.batch.span
+        self.keys.view(-1, self.keys.shape[-1]).index_copy_(0, at, key_states.reshape(-1, key_states.shape[-1]))
+        self.values.view(-1, self.values.shape[-1]).index_copy_(0, at, value_states.reshape(-1, value_states.shape[-1]))
         return self.keys[:live, :, :span], self.values[:live, :, :span]
 
     def get_seq_length(self) -> int:
@@ -136,15 +140,15 @@ class _Batch:
         self.capacity = 0
         self.rows = torch.zeros(0, dtype=torch.long, device=device)
         self.positions = torch.zeros(0, dtype=torch.long, device=device)
+        self._flat: dict[int, torch.Tensor] = {}  # per head count: where this step's new keys go (flat_positions)
         self.layers = [_SlotLayer(self, k.new_zeros((slots, k.shape[1], 0, k.shape[3])), v.new_zeros((slots, v.shape[1], 0, v.shape[3]))) for k, v in like]
         self.cache = Cache(layers=list(self.layers))
 
     def _reserve(self, positions: int) -> None:
         if positions <= self.capacity:
             return
-        capacity = _round_up(positions, _SPAN) + 4 * _SPAN  # room for a few hundred more tokens before the next copy
+        capacity = _round_up(positions, _SPAN) + 4 * _SPAN  # a few spans at once: one copy per 128 tokens, not per span
         for layer in self.layers:
-            assert layer.keys is not None and layer.values is not None
             keys, values = layer.keys, layer.values
             layer.keys = keys.new_zeros((keys.shape[0], keys.shape[1], capacity, keys.shape[3]))
             layer.values = values.new_zeros((values.shape[0], values.shape[1], capacity, values.shape[3]))
@@ -157,7 +161,6 @@ class _Batch:
         length = len(prompt.ids)
         self._reserve(length + 1)
         for layer, (keys, values) in zip(self.layers, prompt.kv, strict=True):
-            assert layer.keys is not None and layer.values is not None
             layer.keys[self.live : self.live + count, :, :length] = keys
             layer.values[self.live : self.live + count, :, :length] = values
         self.lengths.extend([length] * count)
@@ -173,7 +176,6 @@ class _Batch:
             into = torch.tensor(holes, device=self.device)
             source = torch.tensor(movers, device=self.device)
             for layer in self.layers:
-                assert layer.keys is not None and layer.values is not None
                 layer.keys[into] = layer.keys[source]
                 layer.values[into] = layer.values[source]
         order = list(range(self.live))
@@ -190,8 +192,17 @@ class _Batch:
         self._reserve(self.span)
         self.rows = torch.arange(self.live, device=self.device)
         self.positions = torch.tensor(self.lengths, device=self.device)
+        self._flat = {}
         visible = torch.arange(self.span, device=self.device).unsqueeze(0) <= self.positions.unsqueeze(1)
         return self.positions, visible
+
+    def flat_positions(self, buffer: torch.Tensor) -> torch.Tensor:
+        """Where each live row's new key goes in ``buffer`` ([slots, heads, capacity, dim]) seen as rows of ``dim``."""
+        heads = buffer.shape[1]
+        if heads not in self._flat:
+            rows = self.rows.unsqueeze(1) * heads + torch.arange(heads, device=self.device)
+            self._flat[heads] = (rows * buffer.shape[2] + self.positions.unsqueeze(1)).flatten()
+        return self._flat[heads]
 
     def advance(self) -> None:
         self.lengths = [n + 1 for n in self.lengths]
@@ -245,8 +256,7 @@ class TransformersEngine(Engine):
         for r, request in enumerate(requests):
             ids = self.encode(request)
             base = request.effective_seed(params)
-            rows = [_Row(r, s, ids, torch.Generator(device="cpu").manual_seed(derive_seed(base, s))) for s in range(params.n)]
-            units.extend(rows[i : i + self.batch_size] for i in range(0, len(rows), self.batch_size))
+            units.append([_Row(r, s, ids, torch.Generator(device="cpu").manual_seed(derive_seed(base, s))) for s in range(params.n)])
         # Prompts that start alike are prefilled one after the other, so each reuses the blocks it shares
         # with the one before. No row's sample depends on this order: it only saves work.
         units.sort(key=lambda unit: unit[0].prompt_ids)
@@ -278,8 +288,11 @@ class TransformersEngine(Engine):
         inputs: list[int] = []  # the token each live row feeds next
         previous: _Prompt | None = None
         while pending or live:
-            while pending and len(live) + len(pending[0]) <= self.batch_size:
+            while pending and len(live) < self.batch_size:
                 unit = pending.popleft()
+                if len(live) + len(unit) > self.batch_size:  # fill the free slots; the rest of the unit reuses this prefill next
+                    unit, rest = unit[: self.batch_size - len(live)], unit[self.batch_size - len(live) :]
+                    pending.appendleft(rest)
                 previous = prompt = self._prefill(unit[0].prompt_ids, previous)
                 first = self._sample(prompt.logits.expand(len(unit), -1), unit, params).tolist()
                 if progress is not None:
@@ -307,17 +320,20 @@ class TransformersEngine(Engine):
             return previous
         reuse = 0
         if previous is not None:
-            reuse = min(_common_prefix(ids, previous.ids), len(ids) - 1) // _BLOCK * _BLOCK
+            shared = min(_common_prefix(ids, previous.ids), len(ids) - 1)
+            reuse = max((end for end in _block_ends(shared + 1) if end <= shared), default=0)
         cache = DynamicCache()
         if previous is not None and reuse:
             for index, (keys, values) in enumerate(previous.kv):
                 cache.update(keys[:, :, :reuse].contiguous(), values[:, :, :reuse].contiguous(), index)
         out: Any = None
-        for start in range(reuse, len(ids), _BLOCK):
-            block = torch.tensor([ids[start : start + _BLOCK]], device=self.device)
-            positions = torch.arange(start, start + block.shape[1], device=self.device).unsqueeze(0)
+        start = reuse
+        for end in (e for e in _block_ends(len(ids)) if e > reuse):
+            block = torch.tensor([ids[start:end]], device=self.device)
+            positions = torch.arange(start, end, device=self.device).unsqueeze(0)
+            start = end
             out = self.model(input_ids=block, position_ids=positions, use_cache=True, **{self._cache_arg: cache}, **self._last_logits_only)
-        kv: KV = [(layer.keys, layer.values) for layer in cache.layers]  # type: ignore[misc,union-attr]
+        kv: KV = [(layer.keys, layer.values) for layer in cache.layers]  # type: ignore[misc,union-attr]  # DynamicLayers, filled by the forward
         return _Prompt(ids, kv, out.logits[0, -1].float())
 
     def _step(self, batch: _Batch, inputs: list[int]) -> torch.Tensor:
@@ -353,13 +369,14 @@ class TransformersEngine(Engine):
         if params.temperature == 0:
             chosen = logits.argmax(dim=-1)
         else:
-            probs = torch.softmax(logits / params.temperature, dim=-1)
+            # exp((x - max) / T): the probabilities up to their sum, in one buffer (the draw is scaled by the sum)
+            weights = (logits - logits.amax(dim=-1, keepdim=True)).div_(params.temperature).exp_()
             if params.top_p < 1.0:
-                probs = _nucleus(probs, params.top_p)
-            cdf = probs.cumsum(dim=-1)
+                weights = _nucleus(weights.div_(weights.sum(dim=-1, keepdim=True)), params.top_p)
+            cdf = weights.cumsum_(dim=-1)
             draws = torch.stack([torch.rand((), generator=row.generator) for row in live]).to(cdf.device)
             chosen = torch.searchsorted(cdf, (draws * cdf[:, -1]).unsqueeze(-1), right=True).squeeze(-1)
-            chosen = chosen.clamp(max=probs.shape[-1] - 1)
+            chosen = chosen.clamp(max=cdf.shape[-1] - 1)
         if params.logprobs:
             self._record_logprobs(torch.log_softmax(logits, dim=-1), chosen, live, params.top_logprobs)
         return chosen
@@ -390,6 +407,22 @@ def _nucleus(probs: torch.Tensor, top_p: float) -> torch.Tensor:
         ranked = probs[i].sort(descending=True).values
         threshold[i, 0] = ranked[int(((ranked.cumsum(dim=-1) - ranked) <= top_p).sum()) - 1]
     return probs.masked_fill(probs < threshold, 0.0)
+
+
+def _block_ends(length: int) -> list[int]:
+    """Where a prompt of ``length`` tokens is cut for prefill: every 64 tokens up to 512, then every 256, and at its end.
+
+    The cuts depend on positions only, so two prompts that agree up to a cut have the same KV cache up
+    to it, bit for bit. Every forward pass reads all the weights (on CPU it costs as much as ~100 more
+    prompt tokens), so blocks are not smaller: a short chat prompt is one pass, and the prompts of a
+    step-wise judge call (~300 tokens, sharing 200-300) reuse most of what they share.
+    """
+    ends: list[int] = []
+    end = _BLOCK
+    while end < length:
+        ends.append(end)
+        end += _BLOCK if end < _LONG_FROM else _LONG_BLOCK
+    return [*ends, length]
 
 
 def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:

@@ -16,20 +16,18 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 from rich.console import Console
 
 from judgeforge.builders import load_builder
-from judgeforge.engines import Engine, EngineSpec, make_engine
+from judgeforge.engines import EngineSpec
 from judgeforge.errors import UserError
-from judgeforge.executors.local import RunOptions, ShardSpec, execute, summary_table
+from judgeforge.executors.local import POLICY, RunOptions, ShardSpec, close_engines, execute, make_engines, role_specs, summary_table
+from judgeforge.executors.ray import RayOptions, execute_ray, import_ray
 from judgeforge.runs import Manifest
 from judgeforge.sources import SourceConfig
-
-POLICY = "policy"
-"""The role every builder has: the model whose outputs the rows are made of."""
 
 
 class BuildOptions(BaseModel):
@@ -47,6 +45,8 @@ class BuildOptions(BaseModel):
     chunk_size: int = 16
     cache: Path | None = None
     command: list[str] = Field(default_factory=list, description="the command line recorded in the manifest (redacted there)")
+    executor: Literal["local", "ray"] = "local"
+    ray: RayOptions = Field(default_factory=RayOptions, description="the Ray workers, for executor='ray'")
 
 
 @dataclass(frozen=True)
@@ -68,31 +68,6 @@ def prepare_out(out: Path) -> None:
         raise UserError(f"cannot write to --out '{out}': {exc.strerror or exc}") from exc
 
 
-def role_specs(roles: tuple[str, ...], specs: dict[str, EngineSpec]) -> dict[str, EngineSpec]:
-    """Every role's spec: its own, or the policy's for a role ``specs`` does not list; a spec for a role the builder lacks is an error."""
-    if unknown := sorted(set(specs) - set(roles)):
-        raise UserError(f"engines given for {', '.join(unknown)}, which this builder does not use (its roles: {', '.join(roles)})")
-    policy = specs.get(POLICY, EngineSpec())
-    return {role: specs.get(role, policy) for role in roles}
-
-
-def make_engines(roles: tuple[str, ...], specs: dict[str, EngineSpec]) -> dict[str, Engine]:
-    """One engine per role; roles with equal specs share one engine (self-rewarding: the model is loaded once)."""
-    built: dict[str, Engine] = {}
-    engines: dict[str, Engine] = {}
-    try:
-        for role, spec in role_specs(roles, specs).items():
-            key = spec.model_dump_json()
-            if key not in built:
-                built[key] = make_engine(spec)
-            engines[role] = built[key]
-    except BaseException:
-        for engine in built.values():
-            engine.close()
-        raise
-    return engines
-
-
 def run_build(opts: BuildOptions, console: Console | None = None) -> Built:
     """Build (or resume) ``opts.builder``'s run under ``opts.out``; print its progress and end-of-run table."""
     builder_cls = load_builder(opts.builder)
@@ -103,17 +78,21 @@ def run_build(opts: BuildOptions, console: Console | None = None) -> Built:
         err = exc.errors()[0]
         raise UserError(f"{opts.builder}: option '{'.'.join(str(p) for p in err['loc'])}': {err['msg']}") from exc
     specs = role_specs(builder_cls.roles, opts.engines)
+    if opts.executor == "ray":
+        import_ray()  # before anything is loaded: a missing extra is one line
     prepare_out(opts.out)
     items = builder_cls.load_inputs(opts.source)
-    start = time.perf_counter()
-    engines = make_engines(builder_cls.roles, specs)
-    timings = {"load_models_s": round(time.perf_counter() - start, 3)}
-    try:
-        run_opts = RunOptions(out=opts.out, seed=opts.seed, shard=opts.shard, chunk_size=opts.chunk_size, cache=opts.cache, command=opts.command, engines=specs)
-        manifest = execute(builder_cls, config, opts.source, items, engines, run_opts, timings, console)
-    finally:
-        for engine in {id(e): e for e in engines.values()}.values():
-            engine.close()
+    run_opts = RunOptions(out=opts.out, seed=opts.seed, shard=opts.shard, chunk_size=opts.chunk_size, cache=opts.cache, command=opts.command, engines=specs)
+    if opts.executor == "ray":
+        manifest = execute_ray(builder_cls, config, opts.source, items, specs, run_opts, opts.ray, console=console)
+    else:
+        start = time.perf_counter()
+        engines = make_engines(builder_cls.roles, specs)
+        timings = {"load_models_s": round(time.perf_counter() - start, 3)}
+        try:
+            manifest = execute(builder_cls, config, opts.source, items, engines, run_opts, timings, console)
+        finally:
+            close_engines(engines.values())
     where = opts.out / builder_cls.row_model.kind
     Console().print(summary_table(builder_cls, manifest, where))
     if manifest.rows_out == 0:

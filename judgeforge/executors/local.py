@@ -5,38 +5,48 @@ into fixed chunks, each chunk becomes one ``data/shard-NNNNN.parquet`` written a
 never leaves half a shard), each shard carries its own stats in its Parquet metadata, and re-running
 the same command skips finished shards and answers already-made engine calls from the request cache —
 so a resumed run equals an uninterrupted one. ``--shard i/N`` builds the chunks ``c`` with
-``c % N == i``: N machines writing into one shared run dir produce the same files one machine would.
-The framework owns the progress bar and the end-of-run table; the manifest is a
-:class:`judgeforge.runs.Manifest`.
+``c % N == i``: N machines writing into one shared run dir produce the same files one machine would,
+each with its own request cache, and the one that completes the run writes its manifest. The framework
+owns the progress bar and the end-of-run table; the manifest is a :class:`judgeforge.runs.Manifest`.
+The pieces here (:func:`plan_run`, :func:`build_chunk`, :func:`finish_run`) are shared with the Ray
+executor (:mod:`judgeforge.executors.ray`), so a run is the same run whichever executor builds it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import socket
+import sys
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel
+import pyarrow as pa
+from pydantic import BaseModel, ConfigDict
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from judgeforge import __version__
 from judgeforge.builders.base import BuildContext, Builder
-from judgeforge.engines import EngineSpec
+from judgeforge.engines import EngineSpec, make_engine
 from judgeforge.engines.base import Engine, EngineStats
 from judgeforge.engines.cache import CachedEngine, RequestCache
 from judgeforge.errors import UserError
 from judgeforge.files import utc_now
-from judgeforge.runs import BuilderRef, Chunks, Manifest, ModelRef, RunDir, SourceRef, Tokens, redact, redact_urls, write_manifest
+from judgeforge.runs import BuilderRef, Chunks, ExecutorRef, Manifest, ModelRef, RunDir, SourceRef, Tokens, WorkerTiming, redact, redact_urls, write_manifest
 from judgeforge.schemas.base import rows_to_table
 from judgeforge.sources import SourceConfig
+
+POLICY = "policy"
+"""The role every builder has: the model whose outputs the rows are made of."""
 
 # Libraries whose versions decide what a build produces; recorded in the manifest.
 _VERSIONED = ("judgeforge", "torch", "transformers", "vllm", "pyarrow", "reasoning-gym", "math-verify")
@@ -114,38 +124,92 @@ def _distinct(engines: dict[str, Engine]) -> list[Engine]:
     return list(seen.values())
 
 
-def _progress(console: Console) -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("inputs · {task.fields[rows]} rows · {task.fields[rows_s]:.2f} rows/s · {task.fields[tok_s]:.0f} tok/s"),
-        TimeElapsedColumn(),
-        console=console,
-        transient=False,
-    )
+def role_specs(roles: tuple[str, ...], specs: dict[str, EngineSpec]) -> dict[str, EngineSpec]:
+    """Every role's spec: its own, or the policy's for a role ``specs`` does not list; a spec for a role the builder lacks is an error."""
+    if unknown := sorted(set(specs) - set(roles)):
+        raise UserError(f"engines given for {', '.join(unknown)}, which this builder does not use (its roles: {', '.join(roles)})")
+    policy = specs.get(POLICY, EngineSpec())
+    return {role: specs.get(role, policy) for role in roles}
 
 
-def execute(
-    builder_cls: type[Builder[Any]],
-    config: BaseModel,
-    source: SourceConfig,
-    items: Sequence[BaseModel],
-    engines: dict[str, Engine],
-    opts: RunOptions,
-    timings: dict[str, float] | None = None,
-    console: Console | None = None,
-) -> Manifest:
-    """Build (or resume) the run over ``items`` (problems, or a builder's own inputs); return its manifest."""
-    console = console or Console(stderr=True)
+def make_engines(roles: tuple[str, ...], specs: dict[str, EngineSpec]) -> dict[str, Engine]:
+    """One engine per role; roles with equal specs share one engine (self-rewarding: the model is loaded once)."""
+    built: dict[str, Engine] = {}
+    engines: dict[str, Engine] = {}
+    try:
+        for role, spec in role_specs(roles, specs).items():
+            key = spec.model_dump_json()
+            if key not in built:
+                built[key] = make_engine(spec)
+            engines[role] = built[key]
+    except BaseException:
+        close_engines(built.values())
+        raise
+    return engines
+
+
+def close_engines(engines: Iterable[Engine]) -> None:
+    """Close each distinct engine once."""
+    for engine in {id(e): e for e in engines}.values():
+        engine.close()
+
+
+def torch_threads() -> int | None:
+    """This process's torch intra-op threads, when torch is loaded (an engine on it is)."""
+    torch = sys.modules.get("torch")
+    return int(torch.get_num_threads()) if torch is not None else None
+
+
+class RoleIdentity(BaseModel):
+    """What a run knows of one role's engine: its fingerprinted reference and what it reports of itself."""
+
+    ref: dict[str, Any]
+    describe: dict[str, Any]
+
+
+def identify(engines: dict[str, Engine], specs: dict[str, EngineSpec]) -> dict[str, RoleIdentity]:
+    """Each role's identity; a spec's URL credentials are masked before anything is recorded."""
+    masked = {role: redact_urls(spec.model_dump(mode="json")) for role, spec in specs.items()}
+    return {
+        role: RoleIdentity(ref=_model_ref(e, masked.get(role)), describe=redact_urls({**e.describe(), **({"spec": masked[role]} if role in masked else {})}))
+        for role, e in engines.items()
+    }
+
+
+def cache_path(root: Path, opts: RunOptions) -> Path:
+    """The request cache of this process: ``--cache``, or the run dir's, one file per ``--shard`` process (SQLite is unsafe on network file systems)."""
+    if opts.cache is not None:
+        return opts.cache
+    if opts.shard.count == 1:
+        return root / "cache.sqlite"
+    return root / f"cache.shard-{opts.shard.index}-of-{opts.shard.count}.sqlite"
+
+
+@dataclass
+class Plan:
+    """A build about to run: its run dir, its manifest so far, its chunks, and which of them this process builds."""
+
+    run: RunDir
+    manifest: Manifest
+    chunks: list[list[BaseModel]]
+    mine: list[int]
+    todo: list[int]
+
+    def inputs(self, chunks: Iterable[int]) -> int:
+        return sum(len(self.chunks[c]) for c in chunks)
+
+
+def plan_run(
+    builder_cls: type[Builder[Any]], config: BaseModel, source: SourceConfig, items: Sequence[BaseModel], roles: dict[str, RoleIdentity], opts: RunOptions
+) -> Plan:
+    """Fingerprint the build, check it against the run dir's manifest (a different build there is an error), and say what is left to build."""
     kind = builder_cls.row_model.kind
     run = RunDir(opts.out / kind, kind)
-    specs = {role: redact_urls(spec.model_dump(mode="json")) for role, spec in opts.engines.items()}
     plan: dict[str, Any] = {
         "builder": {"name": builder_cls.name, "version": builder_cls.version},
         "config": config.model_dump(mode="json"),
         "source": {**source.model_dump(mode="json"), "fingerprint": inputs_fingerprint(items), "inputs": len(items)},
-        "models": {role: _model_ref(e, specs.get(role)) for role, e in engines.items()},
+        "models": {role: identity.ref for role, identity in roles.items()},
         "seed": opts.seed,
         "chunk_size": opts.chunk_size,
     }
@@ -161,7 +225,7 @@ def execute(
     chunks = [list(items[i : i + opts.chunk_size]) for i in range(0, len(items), opts.chunk_size)]
     total = len(chunks)
     mine = [c for c in range(total) if c % opts.shard.count == opts.shard.index]
-    todo = [c for c in mine if c not in run.done(total)]
+    done = run.done(total)
     manifest = Manifest(
         judgeforge_version=__version__,
         kind=kind,
@@ -173,7 +237,7 @@ def execute(
         models={role: ModelRef.model_validate(ref) for role, ref in plan["models"].items()},
         seed=opts.seed,
         chunk_size=opts.chunk_size,
-        engines={role: redact_urls({**e.describe(), **({"spec": specs[role]} if role in specs else {})}) for role, e in engines.items()},
+        engines={role: identity.describe for role, identity in roles.items()},
         versions=library_versions(),
         command=redact(opts.command),
         status="running",
@@ -181,70 +245,165 @@ def execute(
     )
     if opts.shard.count == 1:
         run.write_manifest(manifest)
+    return Plan(run, manifest, chunks, mine, [c for c in mine if c not in done])
 
-    cache = RequestCache(opts.cache or run.root / "cache.sqlite")
+
+class ChunkBuilt(BaseModel):
+    """One chunk's rows (an Arrow table in the kind's schema) and the stats its shard carries."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    table: pa.Table
+    stats: dict[str, Any]
+
+
+def build_chunk(builder_cls: type[Builder[Any]], config: BaseModel, ctx: BuildContext, inner: Sequence[Engine], items: list[BaseModel]) -> ChunkBuilt:
+    """Run a fresh builder over one chunk; its rows and stats (rows, inputs, seconds, the engines' counters for this chunk, the builder's)."""
+    before = {id(e): e.stats.model_copy() for e in inner}
+    start = time.perf_counter()
+    builder = builder_cls(config, ctx)
+    rows = builder.build(items)
+    seconds = time.perf_counter() - start
+    delta = EngineStats()
+    for e in inner:
+        now, then = e.stats, before[id(e)]
+        for name in EngineStats.model_fields:
+            setattr(delta, name, getattr(delta, name) + getattr(now, name) - getattr(then, name))
+    stats = {"rows": len(rows), "inputs": len(items), "seconds": round(seconds, 3), "engine": delta.model_dump(), "builder": dict(builder.stats)}
+    return ChunkBuilt(table=rows_to_table(builder_cls.row_model, rows), stats=stats)
+
+
+class BuildProgress:
+    """The build's progress bar: inputs done, chunks, rows, rows/s and generated tok/s since this run started."""
+
+    def __init__(self, name: str, plan: Plan, console: Console) -> None:
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("inputs · {task.fields[chunks]} chunks · {task.fields[rows]} rows · {task.fields[rows_s]:.2f} rows/s · {task.fields[tok_s]:.0f} tok/s"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=False,
+        )
+        self.done = len(plan.mine) - len(plan.todo)
+        self.total = len(plan.mine)
+        self.rows = 0
+        self.tokens = 0
+        self.clock = time.perf_counter()
+        self.task = self.progress.add_task(
+            name,
+            total=plan.inputs(plan.mine),
+            completed=plan.inputs(c for c in plan.mine if c not in plan.todo),
+            chunks=self._chunks(),
+            rows=0,
+            rows_s=0.0,
+            tok_s=0.0,
+        )
+
+    def _chunks(self) -> str:
+        return f"{self.done}/{self.total}"
+
+    def _elapsed(self) -> float:
+        return max(time.perf_counter() - self.clock, 1e-9)
+
+    def __enter__(self) -> BuildProgress:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.__exit__(None, None, None)
+
+    def inputs_done(self, n: int) -> None:
+        self.progress.advance(self.task, n)
+
+    def add_tokens(self, n: int) -> None:
+        self.tokens += n
+        self.progress.update(self.task, tok_s=self.tokens / self._elapsed())
+
+    def chunk_done(self, built: ChunkBuilt, count_inputs: bool = False, count_tokens: bool = False) -> None:
+        """A chunk is written; ``count_inputs``/``count_tokens`` when they were not reported as they happened (a remote worker's)."""
+        self.done += 1
+        self.rows += built.stats["rows"]
+        if count_inputs:
+            self.inputs_done(built.stats["inputs"])
+        if count_tokens:
+            self.add_tokens(int(built.stats["engine"].get("completion_tokens", 0)))
+        self.progress.update(self.task, chunks=self._chunks(), rows=self.rows, rows_s=self.rows / self._elapsed())
+
+
+def execute(
+    builder_cls: type[Builder[Any]],
+    config: BaseModel,
+    source: SourceConfig,
+    items: Sequence[BaseModel],
+    engines: dict[str, Engine],
+    opts: RunOptions,
+    timings: dict[str, float] | None = None,
+    console: Console | None = None,
+) -> Manifest:
+    """Build (or resume) the run over ``items`` (problems, or a builder's own inputs) in this process; return its manifest."""
+    console = console or Console(stderr=True)
+    plan = plan_run(builder_cls, config, source, items, identify(engines, opts.engines), opts)
+    cache = RequestCache(cache_path(plan.run.root, opts))
     inner = _distinct(engines)
     wrapped = {id(e): CachedEngine(e, cache) for e in inner}
     cached: dict[str, Engine] = {role: wrapped[id(e)] for role, e in engines.items()}
     build_seconds = 0.0
-    with _progress(console) as progress:
-        finished = sum(len(chunks[c]) for c in mine if c not in todo)
-        task = progress.add_task(builder_cls.name, total=sum(len(chunks[c]) for c in mine), completed=finished, rows=0, rows_s=0.0, tok_s=0.0)
-        tokens = 0
-        rows_written = 0
-        clock = time.perf_counter()
+    try:
+        with BuildProgress(builder_cls.name, plan, console) as progress:
+            for engine in wrapped.values():
+                engine.on_tokens = progress.add_tokens
+            ctx = BuildContext(cached, opts.seed, plan.manifest.run_id or "", progress.inputs_done)
+            for chunk in plan.todo:
+                built = build_chunk(builder_cls, config, ctx, inner, plan.chunks[chunk])
+                plan.run.write_chunk(chunk, built.table, built.stats)
+                build_seconds += built.stats["seconds"]
+                progress.chunk_done(built)
+    finally:
+        cache.close()
+    executor = ExecutorRef(
+        name="local",
+        workers=1,
+        per_worker=[
+            WorkerTiming(
+                worker=0,
+                node=socket.gethostname(),
+                pid=os.getpid(),
+                threads=torch_threads(),
+                load_models_s=(timings or {}).get("load_models_s"),
+                chunks=len(plan.todo),
+                build_s=round(build_seconds, 3),
+            )
+        ],
+    )
+    return finish_run(builder_cls, plan, opts, {**(timings or {}), "build_s_this_run": round(build_seconds, 3)}, executor)
 
-        def on_tokens(n: int) -> None:
-            nonlocal tokens
-            tokens += n
-            elapsed = max(time.perf_counter() - clock, 1e-9)
-            progress.update(task, tok_s=tokens / elapsed)
 
-        for engine in wrapped.values():
-            engine.on_tokens = on_tokens
-        ctx = BuildContext(cached, opts.seed, manifest.run_id or "", lambda n: progress.advance(task, n))
-        for chunk in todo:
-            before = {id(e): e.stats.model_copy() for e in inner}
-            chunk_start = time.perf_counter()
-            builder = builder_cls(config, ctx)
-            rows = builder.build(chunks[chunk])
-            seconds = time.perf_counter() - chunk_start
-            build_seconds += seconds
-            delta = EngineStats()
-            for e in inner:
-                now, then = e.stats, before[id(e)]
-                for name in EngineStats.model_fields:
-                    setattr(delta, name, getattr(delta, name) + getattr(now, name) - getattr(then, name))
-            stats = {
-                "rows": len(rows),
-                "inputs": len(chunks[chunk]),
-                "seconds": round(seconds, 3),
-                "engine": delta.model_dump(),
-                "builder": dict(builder.stats),
-            }
-            run.write_chunk(chunk, rows_to_table(builder_cls.row_model, rows), stats)
-            rows_written += len(rows)
-            elapsed = max(time.perf_counter() - clock, 1e-9)
-            progress.update(task, rows=rows_written, rows_s=rows_written / elapsed)
-    cache.close()
-
+def finish_run(builder_cls: type[Builder[Any]], plan: Plan, opts: RunOptions, timings: dict[str, float], executor: ExecutorRef) -> Manifest:
+    """Sum the shards' stats into the manifest and write it: always for a single process; for ``--shard`` processes each
+    writes its own ``manifest.shard-i-of-N.json`` and ``manifest.json`` is written once, by the one that completes the run."""
+    run, manifest, total = plan.run, plan.manifest, len(plan.chunks)
     done = run.done(total)
     totals = _sum_chunk_stats([run.chunk_stats(c) for c in sorted(done)])
     complete = len(done) == total
     manifest.status = "complete" if complete else "partial"
     manifest.finished_at = utc_now()
-    manifest.chunks = Chunks(total=total, done=len(done), size=opts.chunk_size, built_this_run=len(todo))
-    manifest.rows_in = len(items)
+    manifest.chunks = Chunks(total=total, done=len(done), size=opts.chunk_size, built_this_run=len(plan.todo))
+    manifest.rows_in = sum(len(c) for c in plan.chunks)
     manifest.rows_out = totals["rows"]
     manifest.tokens = Tokens(prompt=totals["engine"].get("prompt_tokens", 0), completion=totals["engine"].get("completion_tokens", 0))
     manifest.engine_stats = totals["engine"]
     manifest.builder_stats = totals["builder"]
-    manifest.timings = {**(timings or {}), "build_s_this_run": round(build_seconds, 3), "build_s_total": round(totals["seconds"], 3)}
+    manifest.timings = {**timings, "build_s_total": round(totals["seconds"], 3)}
     manifest.shards = [p.name for p in run.shards()]
-    if opts.shard.count > 1:
-        write_manifest(run.root / f"manifest.shard-{opts.shard.index}-of-{opts.shard.count}.json", manifest)
-    if complete or opts.shard.count == 1:
+    manifest.executor = executor
+    if opts.shard.count == 1:
         run.write_manifest(manifest)
+    else:
+        write_manifest(run.root / f"manifest.shard-{opts.shard.index}-of-{opts.shard.count}.json", manifest)
+        if complete and run.claim_final_manifest(manifest.fingerprint or ""):
+            run.write_manifest(manifest)
     if complete:
         builder_cls.finish(run.root)
     return manifest

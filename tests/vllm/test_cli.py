@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from judgeforge.cli import main
@@ -21,11 +22,21 @@ from tests.vllm.conftest import CLI_VLLM_ARGS
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_build_step_prefs_on_vllm_writes_rows_and_its_resume_recomputes_nothing(tmp_path: Path) -> None:
-    args = ["build", "step-prefs", *STEP_PREFS_TINY, "--limit", "2", "--chunk-size", "1", "--engine", "vllm", *CLI_VLLM_ARGS, "--out", str(tmp_path)]
-    first = CliRunner().invoke(main, args)
+BUILD = ["build", "step-prefs", *STEP_PREFS_TINY, "--limit", "2", "--chunk-size", "1", "--engine", "vllm", *CLI_VLLM_ARGS]
+
+
+@pytest.fixture(scope="module")
+def vllm_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small step-prefs build on vLLM in this process (its out dir)."""
+    out = tmp_path_factory.mktemp("vllm-build")
+    first = CliRunner().invoke(main, [*BUILD, "--out", str(out)])
     assert first.exit_code == 0, first.output
-    run = tmp_path / "step_prefs"
+    return out
+
+
+def test_build_step_prefs_on_vllm_writes_rows_and_its_resume_recomputes_nothing(vllm_build: Path) -> None:
+    args = [*BUILD, "--out", str(vllm_build)]
+    run = vllm_build / "step_prefs"
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["status"] == "complete" and manifest["rows_in"] == 2 and manifest["chunks"]["built_this_run"] == 2
     policy = manifest["engines"]["policy"]
@@ -45,6 +56,17 @@ def test_build_step_prefs_on_vllm_writes_rows_and_its_resume_recomputes_nothing(
     resumed = json.loads((run / "manifest.json").read_text())
     assert resumed["chunks"]["built_this_run"] == 0 and resumed["rows_out"] == manifest["rows_out"]
     assert {p: p.stat().st_mtime_ns for p in (run / "data").glob("*.parquet")} == shards and read_rows(run) == rows
+
+
+def test_a_ray_worker_builds_on_vllm_the_rows_of_a_local_vllm_build(vllm_build: Path, tmp_path: Path) -> None:
+    """The Ray executor with vLLM inside its worker (an actor process that starts vLLM's own engine processes)."""
+    command = [sys.executable, "-m", "judgeforge.cli", *BUILD, "--executor", "ray", "--num-workers", "1", "--cpus-per-worker", "2", "--out", str(tmp_path)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    manifest = json.loads((tmp_path / "step_prefs/manifest.json").read_text())
+    assert manifest["executor"]["name"] == "ray" and manifest["engines"]["policy"]["engine"] == "vllm"
+    assert manifest["fingerprint"] == json.loads((vllm_build / "step_prefs/manifest.json").read_text())["fingerprint"]
+    assert read_rows(tmp_path / "step_prefs") == read_rows(vllm_build / "step_prefs")
 
 
 def test_eval_on_vllm_matches_eval_on_transformers(tmp_path: Path) -> None:
