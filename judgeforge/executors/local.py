@@ -117,9 +117,10 @@ def _model_ref(engine: Engine, spec: dict[str, Any] | None) -> dict[str, Any]:
     return ref
 
 
-def _distinct(engines: dict[str, Engine]) -> list[Engine]:
+def distinct_engines(engines: Iterable[Engine] | dict[str, Engine]) -> list[Engine]:
+    """Each engine once (roles with equal specs share one)."""
     seen: dict[int, Engine] = {}
-    for engine in engines.values():
+    for engine in engines.values() if isinstance(engines, dict) else engines:
         seen.setdefault(id(engine), engine)
     return list(seen.values())
 
@@ -150,7 +151,7 @@ def make_engines(roles: tuple[str, ...], specs: dict[str, EngineSpec]) -> dict[s
 
 def close_engines(engines: Iterable[Engine]) -> None:
     """Close each distinct engine once."""
-    for engine in {id(e): e for e in engines}.values():
+    for engine in distinct_engines(engines):
         engine.close()
 
 
@@ -346,7 +347,7 @@ def execute(
     console = console or Console(stderr=True)
     plan = plan_run(builder_cls, config, source, items, identify(engines, opts.engines), opts)
     cache = RequestCache(cache_path(plan.run.root, opts))
-    inner = _distinct(engines)
+    inner = distinct_engines(engines)
     wrapped = {id(e): CachedEngine(e, cache) for e in inner}
     cached: dict[str, Engine] = {role: wrapped[id(e)] for role, e in engines.items()}
     build_seconds = 0.0

@@ -45,6 +45,7 @@ from judgeforge.executors.local import (
     build_chunk,
     cache_path,
     close_engines,
+    distinct_engines,
     finish_run,
     identify,
     make_engines,
@@ -120,7 +121,7 @@ class ChunkWorker:
         self.builder_cls, self.config, self.specs = builder_cls, config, specs
         self.engines = make_engines(builder_cls.roles, specs)
         self.load_s = round(time.perf_counter() - start, 3)
-        self.inner = list({id(e): e for e in self.engines.values()}.values())
+        self.inner = distinct_engines(self.engines)
         cache = RemoteCache(import_ray().get_actor(store))  # by name: a restarted worker finds it again
         wrapped = {id(e): CachedEngine(e, cache) for e in self.inner}
         self.cached: dict[str, Engine] = {role: wrapped[id(e)] for role, e in self.engines.items()}
