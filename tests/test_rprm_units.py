@@ -197,7 +197,7 @@ def scorer() -> ScriptedEngine:
 
 
 def score_rprm(monkeypatch: pytest.MonkeyPatch, source: Path, out: Path, *options: str) -> tuple[Result, dict[str, Any]]:
-    monkeypatch.setattr("judgeforge.executors.build.make_engine", lambda spec: scorer())
+    monkeypatch.setattr("judgeforge.executors.local.make_engine", lambda spec: scorer())
     result = CliRunner().invoke(main, ["score", "rprm", "--source", str(source), "--k", "1", "--out", str(out), *options])
     summary = out / "rprm_scores" / "summary.json"
     return result, json.loads(summary.read_text()) if summary.exists() else {}
