@@ -302,3 +302,12 @@ def test_help_documents_every_option(command: list[str]) -> None:
         group = group.get_command(None, name)
     for param in group.params:
         assert param.opts[0] in result.output and param.help, param.opts[0]
+
+
+def test_eval_prm_is_score_rprm_under_the_eval_group(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    source = tmp_path / "processbench.jsonl"
+    source.write_text("".join(json.dumps(row) + "\n" for row in processbench_rows(subset="field")))
+    monkeypatch.setattr("judgeforge.executors.local.make_engine", lambda spec: scorer())
+    result = CliRunner().invoke(main, ["eval", "prm", "--source", str(source), "--k", "1", "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "out" / "rprm_scores" / "summary.json").read_text())["f1"] == pytest.approx(MEAN_AT_HALF)

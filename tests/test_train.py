@@ -163,6 +163,9 @@ def test_eval_scores_every_problem_with_its_own_checker(tmp_path: Path) -> None:
     assert "smollm2" in result.output and f"{report['accuracy']:.1%}" in result.output
 
 
+PAIRS = Path(__file__).resolve().parents[1] / "docs" / "examples" / "pairs-rewardbench.jsonl"
+"""The README's hand-written held-out pairs (RewardBench layout)."""
+
 LOOP_ARGS = [
     "--method",
     "self-rewarding",
@@ -282,6 +285,8 @@ def test_self_taught_loop_judges_with_m_i_and_fine_tunes_the_seed_model(tmp_path
         "1",
         "--eval-max-tokens",
         "16",
+        "--judge-eval-pairs",
+        str(PAIRS),
         "--build-args",
         "--num-judgments 6 --keep-per-pair 6 --instruction-max-tokens 40 --response-max-tokens 24 --judge-max-tokens 16 --allow-forced-verdicts",
         "--train-args",
@@ -308,3 +313,11 @@ def test_self_taught_loop_judges_with_m_i_and_fine_tunes_the_seed_model(tmp_path
         training = json.loads((out / f"iter-{i}/model/training_manifest.json").read_text())
         assert training["base_model"]["weights_hash"] == seed and training["method"] == "sft"
     assert state["iterations"][1]["model_in"] == str(out / "iter-1/model")
+    # Every model's judge accuracy on the held-out pairs is recorded beside its held-out accuracy, as eval judge measured it.
+    evals = [(state["baseline"]["eval"], out / "eval-m1-judge.json")] + [
+        (r["eval"], out / f"iter-{r['iteration']}/eval-judge.json") for r in state["iterations"]
+    ]
+    for record, path in evals:
+        (measured,) = json.loads(path.read_text())
+        assert record["judge"]["accuracy"] == measured["overall"]["accuracy"] and measured["overall"]["pairs"] == 6
+    assert [json.loads(p.read_text())[0]["model"] for _, p in evals] == ["smollm2", str(out / "iter-1/model"), str(out / "iter-2/model")]

@@ -27,6 +27,7 @@ from judgeforge.options import engine_choices, engine_options, engine_params, fi
 from judgeforge.train.common import RecipeConfig, validate_config
 from judgeforge.train.dpo import DPORecipe, train_dpo
 from judgeforge.train.grpo import GRPORecipe, train_grpo
+from judgeforge.train.score import score
 from judgeforge.train.sft import SFTRecipe, train_sft
 
 LOOP_ROLE = "judge"
@@ -276,6 +277,10 @@ def eval_judge_command(
         lines([r.model for r in results], series, f"judge accuracy · {pairs_source}", plot)
 
 
+# ProcessBench of a PRM is an eval too: the very command `score rprm` is, under the name the papers' figures go by.
+eval_command.add_command(score.commands["rprm"], "prm")
+
+
 @click.command("loop")
 @click.option(
     "--method",
@@ -303,7 +308,13 @@ def eval_judge_command(
 @click.option("--eval-source", default=None, help="Held-out problems (default: the --source gym task under --eval-seed).")
 @click.option("--eval-limit", type=click.IntRange(min=1), default=50, show_default=True, help="Held-out problems evaluated per model.")
 @click.option("--eval-seed", type=int, default=10_000, show_default=True, help="reasoning-gym seed of the held-out problems.")
-@click.option("--eval-max-tokens", type=click.IntRange(min=1), default=256, show_default=True, help="Longest held-out solution, in tokens.")
+@click.option("--eval-max-tokens", type=click.IntRange(min=1), default=256, show_default=True, help="Longest held-out solution (and judgment), in tokens.")
+@click.option(
+    "--judge-eval-pairs",
+    default=None,
+    metavar="FILE_OR_RUN",
+    help="Held-out pairs (as for eval judge: an EFT or Self-Taught run, a RewardBench or chosen/rejected file): every model's judge accuracy on them is recorded and plotted beside its held-out accuracy.",
+)
 @click.option("--spec", default=None, help="Curation spec (a YAML path or a shipped spec's name; default: the kind's default spec).")
 @click.option("--build-args", default="", help='Extra options for every build, e.g. "--num-candidates 4 --max-steps 8".')
 @click.option("--train-args", default="", help='Extra options for every training run, e.g. "--max-steps 50 --batch-size 8".')
@@ -314,7 +325,8 @@ def loop_command(out: Path, **values: Any) -> None:
     Every stage is a judgeforge command run in a child process and shown before it runs; each
     iteration's runs and checkpoint live under OUT/iter-<i>/. OUT/loop.json records per iteration rows
     built and kept, the judge's parse-failure rate, the builder's quality signal (step-search accuracy;
-    correct-verdict rate), training loss and held-out accuracy, and is updated after every stage: re-run
+    correct-verdict rate), training loss, held-out accuracy and, with --judge-eval-pairs, held-out judge
+    accuracy (as eval judge measures it), and is updated after every stage: re-run
     the same command after a crash or kill and the loop resumes at the first unfinished stage.
 
     The engine options go to every build and eval. The model trained each iteration replaces the model

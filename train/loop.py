@@ -8,7 +8,9 @@ command of every run is the real one, and memory goes back to the system between
 2. **curate** with the kind's default spec (or ``--spec``);
 3. **train** — step-wise DPO from M_i (self-rewarding), or SFT of the *seed* model on this iteration's
    judgments (self-taught: "the seed model is fine-tuned on the correct judgments" each iteration);
-4. **eval** — greedy final-answer accuracy of M_{i+1} on held-out problems (M1 is evaluated once first).
+4. **eval** — greedy final-answer accuracy of M_{i+1} on held-out problems (M1 is evaluated once first)
+   and, with ``--judge-eval-pairs``, its judge accuracy on held-out pairs (``judgeforge eval judge``:
+   both orders, forced verdicts never counted correct) — the figure the judge papers track.
 
 The engine options (``--engine``, ``--dtype``, ``--judge-engine``, ``--judge-base-url``...) go to every
 build and eval: the stage commands carry them as options that parse back into the same specs
@@ -20,7 +22,8 @@ Everything of iteration i lives under ``OUT/iter-<i>/`` (``build/``, ``curated/`
 ``eval.json``). ``OUT/loop.json`` records the settings and, per iteration, rows built, rows kept, the
 judge's parse-failure rate, the builder's own quality signal (final-answer accuracy of the step search;
 correct-verdict rate of the judge on the verdicts it wrote itself, with the forced verdicts' agreement
-with the label reported apart), the training loss and the held-out accuracy; it is rewritten
+with the label reported apart), the training loss, the held-out accuracy and the held-out judge
+accuracy when pairs are given; it is rewritten
 atomically after every stage, so a killed loop re-run with the same command resumes at the first
 unfinished stage (a build resumes at its first unfinished shard). ``OUT/loop.png`` plots the metrics.
 """
@@ -35,7 +38,7 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -153,6 +156,7 @@ class LoopSettings(BaseModel):
     eval_limit: int
     eval_seed: int
     eval_max_tokens: int
+    judge_eval_pairs: str | None = None
     spec: str | None
     build_args: list[str]
     train_args: list[str]
@@ -311,6 +315,13 @@ class Loop:
     def _eval(self, i: int) -> dict[str, Any]:
         return self.evaluate(str(self.iter_dir(i) / "model"), self.iter_dir(i) / "eval.json")
 
+    def judge_eval_argv(self, model: str, out: Path) -> list[str]:
+        """The eval judge command (after ``judgeforge``) of ``model`` on the held-out pairs, on the engine of the role M_i plays."""
+        s = self.settings
+        assert s.judge_eval_pairs is not None
+        spec = spec_argv(self.engines_for(model).spec(self.method.role), skip=("model",))
+        return ["eval", "judge", "--model", model, *spec, "--pairs", s.judge_eval_pairs, "--max-tokens", str(s.eval_max_tokens), "--out", str(out)]
+
     def eval_argv(self, model: str, out: Path) -> list[str]:
         """The eval command (after ``judgeforge``) of ``model``, on the engine of the role M_i plays."""
         s = self.settings
@@ -332,9 +343,16 @@ class Loop:
         ]
 
     def evaluate(self, model: str, out: Path) -> dict[str, Any]:
+        """Held-out accuracy of ``model`` and, with held-out pairs, its judge figures (``judge``) beside it."""
         self.command(self.eval_argv(model, out))
         result = json.loads(out.read_text())[0]
-        return {k: result[k] for k in ("accuracy", "correct", "graded", "unanswered", "seconds")}
+        record = {k: result[k] for k in ("accuracy", "correct", "graded", "unanswered", "seconds")}
+        if self.settings.judge_eval_pairs is not None:
+            judged = out.with_name(out.stem + "-judge.json")
+            self.command(self.judge_eval_argv(model, judged))
+            overall = json.loads(judged.read_text())[0]["overall"]
+            record["judge"] = {k: overall[k] for k in ("accuracy", "pair_accuracy", "position_consistency", "forced_accuracy", "judgments", "parsed", "forced")}
+        return record
 
     def command(self, args: list[str]) -> None:
         """Run one ``judgeforge`` command as a child that dies with the loop; fail the loop if it fails."""
@@ -350,6 +368,7 @@ class Loop:
         """One row per iteration: the data M_i built, what curation kept, and the M_{i+1} trained on it."""
         table = Table(title=f"judgeforge loop · {self.settings.method} · {self.out}")
         forced = [self.method.forced_quality_name] if self.method.forced_quality_name else []
+        judge = ["held-out judge acc"] if self.settings.judge_eval_pairs is not None else []
         headers = (
             "iter",
             "built by",
@@ -361,11 +380,25 @@ class Loop:
             "train loss",
             "trained",
             "held-out acc",
+            *judge,
         )
         for name in headers:
             table.add_column(name, justify="left" if name in ("built by", "trained") else "right")
         baseline = self.state.get("baseline") or {}
-        table.add_row("0", "", "", "", "", "", *("" for _ in forced), "", "M1", _pct(baseline.get("eval", {}).get("accuracy")))
+        first = baseline.get("eval", {})
+        table.add_row(
+            "0",
+            "",
+            "",
+            "",
+            "",
+            "",
+            *("" for _ in forced),
+            "",
+            "M1",
+            _pct(first.get("accuracy")),
+            *(_pct(first.get("judge", {}).get("accuracy")) for _ in judge),
+        )
         for r in self.state["iterations"]:
             build, curate, train, ev = (r.get(k, {}) for k in STAGES)
             i = r["iteration"]
@@ -380,6 +413,7 @@ class Loop:
                 f"{train['train_loss']:.4f}" if train else "",
                 f"M{i + 1}",
                 _pct(ev.get("accuracy")),
+                *(_pct(ev.get("judge", {}).get("accuracy")) for _ in judge),
             )
         return table
 
@@ -388,11 +422,13 @@ class Loop:
 
         records = self.state["iterations"]
         labels = [f"M{k}" for k in range(1, len(records) + 2)]
-        accuracy = [(self.state.get("baseline") or {}).get("eval", {}).get("accuracy")] + [r.get("eval", {}).get("accuracy") for r in records]
+        evals = [(self.state.get("baseline") or {}).get("eval", {})] + [r.get("eval", {}) for r in records]
+        series: dict[str, Sequence[float | None]] = {"held-out accuracy": [e.get("accuracy") for e in evals]}
+        if self.settings.judge_eval_pairs is not None:
+            series["held-out judge accuracy"] = [e.get("judge", {}).get("accuracy") for e in evals]
         # The builder's quality signal is measured with M_i (the model the iteration starts from).
-        quality = [r.get("build", {}).get("quality") for r in records] + [None]
-        path = self.out / "loop.png"
-        return lines(labels, {"held-out accuracy": accuracy, self.method.quality_name: quality}, f"{self.settings.method} loop", path)
+        series[self.method.quality_name] = [r.get("build", {}).get("quality") for r in records] + [None]
+        return lines(labels, series, f"{self.settings.method} loop", self.out / "loop.png")
 
 
 def build_settings(
@@ -409,6 +445,7 @@ def build_settings(
     spec: str | None,
     build_args: str,
     train_args: str,
+    judge_eval_pairs: str | None = None,
 ) -> LoopSettings:
     """Check the options and fill the held-out set: the same gym task under another seed, or --eval-source."""
     if eval_source is None:
@@ -419,6 +456,8 @@ def build_settings(
         raise UserError(
             f"--eval-seed {eval_seed} is one of the build seeds ({seed}..{seed + iterations - 1}): the held-out problems would be training problems"
         )
+    if judge_eval_pairs is not None and not Path(judge_eval_pairs).expanduser().exists():
+        raise UserError(f"--judge-eval-pairs '{judge_eval_pairs}' not found")
     _check_roles(METHODS[method], method, engines)
     try:
         build, train = shlex.split(build_args), shlex.split(train_args)
@@ -442,6 +481,7 @@ def build_settings(
         eval_limit=eval_limit,
         eval_seed=eval_seed,
         eval_max_tokens=eval_max_tokens,
+        judge_eval_pairs=judge_eval_pairs,
         spec=spec,
         build_args=build,
         train_args=train,

@@ -1,4 +1,4 @@
-"""``judgeforge score rprm``: score step-labelled solutions with a generative PRM, then report ProcessBench.
+"""``judgeforge eval prm`` (also ``judgeforge score rprm``): score step-labelled solutions with a generative PRM, then report ProcessBench.
 
 The command is a build of ``rprm-score`` (the same options as ``judgeforge build rprm-score``, through
 :func:`judgeforge.executors.build.run_build`, so it resumes like every build) followed by the metric:
