@@ -268,3 +268,16 @@ def test_m0_to_m1_sft_trains_on_ift_and_eft_together(ift_run: Path, eft_evidence
 def test_real_ift_and_eft_runs_audit_curate_and_card(ift_run: Path, eft_run: Path, eft_evidence_run: Path, tmp_path: Path) -> None:
     for n, built in enumerate((ift_run, eft_run, eft_evidence_run)):
         assert_pipeline_on(built, tmp_path / str(n))
+
+
+@pytest.mark.slow
+def test_eval_judge_reads_each_eft_pair_once_with_the_rollouts_better_step_as_chosen(eft_evidence_run: Path) -> None:
+    from judgeforge.train.judge_eval import read_pairs
+
+    rows = read_rows(eft_evidence_run)
+    pairs, _ = read_pairs(eft_evidence_run)
+    assert len(pairs) == len({r["pair_id"] for r in rows}) == len(rows) // 2
+    for pair in pairs:
+        row = next(r for r in rows if r["pair_id"] == pair.id)
+        better, worse = (row["step_a"], row["step_b"]) if row["label"] == "A" else (row["step_b"], row["step_a"])
+        assert (pair.chosen, pair.rejected, pair.previous_steps) == (better, worse, row["previous_steps"])

@@ -342,3 +342,15 @@ def test_sft_view_is_the_judge_prompt_as_presented_and_trains_two_steps(ste_run:
 @slow
 def test_a_real_run_audits_curates_and_cards(ste_run: Path, tmp_path: Path) -> None:
     assert_pipeline_on(ste_run, tmp_path)
+
+
+@slow
+def test_eval_judge_reads_each_pair_of_a_self_taught_run_once(ste_run: Path) -> None:
+    from judgeforge.train.judge_eval import read_pairs
+
+    rows = read_rows(ste_run)
+    pairs, fingerprint = read_pairs(ste_run)
+    assert sorted(p.id for p in pairs) == sorted({r["source_id"] for r in rows})
+    by_id = {r["source_id"]: r for r in rows}
+    assert all((p.chosen, p.rejected, p.prompt) == (by_id[p.id]["better_response"], by_id[p.id]["worse_response"], by_id[p.id]["instruction"]) for p in pairs)
+    assert all(p.previous_steps is None for p in pairs) and fingerprint == json.loads((ste_run / "manifest.json").read_text())["fingerprint"]

@@ -182,8 +182,6 @@ def eval_command(
     """
     if ctx.invoked_subcommand is not None:
         return
-    from judgeforge.files import write_json
-    from judgeforge.plots import lines
     from judgeforge.sources import SourceConfig
     from judgeforge.train.eval import evaluate
 
@@ -195,13 +193,21 @@ def eval_command(
         table.add_column(name, justify="left" if name == "model" else "right")
     for r in results:
         table.add_row(r.model, str(r.correct), str(r.graded), str(r.unanswered), "-" if r.accuracy is None else f"{r.accuracy:.1%}", f"{r.seconds:.1f}")
+    _report(table, results, out, plot, {"accuracy": [r.accuracy for r in results]}, f"held-out accuracy · {source}")
+
+
+def _report(table: Table, results: Sequence[Any], out: Path | None, plot: Path | None, series: dict[str, Sequence[float | None]], title: str) -> None:
+    """What every eval ends with: its table, the results as JSON (``--out``), the models' figures plotted (``--plot``)."""
+    from judgeforge.files import write_json
+    from judgeforge.plots import lines
+
     Console().print(table)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         write_json(out, [r.model_dump(mode="json") for r in results])
     if plot is not None:
         plot.parent.mkdir(parents=True, exist_ok=True)
-        lines([r.model for r in results], {"accuracy": [r.accuracy for r in results]}, f"held-out accuracy · {source}", plot)
+        lines([r.model for r in results], series, title, plot)
 
 
 @eval_command.command("judge")
@@ -235,8 +241,6 @@ def eval_judge_command(
     are never counted as correct: their own accuracy is the forced column's. One row per model, and per
     subset where the pairs have several.
     """
-    from judgeforge.files import write_json
-    from judgeforge.plots import lines
     from judgeforge.train.judge_eval import evaluate_judge
 
     policy = engine_choices(engine).policy
@@ -263,18 +267,12 @@ def eval_judge_command(
                 str(f.unparsable),
                 str(f.failed),
             )
-    Console().print(table)
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        write_json(out, [r.model_dump(mode="json") for r in results])
-    if plot is not None:
-        plot.parent.mkdir(parents=True, exist_ok=True)
-        series: dict[str, Sequence[float | None]] = {
-            "accuracy": [r.overall.accuracy for r in results],
-            "pair accuracy": [r.overall.pair_accuracy for r in results],
-            "position consistency": [r.overall.position_consistency for r in results],
-        }
-        lines([r.model for r in results], series, f"judge accuracy · {pairs_source}", plot)
+    series: dict[str, Sequence[float | None]] = {
+        "accuracy": [r.overall.accuracy for r in results],
+        "pair accuracy": [r.overall.pair_accuracy for r in results],
+        "position consistency": [r.overall.position_consistency for r in results],
+    }
+    _report(table, results, out, plot, series, f"judge accuracy · {pairs_source}")
 
 
 # ProcessBench of a PRM is an eval too: the very command `score rprm` is, under the name the papers' figures go by.

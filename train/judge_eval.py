@@ -139,7 +139,12 @@ def _read_run(root: Path) -> tuple[list[JudgePair], str]:
     run = open_run(root)
     if run.kind.name not in _PAIR_KINDS:
         raise UserError(f"run dir '{root}' holds '{run.kind.name}' rows; judge pairs come from an EFT or a Self-Taught run (kinds {', '.join(_PAIR_KINDS)})")
-    rows = [row for table in run.tables() for row in table.to_pylist()]
+    columns = (
+        ("pair_id", "question", "previous_steps", "step_a", "step_b", "label")
+        if run.kind.name == "eft"
+        else ("source_id", "instruction", "better_response", "worse_response")
+    )
+    rows = [row for table in run.tables(columns) for row in table.to_pylist()]
     pairs: dict[str, JudgePair] = {}
     for row in rows:
         if run.kind.name == "eft":

@@ -315,12 +315,10 @@ class Loop:
     def _eval(self, i: int) -> dict[str, Any]:
         return self.evaluate(str(self.iter_dir(i) / "model"), self.iter_dir(i) / "eval.json")
 
-    def judge_eval_argv(self, model: str, out: Path) -> list[str]:
-        """The eval judge command (after ``judgeforge``) of ``model`` on the held-out pairs, on the engine of the role M_i plays."""
-        s = self.settings
-        assert s.judge_eval_pairs is not None
+    def judge_eval_argv(self, model: str, pairs: str, out: Path) -> list[str]:
+        """The eval judge command (after ``judgeforge``) of ``model`` on held-out ``pairs``, on the engine of the role M_i plays."""
         spec = spec_argv(self.engines_for(model).spec(self.method.role), skip=("model",))
-        return ["eval", "judge", "--model", model, *spec, "--pairs", s.judge_eval_pairs, "--max-tokens", str(s.eval_max_tokens), "--out", str(out)]
+        return ["eval", "judge", "--model", model, *spec, "--pairs", pairs, "--max-tokens", str(self.settings.eval_max_tokens), "--out", str(out)]
 
     def eval_argv(self, model: str, out: Path) -> list[str]:
         """The eval command (after ``judgeforge``) of ``model``, on the engine of the role M_i plays."""
@@ -347,9 +345,10 @@ class Loop:
         self.command(self.eval_argv(model, out))
         result = json.loads(out.read_text())[0]
         record = {k: result[k] for k in ("accuracy", "correct", "graded", "unanswered", "seconds")}
-        if self.settings.judge_eval_pairs is not None:
+        pairs = self.settings.judge_eval_pairs
+        if pairs is not None:
             judged = out.with_name(out.stem + "-judge.json")
-            self.command(self.judge_eval_argv(model, judged))
+            self.command(self.judge_eval_argv(model, pairs, judged))
             overall = json.loads(judged.read_text())[0]["overall"]
             record["judge"] = {k: overall[k] for k in ("accuracy", "pair_accuracy", "position_consistency", "forced_accuracy", "judgments", "parsed", "forced")}
         return record
