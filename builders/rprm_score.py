@@ -39,15 +39,15 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from itertools import pairwise
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, Field, computed_field, field_validator, model_validator
 
 from judgeforge.builders.base import Builder, BuilderStats, Stat, StatFamily
 from judgeforge.builders.step_inputs import read_step_solutions
-from judgeforge.engines.base import Request, SamplingParams, derive_seed
+from judgeforge.engines.base import Engine, ProgressFn, Request, SamplingParams, derive_seed
 from judgeforge.errors import UserError
-from judgeforge.formats.rprm import ANALYSIS, VERDICT_LEAD, analysis_request, step_reward
+from judgeforge.formats.rprm import ANALYSIS, VERDICT_LEAD, StepToAnalyse, analysis_request, step_reward
 from judgeforge.formats.step_inputs import Label, LabelledSolution
 from judgeforge.formats.verdicts import SlotReading, read_slots
 from judgeforge.schemas.base import BaseRow
@@ -267,6 +267,40 @@ Evaluation = tuple[str, SlotReading[Label]]
 """One of a step's K evaluations: the analysis up to its verdict slot, and what was read there."""
 
 
+class StepToScore(StepToAnalyse, Protocol):
+    """A step to score, with the stable id its evaluations' seeds derive from."""
+
+    @property
+    def id(self) -> str: ...
+
+
+def evaluate_steps(engine: Engine, steps: Sequence[StepToScore], cfg: RprmScoreConfig, seed: int, progress: ProgressFn | None = None) -> list[list[Evaluation]]:
+    """``cfg.k`` sampled analyses of every step, each read at its verdict slot: two batched engine calls.
+
+    A step's list holds the evaluations that did not fail (fewer than K when an analysis or its slot
+    read failed: the caller counts the difference). Its reward is :func:`step_evaluations_reward` of them.
+    """
+    requests = [analysis_request(item, derive_seed(seed, item.id, "score")) for item in steps]
+    params = SamplingParams(n=cfg.k, temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_tokens, stop=(VERDICT_LEAD,), seed=seed)
+    analyses = engine.generate(requests, params, progress=progress)
+    slots = [
+        (i, Request(messages=request.messages, prefix=ANALYSIS.slot(request.prefix + c.text, c.finish_reason), seed=derive_seed(seed, steps[i].id, "slot", j)))
+        for i, (request, completions) in enumerate(zip(requests, analyses, strict=True))
+        for j, c in enumerate(completions)
+        if c.ok
+    ]
+    per_step: list[list[Evaluation]] = [[] for _ in steps]
+    for (i, request), reading in zip(slots, read_slots(engine, ANALYSIS.vocabulary, [r for _, r in slots], seed), strict=True):
+        if reading is not None:  # a failed call at the slot is no evaluation
+            per_step[i].append((request.prefix, reading))
+    return per_step
+
+
+def step_evaluations_reward(evaluations: Sequence[Evaluation]) -> tuple[float | None, str]:
+    """A step's reward from its evaluations (mean P(Yes), else the Yes-vote share) and how it was made."""
+    return step_reward([r.probability("Yes") for _, r in evaluations], [r.token for _, r in evaluations])
+
+
 class RprmScoreBuilder(Builder[RprmScoreConfig]):
     name = "rprm-score"
     version = "0.3.0"
@@ -291,24 +325,7 @@ class RprmScoreBuilder(Builder[RprmScoreConfig]):
             else:
                 solutions.append(solution)
         inputs = [item for s in solutions for item in s.inputs()]
-        requests = [analysis_request(item, derive_seed(seed, item.id, "score")) for item in inputs]
-        params = SamplingParams(n=cfg.k, temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_tokens, stop=(VERDICT_LEAD,), seed=seed)
-        analyses = engine.generate(requests, params)
-        slots = [
-            (
-                i,
-                Request(
-                    messages=request.messages, prefix=ANALYSIS.slot(request.prefix + c.text, c.finish_reason), seed=derive_seed(seed, inputs[i].id, "slot", j)
-                ),
-            )
-            for i, (request, completions) in enumerate(zip(requests, analyses, strict=True))
-            for j, c in enumerate(completions)
-            if c.ok
-        ]
-        per_step: list[list[Evaluation]] = [[] for _ in inputs]
-        for (i, request), reading in zip(slots, read_slots(engine, ANALYSIS.vocabulary, [r for _, r in slots], seed), strict=True):
-            if reading is not None:  # a failed call at the slot is no evaluation: dropped, counted below
-                per_step[i].append((request.prefix, reading))
+        per_step = evaluate_steps(engine, inputs, cfg, seed)
         evaluated = sum(map(len, per_step))
         self.stats.add(RprmScoreStats.EVALUATIONS, evaluated)
         self.stats.add(RprmScoreStats.EVALUATIONS_FAILED, len(inputs) * cfg.k - evaluated)
@@ -321,7 +338,7 @@ class RprmScoreBuilder(Builder[RprmScoreConfig]):
 
     def _solution_rows(self, solution: LabelledSolution, steps: list[list[Evaluation]]) -> list[RprmScoreRow]:
         evaluations = [([r.probability("Yes") for _, r in evals], [r.token for _, r in evals], [text for text, _ in evals]) for evals in steps]
-        scored = [step_reward(p_yes, votes) for p_yes, votes, _ in evaluations]
+        scored = [step_evaluations_reward(evals) for evals in steps]
         for _, method in scored:
             self.stats.add(RprmScoreStats.REWARDS[method])
         label = solution.first_wrong if solution.first_wrong is not None else -1
@@ -380,6 +397,7 @@ def summary(manifest: dict[str, Any], solutions: Sequence[SolutionRewards], choi
         "reward_method": "p_yes" if methods["p_yes"] and not methods["vote"] else "vote" if methods["vote"] and not methods["p_yes"] else "mixed",
         "step_rewards_by_method": methods,
         "k": manifest["config"]["k"],
+        "config": manifest["config"],
         "model": manifest["models"]["policy"],
         "source": manifest["source"],
         "run_id": manifest["run_id"],

@@ -30,10 +30,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Literal, NamedTuple
+from typing import Literal, NamedTuple, Protocol
 
 from judgeforge.engines.base import Request
-from judgeforge.formats.step_inputs import Label, StepInput
+from judgeforge.formats.step_inputs import Label
 from judgeforge.formats.verdicts import Parsed, VerdictFormat, Vocabulary, aggregate
 
 VERDICT_LEAD = "Verification: Is the step correct (Yes/No)?"
@@ -65,12 +65,25 @@ def analysis_user_message(question: str, previous_steps: Sequence[str], now_step
     return f"{ANALYSIS_INSTRUCTIONS}\n\n[Problem]\n{question.strip()}\n\n[Previous steps]\n{previous}\n\n[Now step]\n{now_step.strip()}"
 
 
-def analysis_messages(item: StepInput) -> list[dict[str, str]]:
+class StepToAnalyse(Protocol):
+    """What an analysis is asked about: a problem, the steps so far and the now step. A labelled
+    :class:`~judgeforge.formats.step_inputs.StepInput` is one; so is a step of a sampled solution that
+    nobody labelled (Best-of-N scores those)."""
+
+    @property
+    def question(self) -> str: ...
+    @property
+    def previous_steps(self) -> Sequence[str]: ...
+    @property
+    def now_step(self) -> str: ...
+
+
+def analysis_messages(item: StepToAnalyse) -> list[dict[str, str]]:
     """The chat that asks for an analysis of an evaluation input (generation and the TRL views)."""
     return [{"role": "user", "content": analysis_user_message(item.question, item.previous_steps, item.now_step)}]
 
 
-def analysis_request(item: StepInput, seed: int) -> Request:
+def analysis_request(item: StepToAnalyse, seed: int) -> Request:
     """The engine request for analyses of ``item``: the assistant turn starts with the first part's header."""
     return Request(messages=tuple(analysis_messages(item)), prefix=ANALYSIS_START, seed=seed)
 

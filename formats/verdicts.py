@@ -170,22 +170,31 @@ def settle(
     seed: int,
     force: bool,
     choose: Callable[[int, SlotReading[V]], V | None] = _likelier,
+    contexts: Sequence[str] | None = None,
 ) -> list[Settled[V] | None]:
     """Parse each (request, completion) output; with ``force``, force the verdict of every forceable
     verdict-less one (one batched call). ``choose(i, reading)`` picks output i's forced verdict from its
     slot reading (default: the likelier verdict; :func:`draw` for a format that samples). None for a
-    failed completion: the caller drops and counts it."""
+    failed completion: the caller drops and counts it.
+
+    An output is its request's prefix plus its completion, unless ``contexts[i]`` says which start of
+    the prefix is context and not output i's own text (a verification continuing a trajectory whose
+    earlier verifications carry verdicts of their own): only the rest is parsed and kept, while a forced
+    verdict is still read with the whole prefix before its slot."""
     settled: list[Settled[V] | None] = []
     pending: list[tuple[int, Request]] = []
     for i, (request, completion) in enumerate(outputs):
         if not completion.ok:
             settled.append(None)
             continue
-        text = request.prefix + completion.text
+        context = contexts[i] if contexts is not None else ""
+        if not request.prefix.startswith(context):
+            raise ValueError(f"output {i}: its context is not the start of its request's prefix")
+        text = request.prefix[len(context) :] + completion.text
         parsed = fmt.parse(text, completion.finish_reason)
         settled.append(Settled(parsed.text, parsed.verdict, parsed.status))
         if force and parsed.verdict is None and parsed.forceable:
-            pending.append((i, Request(messages=request.messages, prefix=fmt.slot(text, completion.finish_reason), seed=request.seed)))
+            pending.append((i, Request(messages=request.messages, prefix=context + fmt.slot(text, completion.finish_reason), seed=request.seed)))
     for (i, request), reading in zip(pending, read_slots(engine, fmt.vocabulary, [r for _, r in pending], seed), strict=True):
         current = settled[i]
         assert current is not None  # only completed outputs are pending
@@ -193,7 +202,8 @@ def settle(
         if reading is None:
             settled[i] = replace(current, slot_failed=True)
         elif verdict is not None:
-            settled[i] = Settled(fmt.written(request.prefix, verdict), verdict, current.status, forced=reading)
+            context = contexts[i] if contexts is not None else ""
+            settled[i] = Settled(fmt.written(request.prefix[len(context) :], verdict), verdict, current.status, forced=reading)
     return settled
 
 

@@ -93,7 +93,7 @@ COMMANDS: dict[str, str] = {
     "audit": "judgeforge.curation.cli:audit_command",
     "score": "judgeforge.train.score:score",
     "train": "judgeforge.train.cli:train",
-    "eval": "judgeforge.train.cli:eval_command",
+    "eval": "judgeforge.train.eval_cli:eval_command",
     "loop": "judgeforge.train.cli:loop_command",
 }
 

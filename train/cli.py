@@ -1,4 +1,4 @@
-"""The ``judgeforge train``, ``judgeforge eval`` and ``judgeforge loop`` commands (see :data:`judgeforge.cli.COMMANDS`).
+"""The ``judgeforge train`` and ``judgeforge loop`` commands (see :data:`judgeforge.cli.COMMANDS`; ``eval`` lives in :mod:`judgeforge.train.eval_cli`).
 
 ``train``'s subcommands are generated from the recipes' config dataclasses, so ``--help`` lists exactly
 the fields a recipe takes. ``judgeforge train RECIPE.yaml`` runs a YAML recipe: its ``recipe:`` key
@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,6 @@ from judgeforge.options import engine_choices, engine_options, engine_params, fi
 from judgeforge.train.common import RecipeConfig, validate_config
 from judgeforge.train.dpo import DPORecipe, train_dpo
 from judgeforge.train.grpo import GRPORecipe, train_grpo
-from judgeforge.train.score import score
 from judgeforge.train.sft import SFTRecipe, train_sft
 
 LOOP_ROLE = "judge"
@@ -139,144 +138,6 @@ def train() -> None:
 
 for _method in RECIPES:
     train.add_command(_recipe_command(_method))
-
-
-@click.group("eval", invoke_without_command=True)
-@click.option("--model", "models", multiple=True, default=["smollm2"], show_default=True, help="Model to evaluate; repeat to compare several (M1, M2, ...).")
-@engine_options(POLICY, skip=("model",))
-@click.option("--source", default="gym:gsm_symbolic", show_default=True, help="Held-out problems: gym:<task>, a local file, or a datasets id/path.")
-@click.option("--question-col", default="question", show_default=True, help="Column holding the question (files and datasets).")
-@click.option("--answer-col", default="answer", show_default=True, help="Column holding the gold final answer.")
-@click.option("--id-col", default=None, help="Column holding a stable problem id.")
-@click.option("--split", default="test", show_default=True, help="Split to read from a datasets id.")
-@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True, help="Evaluate on the first N problems.")
-@click.option("--seed", type=int, default=10_000, show_default=True, help="reasoning-gym seed of the held-out problems (keep it apart from build seeds).")
-@click.option("--max-tokens", type=click.IntRange(min=1), default=256, show_default=True, help="Longest solution generated, in tokens.")
-@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), default=None, help="Write the results (per model and per problem) to this JSON file.")
-@click.option(
-    "--plot", type=click.Path(path_type=Path, dir_okay=False), default=None, help="Write a PNG line plot of accuracy across the models, in the order given."
-)
-@click.pass_context
-def eval_command(
-    ctx: click.Context,
-    models: tuple[str, ...],
-    source: str,
-    question_col: str,
-    answer_col: str,
-    id_col: str | None,
-    split: str,
-    limit: int,
-    seed: int,
-    max_tokens: int,
-    out: Path | None,
-    plot: Path | None,
-    **engine: Any,
-) -> None:
-    """Measure models: final-answer accuracy (this command's own options), or a judge (eval judge).
-
-    Without a subcommand: final-answer accuracy of one or more models on held-out problems (greedy,
-    batched). Each model solves the problems step by step in the builders' format; answers are checked
-    with the task's own scorer (reasoning-gym) or math-verify. Prints one row per model. Every model runs
-    on the engine the engine options describe (as for the policy of judgeforge build), e.g. --engine vllm.
-    A subcommand's options follow its name: judgeforge eval judge --model M --pairs FILE.
-    """
-    if ctx.invoked_subcommand is not None:
-        return
-    from judgeforge.sources import SourceConfig
-    from judgeforge.train.eval import evaluate
-
-    policy = engine_choices(engine).policy
-    cfg = SourceConfig(source=source, question_col=question_col, answer_col=answer_col, id_col=id_col, split=split, limit=limit, seed=seed)
-    results = [evaluate(policy.model_copy(update={"model": model}), cfg, max_tokens=max_tokens) for model in models]
-    table = Table(title=f"judgeforge eval · {source} · {results[0].problems} problems · greedy, ≤{max_tokens} tokens")
-    for name in ("model", "correct", "graded", "no answer", "accuracy", "seconds"):
-        table.add_column(name, justify="left" if name == "model" else "right")
-    for r in results:
-        table.add_row(r.model, str(r.correct), str(r.graded), str(r.unanswered), "-" if r.accuracy is None else f"{r.accuracy:.1%}", f"{r.seconds:.1f}")
-    _report(table, results, out, plot, {"accuracy": [r.accuracy for r in results]}, f"held-out accuracy · {source}")
-
-
-def _report(table: Table, results: Sequence[Any], out: Path | None, plot: Path | None, series: dict[str, Sequence[float | None]], title: str) -> None:
-    """What every eval ends with: its table, the results as JSON (``--out``), the models' figures plotted (``--plot``)."""
-    from judgeforge.files import write_json
-    from judgeforge.plots import lines
-
-    Console().print(table)
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        write_json(out, [r.model_dump(mode="json") for r in results])
-    if plot is not None:
-        plot.parent.mkdir(parents=True, exist_ok=True)
-        lines([r.model for r in results], series, title, plot)
-
-
-@eval_command.command("judge")
-@click.option("--model", "models", multiple=True, default=["smollm2"], show_default=True, help="Judge to evaluate; repeat to compare several (M1, M2, ...).")
-@engine_options(POLICY, skip=("model",))
-@click.option(
-    "--pairs",
-    "pairs_source",
-    required=True,
-    help="Held-out pairs: an EFT or Self-Taught run dir, or a .jsonl/.json/.parquet file in the RewardBench layout (prompt, chosen, rejected, subset) or the chosen/rejected conversation layout.",
-)
-@click.option("--limit", type=click.IntRange(min=1), default=None, help="Judge only the first N pairs.  [default: all]")
-@click.option("--max-tokens", type=click.IntRange(min=1), default=256, show_default=True, help="Longest judgment generated, in tokens.")
-@click.option(
-    "--force-verdicts/--no-force-verdicts",
-    default=True,
-    show_default=True,
-    help="Force a verdict at the verdict slot when a judgment has none (reported as forced, never as correct).",
-)
-@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), default=None, help="Write the results (per model, subset and pair) to this JSON file.")
-@click.option("--plot", type=click.Path(path_type=Path, dir_okay=False), default=None, help="Write a PNG line plot of the judges' figures, in the order given.")
-def eval_judge_command(
-    models: tuple[str, ...], pairs_source: str, limit: int | None, max_tokens: int, force_verdicts: bool, out: Path | None, plot: Path | None, **engine: Any
-) -> None:
-    """Pairwise accuracy of a judge on held-out pairs, each judged greedily in both orders.
-
-    The judge sees the better answer as A, then as B, in the builders' judge prompt (the step prompt for
-    EFT pairs, the response prompt otherwise). accuracy: judgments whose parsed verdict picks the better
-    answer, over all judgments; pair acc.: pairs right in both orders; consistency: pairs whose two
-    verdicts name the same answer. Forced verdicts (the judgment had none; forced at its verdict slot)
-    are never counted as correct: their own accuracy is the forced column's. One row per model, and per
-    subset where the pairs have several.
-    """
-    from judgeforge.train.judge_eval import evaluate_judge
-
-    policy = engine_choices(engine).policy
-    results = [evaluate_judge(policy.model_copy(update={"model": m}), pairs_source, limit, max_tokens, force_verdicts) for m in models]
-    table = Table(title=f"judgeforge eval judge · {pairs_source} · {results[0].overall.pairs} pairs × 2 orders · greedy, ≤{max_tokens} tokens")
-    for name in ("model", "subset", "pairs", "accuracy", "pair acc.", "consistency", "parsed", "forced (acc.)", "unparsable", "failed"):
-        table.add_column(name, justify="left" if name in ("model", "subset") else "right")
-
-    def pct(value: float | None) -> str:
-        return "-" if value is None else f"{value:.1%}"
-
-    for r in results:
-        for subset, f in [("all", r.overall), *r.subsets.items()]:
-            forced = f"{f.forced} ({pct(f.forced_accuracy)})" if f.forced else "0"
-            table.add_row(
-                r.model,
-                subset,
-                str(f.pairs),
-                pct(f.accuracy),
-                pct(f.pair_accuracy),
-                pct(f.position_consistency),
-                str(f.parsed),
-                forced,
-                str(f.unparsable),
-                str(f.failed),
-            )
-    series: dict[str, Sequence[float | None]] = {
-        "accuracy": [r.overall.accuracy for r in results],
-        "pair accuracy": [r.overall.pair_accuracy for r in results],
-        "position consistency": [r.overall.position_consistency for r in results],
-    }
-    _report(table, results, out, plot, series, f"judge accuracy · {pairs_source}")
-
-
-# ProcessBench of a PRM is an eval too: the very command `score rprm` is, under the name the papers' figures go by.
-eval_command.add_command(score.commands["rprm"], "prm")
 
 
 @click.command("loop")

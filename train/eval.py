@@ -12,12 +12,15 @@ result records that spec, credentials masked.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from pydantic import BaseModel
 
 from judgeforge.engines import EngineSpec
-from judgeforge.sources import SourceConfig
+from judgeforge.engines.base import Engine, ProgressFn, SamplingParams
+from judgeforge.sources import Problem, SourceConfig
 
 
 class ProblemResult(BaseModel):
@@ -25,6 +28,8 @@ class ProblemResult(BaseModel):
     correct: bool | None
     answer: str | None
     finish_reason: str
+    generation: str | None = None
+    """The whole solution as generated (with ``--save-generations``)."""
 
 
 class EvalResult(BaseModel):
@@ -34,6 +39,7 @@ class EvalResult(BaseModel):
     weights_hash: str
     engine: dict[str, Any]
     source: dict[str, Any]
+    source_fingerprint: str
     problems: int
     graded: int
     correct: int
@@ -44,43 +50,63 @@ class EvalResult(BaseModel):
     results: list[ProblemResult]
 
 
-def evaluate(spec: EngineSpec, source: SourceConfig, max_tokens: int = 256, console: Any = None) -> EvalResult:
-    """Greedy final-answer accuracy of the model ``spec`` runs on the problems of ``source``."""
+@contextmanager
+def token_progress(description: str, console: Any = None) -> Iterator[ProgressFn]:
+    """A transient progress line counting generated tokens; yields the callback an engine call reports to."""
     from rich.console import Console
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from judgeforge.engines import make_engine
-    from judgeforge.engines.base import SamplingParams
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TextColumn("{task.completed:,.0f} tokens"),
+        TimeElapsedColumn(),
+        console=console or Console(stderr=True),
+        transient=True,
+    ) as progress:
+        task = progress.add_task(description, total=None)
+        yield lambda n: progress.advance(task, n)
+
+
+def solve(
+    engine: Engine, problems: Sequence[Problem], params: SamplingParams, seed_of: Callable[[Problem], int], progress: ProgressFn | None = None
+) -> list[list[tuple[str, bool, str]]]:
+    """``params.n`` solutions of every problem in the builders' step format (one batched call).
+
+    Each is (text, ok, finish reason): the whole solution with its opening ``Step 1:``; a failed
+    completion's text is empty and ``ok`` False, for the caller to count, never to grade as an answer.
+    """
     from judgeforge.formats.steps import next_step_request
+
+    requests = [next_step_request(p.question, [], seed=seed_of(p)) for p in problems]
+    outputs = engine.generate(requests, params, progress=progress)
+    return [
+        [(request.prefix + c.text if c.ok else "", c.ok, c.finish_reason) for c in completions] for request, completions in zip(requests, outputs, strict=True)
+    ]
+
+
+def evaluate(spec: EngineSpec, source: SourceConfig, max_tokens: int = 256, console: Any = None, save_generations: bool = False) -> EvalResult:
+    """Greedy final-answer accuracy of the model ``spec`` runs on the problems of ``source``."""
+    from judgeforge.engines import make_engine
+    from judgeforge.executors.local import inputs_fingerprint
     from judgeforge.runs import redact_urls
     from judgeforge.sources import load_problems
     from judgeforge.verify import check_answer, extract_answer
 
-    console = console or Console(stderr=True)
     problems = load_problems(source)
     clock = time.perf_counter()
     engine = make_engine(spec)
     try:
-        requests = [next_step_request(p.question, [], seed=0) for p in problems]
-        params = SamplingParams(n=1, temperature=0.0, max_tokens=max_tokens)
-        with Progress(
-            SpinnerColumn(),
-            TextColumn("eval {task.description}"),
-            TextColumn("{task.completed:,.0f} tokens"),
-            TimeElapsedColumn(),
-            console=console,
-            transient=True,
-        ) as progress:
-            task = progress.add_task(f"{spec.model} on {len(problems)} problems", total=None)
-            outputs = engine.generate(requests, params, progress=lambda n: progress.advance(task, n))
+        with token_progress(f"eval {spec.model} on {len(problems)} problems", console) as progress:
+            outputs = solve(engine, problems, SamplingParams(n=1, temperature=0.0, max_tokens=max_tokens), lambda p: 0, progress)
         weights_hash = engine.weights_hash
     finally:
         engine.close()
     results = []
-    for problem, request, (completion, *_) in zip(problems, requests, outputs, strict=True):
-        text = request.prefix + completion.text
-        correct = check_answer(problem, text) if completion.ok else False
-        results.append(ProblemResult(id=problem.id, correct=correct, answer=extract_answer(text), finish_reason=completion.finish_reason))
+    for problem, ((text, ok, finish), *_) in zip(problems, outputs, strict=True):
+        correct = check_answer(problem, text) if ok else False
+        answer = extract_answer(text) if ok else None
+        results.append(ProblemResult(id=problem.id, correct=correct, answer=answer, finish_reason=finish, generation=text if save_generations else None))
     graded = [r for r in results if r.correct is not None]
     right = sum(bool(r.correct) for r in graded)
     return EvalResult(
@@ -88,6 +114,7 @@ def evaluate(spec: EngineSpec, source: SourceConfig, max_tokens: int = 256, cons
         weights_hash=weights_hash,
         engine=redact_urls(spec.model_dump(mode="json")),
         source=source.model_dump(mode="json"),
+        source_fingerprint=inputs_fingerprint(problems),
         problems=len(results),
         graded=len(graded),
         correct=right,

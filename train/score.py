@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from judgeforge.builders import rprm_score
 from judgeforge.builders.rprm_score import RprmScoreBuilder, ThresholdChoice, solution_rewards, summary, summary_lines
 from judgeforge.errors import UserError
-from judgeforge.executors.build import run_build
+from judgeforge.executors.build import BuildOptions, run_build
 from judgeforge.files import write_json
 from judgeforge.options import build_options, build_params
 from judgeforge.runs import open_run
@@ -34,24 +34,26 @@ def _threshold_choice(threshold: str, threshold_split: str | None) -> ThresholdC
         raise UserError("; ".join(str(e.get("ctx", {}).get("error", e["msg"])) for e in exc.errors())) from None
 
 
-def _score_rprm(threshold: str, threshold_split: str | None, **values: Any) -> None:
+def score_rprm(opts: BuildOptions, threshold: str, threshold_split: str | None) -> dict[str, Any] | None:
+    """Build (or resume) the scores of ``opts``, then compute, write and print ProcessBench; the summary (None while shards are pending)."""
     from rich.console import Console
 
     choice = _threshold_choice(threshold, threshold_split)  # a bad --threshold fails before anything is scored
-    built = run_build(build_options(RprmScoreBuilder.name, values))
+    built = run_build(opts)
     console = Console()
     if built.manifest.status != "complete":
         console.print("[yellow]the run is not complete (other shards pending): no summary written[/]")
-        return
+        return None
     run = open_run(built.root, RprmScoreBuilder.row_model.kind)
     rows = [row for table in run.tables(_COLUMNS) for row in table.to_pylist()]
     result = summary(built.manifest.dump(), solution_rewards(rows), choice)
     write_json(run.root / SUMMARY, result)
     for line in summary_lines(result, run.root / SUMMARY):
         console.print(line, highlight=False, soft_wrap=True)
+    return result
 
 
-def _threshold_options() -> list[click.Parameter]:
+def threshold_options() -> list[click.Parameter]:
     """score rprm's own options: they only read the rewards, so they are not build options."""
     fields = ThresholdChoice.model_fields
     return [
@@ -60,12 +62,16 @@ def _threshold_options() -> list[click.Parameter]:
     ]
 
 
+def _score_rprm_command(threshold: str, threshold_split: str | None, **values: Any) -> None:
+    score_rprm(build_options(RprmScoreBuilder.name, values), threshold, threshold_split)
+
+
 score = click.Group("score", help="Score step-labelled solutions with a process reward model and report ProcessBench metrics.")
 score.add_command(
     click.Command(
         "rprm",
-        params=[*build_params(RprmScoreBuilder), *_threshold_options()],
-        callback=_score_rprm,
+        params=[*build_params(RprmScoreBuilder), *threshold_options()],
+        callback=_score_rprm_command,
         help=f"{RprmScoreBuilder.summary[:1].upper()}{RprmScoreBuilder.summary[1:]}.\n\n{(rprm_score.__doc__ or '').replace('``', '')}",
     )
 )
