@@ -155,6 +155,8 @@ class Builder(ABC, Generic[ConfigT]):
     Config: ClassVar[type[BaseModel]]
     roles: ClassVar[tuple[str, ...]] = ("policy",)
     Stats: ClassVar[type[BuilderStats]] = BuilderStats
+    held_out_split: ClassVar[bool] = False
+    """Whether ``--test-fraction`` may hold some inputs out as a test split (judge data: the pairs ``eval judge`` measures)."""
 
     def __init__(self, config: ConfigT, ctx: BuildContext) -> None:
         self.config = config

@@ -113,6 +113,7 @@ class EftBuilder(Builder[EftConfig]):
     Config = EftConfig
     Stats = EftStats
     roles = ("policy", "judge")
+    held_out_split = True
 
     def build(self, items: list[Problem]) -> list[BaseRow]:
         cfg, seed = self.config, self.ctx.seed

@@ -220,6 +220,7 @@ class SelfTaughtBuilder(Builder[SelfTaughtConfig]):
     Config = SelfTaughtConfig
     Stats = SelfTaughtStats
     roles = ("policy", "judge")
+    held_out_split = True
 
     def build(self, problems: list[Problem]) -> list[BaseRow]:
         self.stats.add(SelfTaughtStats.INSTRUCTIONS, len(problems))

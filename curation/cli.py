@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from judgeforge.curation.filters import FILTERS
-from judgeforge.runs import Curation, FunnelStep, argv
+from judgeforge.runs import TEST_SPLIT, Curation, FunnelStep, argv
 
 
 def _filters_help() -> str:
@@ -84,6 +84,9 @@ def curate_command(run_dir: Path, spec: Path | None, out: Path | None, eval_sour
     console.print(funnel_table(manifest.curation, str(where), console.width))
     for line in report_lines(manifest.curation.funnel):
         console.print(line)
+    test = manifest.splits.get(TEST_SPLIT)
+    if test is not None:
+        console.print(f"held-out test split curated by the same spec: {test.rows:,} rows in {where / TEST_SPLIT} (its funnel is in its manifest.json)")
 
 
 def _count(value: float | None, fmt: str = ",") -> str:

@@ -40,7 +40,21 @@ from judgeforge import __version__
 from judgeforge.curation.filters import FILTERS, Decontaminate, Filter, Stage, lit, one_row
 from judgeforge.errors import UserError
 from judgeforge.files import clear_stale, replace_dir, temp_path, utc_now
-from judgeforge.runs import MANIFEST, Curation, FunnelStep, InputLink, Manifest, Run, RunDir, open_run, read_manifest, redact, reproduce_commands
+from judgeforge.runs import (
+    MANIFEST,
+    TEST_SPLIT,
+    Curation,
+    FunnelStep,
+    InputLink,
+    Manifest,
+    Run,
+    RunDir,
+    SplitRef,
+    open_run,
+    read_manifest,
+    redact,
+    reproduce_commands,
+)
 from judgeforge.schemas.registry import get_kind
 
 LOG_NAME = "curation_log.parquet"
@@ -188,13 +202,8 @@ class CurateOptions(BaseModel):
     command: list[str] = []
 
 
-def curate(run_dir: Path, opts: CurateOptions, console: Console | None = None) -> tuple[Manifest, Path]:
-    """Curate ``run_dir`` into a new run; returns its manifest and where it went."""
-    console = console or Console(stderr=True)
-    started, clock = utc_now(), time.perf_counter()
-    run = open_run(run_dir)
-    if run.manifest is None:
-        raise UserError(f"run dir '{run_dir}' has no manifest.json to link the curated run to")
+def _steps(run: Run, opts: CurateOptions) -> tuple[Path, dict[str, Any], list[Step]]:
+    """The spec's filters for ``run``, checked against its schema and prepared (fresh ones per run: filters keep counters)."""
     kind = run.kind.name
     spec_path = resolve_spec(opts.spec) if opts.spec else default_spec_path(kind)
     spec, steps = load_spec(spec_path, kind)
@@ -209,6 +218,21 @@ def curate(run_dir: Path, opts: CurateOptions, console: Console | None = None) -
                 entry["eval"] = {"source": opts.eval_source}
     for step in steps:
         step.filter.validate(run.schema, kind)
+    return spec_path, spec, steps
+
+
+def curate(run_dir: Path, opts: CurateOptions, console: Console | None = None) -> tuple[Manifest, Path]:
+    """Curate ``run_dir`` into a new run; returns its manifest and where it went.
+
+    A run built with a held-out test split (``RUN/test``) has it curated too, by the same spec, on its own
+    (nothing a filter counts or balances crosses the splits), into the curated run's ``test/``.
+    """
+    console = console or Console(stderr=True)
+    started, clock = utc_now(), time.perf_counter()
+    run = open_run(run_dir)
+    source = run.require_manifest()
+    test = run.test_split()
+    spec_path, spec, steps = _steps(run, opts)
     out = opts.out or default_out(run)
     _check_out(run, out)
     for step in steps:
@@ -218,27 +242,46 @@ def curate(run_dir: Path, opts: CurateOptions, console: Console | None = None) -
     tmp = temp_path(out)
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        work = tmp / ".work"
-        work.mkdir(parents=True)
-        con = connect(list(run.shards), opts.memory_limit, work)
-        try:
-            funnel, rows_in, rows_out = _run_filters(con, run, steps, opts, console)
-            dropped = con.sql("SELECT _rid FROM drops WHERE action = 'drop' ORDER BY _rid").fetchnumpy()["_rid"]
-            target = RunDir(tmp, kind)
-            shards = write_shards(run, target, np.asarray(dropped, dtype=np.int64))
-            con.execute(
-                f"COPY (SELECT s.id, d.filter, d.action, d.reason FROM drops d JOIN src s USING (_rid) ORDER BY d._rid) "
-                f"TO {lit(str(tmp / LOG_NAME))} (FORMAT parquet)"
-            )
-        finally:
-            con.close()
-        shutil.rmtree(work)
-        manifest = _manifest(run, run.manifest, spec, spec_path, opts, funnel, rows_in, rows_out, shards, started, time.perf_counter() - clock)
-        target.write_manifest(manifest)
+        funnel, rows_in, rows_out, shards = _filter_into(run, steps, opts, tmp, console)
+        manifest = _manifest(run, source, spec, spec_path, opts, funnel, rows_in, rows_out, shards, started, time.perf_counter() - clock)
+        if test is not None:
+            _, _, test_steps = _steps(test, opts)
+            for step in test_steps:
+                step.filter.prepare()
+            console.print(f"[dim]the held-out test split ({test.root}), by the same spec:[/]")
+            t_funnel, t_in, t_out, t_shards = _filter_into(test, test_steps, opts, tmp / TEST_SPLIT, console)
+            t_source = test.require_manifest()
+            t_manifest = _manifest(test, t_source, spec, spec_path, opts, t_funnel, t_in, t_out, t_shards, started, time.perf_counter() - clock)
+            given = t_source.splits.get(TEST_SPLIT)
+            t_split = SplitRef(inputs=given.inputs if given else t_in, rows=t_out, path=TEST_SPLIT, fraction=given.fraction if given else None)
+            t_manifest.split, t_manifest.splits = TEST_SPLIT, {TEST_SPLIT: t_split}
+            train = source.splits.get("train")
+            manifest.splits = {"train": SplitRef(inputs=train.inputs if train else rows_in, rows=rows_out), TEST_SPLIT: t_split}
+            RunDir(tmp / TEST_SPLIT, run.kind.name).write_manifest(t_manifest)
+        RunDir(tmp, run.kind.name).write_manifest(manifest)
         replace_dir(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return manifest, out
+
+
+def _filter_into(run: Run, steps: list[Step], opts: CurateOptions, target_root: Path, console: Console) -> tuple[list[FunnelStep], int, int, list[str]]:
+    """Run the filters over ``run`` and write its kept rows into ``target_root`` (shards and the log of drops)."""
+    work = target_root / ".work"
+    work.mkdir(parents=True)
+    con = connect(list(run.shards), opts.memory_limit, work)
+    try:
+        funnel, rows_in, rows_out = _run_filters(con, run, steps, opts, console)
+        dropped = con.sql("SELECT _rid FROM drops WHERE action = 'drop' ORDER BY _rid").fetchnumpy()["_rid"]
+        shards = write_shards(run, RunDir(target_root, run.kind.name), np.asarray(dropped, dtype=np.int64))
+        con.execute(
+            f"COPY (SELECT s.id, d.filter, d.action, d.reason FROM drops d JOIN src s USING (_rid) ORDER BY d._rid) "
+            f"TO {lit(str(target_root / LOG_NAME))} (FORMAT parquet)"
+        )
+    finally:
+        con.close()
+    shutil.rmtree(work)
+    return funnel, rows_in, rows_out, shards
 
 
 def _run_filters(con: duckdb.DuckDBPyConnection, run: Run, steps: list[Step], opts: CurateOptions, console: Console) -> tuple[list[FunnelStep], int, int]:

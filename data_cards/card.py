@@ -34,10 +34,11 @@ from judgeforge.builders import builder_names, load_builder
 from judgeforge.builders.base import Builder
 from judgeforge.errors import UserError
 from judgeforge.files import write_text
-from judgeforge.runs import Manifest, Run, open_run, reproduce_commands
+from judgeforge.runs import TEST_SPLIT, Manifest, Run, open_run, reproduce_commands
 from judgeforge.schemas.kind import CardExtras, Kind, Plot, View
 
 DATA_FILES = "data/shard-*.parquet"
+TEST_DATA_FILES = f"{TEST_SPLIT}/{DATA_FILES}"
 PLOT_PREFIX = "plot-"
 
 
@@ -88,16 +89,19 @@ def _module_doc(obj: Any) -> str:
 
 
 def dataset_info(info: Run) -> dict[str, Any]:
-    """``dataset_info`` for the front matter, with features derived from the shards' Arrow schema."""
+    """``dataset_info`` for the front matter, with features derived from the shards' Arrow schema; a held-out test split is a split of its own."""
     from datasets import DatasetInfo, Features, SplitDict, SplitInfo
 
     schema = info.dataset().schema.remove_metadata()
-    rows = info.num_rows()
-    size = sum(p.stat().st_size for p in info.shards)
-    num_bytes = sum(rg.total_byte_size for p in info.shards for rg in _row_groups(p))
-    split = SplitInfo(name="train", num_bytes=num_bytes, num_examples=rows)
+    parts = {"train": info, **({TEST_SPLIT: test} if (test := info.test_split()) is not None else {})}
+    splits, size, total = {}, 0, 0
+    for name, part in parts.items():
+        num_bytes = sum(rg.total_byte_size for p in part.shards for rg in _row_groups(p))
+        splits[name] = SplitInfo(name=name, num_bytes=num_bytes, num_examples=part.num_rows())
+        size += sum(p.stat().st_size for p in part.shards)
+        total += num_bytes
     result: dict[str, Any] = DatasetInfo(
-        features=Features.from_arrow_schema(schema), splits=SplitDict({"train": split}), download_size=size, dataset_size=num_bytes
+        features=Features.from_arrow_schema(schema), splits=SplitDict(splits), download_size=size, dataset_size=total
     )._to_yaml_dict()
     return {"config_name": "default", **result}
 
@@ -105,14 +109,16 @@ def dataset_info(info: Run) -> dict[str, Any]:
 def front_matter(info: Run, kind_card: CardExtras, license_id: str, pretty_name: str) -> str:
     from huggingface_hub import DatasetCardData
 
+    test = info.test_split()
+    files = [{"split": "train", "path": DATA_FILES}, *([{"split": TEST_SPLIT, "path": TEST_DATA_FILES}] if test is not None else [])]
     data = DatasetCardData(
         license=license_id,
         language=["en"],
         pretty_name=pretty_name,
-        size_categories=[size_category(info.num_rows())],
+        size_categories=[size_category(info.num_rows() + (test.num_rows() if test is not None else 0))],
         task_categories=list(kind_card.task_categories),
         tags=[*BASE_TAGS, *kind_card.tags],
-        configs=[{"config_name": "default", "data_files": [{"split": "train", "path": DATA_FILES}]}],
+        configs=[{"config_name": "default", "data_files": files}],
         dataset_info=dataset_info(info),
     )
     return data.to_yaml()
@@ -205,6 +211,18 @@ def _build_rows(m: Manifest) -> list[tuple[str, str]]:
         limit = f", limit {source.limit}" if source.limit else ""
         inputs = "?" if source.inputs is None else source.inputs
         rows.append(("source", f"`{source.source}` (split {source.split}{limit}; {inputs} inputs; sha256 `{(source.fingerprint or '')[:12]}…`)"))
+    test = m.splits.get(TEST_SPLIT)
+    if test is not None:
+        train = m.splits.get("train")
+        of = f" of {train.inputs + test.inputs}" if train is not None else ""
+        fraction = f"--test-fraction {test.fraction:g}, " if test.fraction is not None else ""
+        rows.append(
+            (
+                "held-out test split",
+                f"{test.rows:,} rows from {test.inputs:,}{of} problems ({fraction}by problem id: no problem is in both splits); "
+                f"`{TEST_SPLIT}/`, the `{TEST_SPLIT}` split on the Hub; never trained on by `judgeforge train`",
+            )
+        )
     if m.seed is not None:
         rows.append(("seed", str(m.seed)))
     if m.tokens:

@@ -288,8 +288,17 @@ def engine_choices(values: Mapping[str, Any], roles: Sequence[str] = ()) -> Engi
     return choices
 
 
-def shared_build_options(roles: Sequence[str]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """The options every build takes: the source, the engine of every role in ``roles``, the run dir, the seed, sharding, the cache."""
+_TEST_FRACTION_HELP = (
+    "Hold this share of the problems out, by problem id, as a test split in OUT/<kind>/test/ (a run dir of its own, "
+    "built like the rest): judgeforge train reads only OUT/<kind>/data, eval judge reads the test split, publish uploads it as the test split. "
+    "The same problem is held out in every run of a source, whatever the seed or --limit."
+)
+
+
+def shared_build_options(roles: Sequence[str], held_out_split: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The options every build takes: the source, the engine of every role in ``roles``, the run dir, the seed, sharding, the cache;
+    ``--test-fraction`` for a builder whose inputs can be held out (``held_out_split``)."""
+    split = [click.option("--test-fraction", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True, help=_TEST_FRACTION_HELP)]
     options: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
         click.option("--source", default="gym:gsm_symbolic", show_default=True, help="Problems: gym:<task>, a local file, or a datasets id/path."),
         click.option("--question-col", default="question", show_default=True, help="Column holding the question (files and datasets)."),
@@ -307,6 +316,7 @@ def shared_build_options(roles: Sequence[str]) -> Callable[[Callable[..., Any]],
         click.option("--seed", type=int, default=0, show_default=True, help="Run seed: the same seed gives the same rows."),
         click.option("--shard", default="0/1", show_default=True, help="Build only slice i of N (i/N), e.g. one Slurm array task each."),
         click.option("--chunk-size", type=click.IntRange(min=1), default=16, show_default=True, help="Problems per Parquet shard (the unit of resume)."),
+        *(split if held_out_split else []),
         click.option("--cache", type=click.Path(path_type=Path), default=None, help=_CACHE_HELP),
         click.option(
             "--executor",
@@ -337,7 +347,8 @@ def shared_build_options(roles: Sequence[str]) -> Callable[[Callable[..., Any]],
 
 def build_params(builder_cls: type[Builder[Any]]) -> list[click.Parameter]:
     """The click parameters of a build of ``builder_cls``: the shared options, then the builder's own."""
-    return click.command()(shared_build_options(builder_cls.roles)(config_options(builder_cls.Config)(lambda **_: None))).params
+    options = shared_build_options(builder_cls.roles, builder_cls.held_out_split)
+    return click.command()(options(config_options(builder_cls.Config)(lambda **_: None))).params
 
 
 def build_options(name: str, values: dict[str, Any]) -> BuildOptions:
@@ -363,6 +374,7 @@ def build_options(name: str, values: dict[str, Any]) -> BuildOptions:
         shard=ShardSpec.parse(values["shard"]),
         chunk_size=values["chunk_size"],
         cache=values["cache"],
+        test_fraction=values.get("test_fraction", 0.0),
         command=argv(),
         executor=values["executor"],
         ray=RayOptions(

@@ -22,13 +22,14 @@ from pathlib import Path
 from typing import Any
 
 import click
+import pyarrow.parquet as pq
 from rich.console import Console
 from rich.table import Table
 
 from judgeforge.data_cards.card import PLOT_PREFIX, render_card
 from judgeforge.errors import UserError
 from judgeforge.files import write_json
-from judgeforge.runs import MANIFEST, Run, open_run, reproduce_commands
+from judgeforge.runs import MANIFEST, TEST_SPLIT, Run, open_run, reproduce_commands, write_parquet
 
 _REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*")
 
@@ -47,12 +48,27 @@ def stage(info: Run, folder: Path, repo_id: str | None, license_id: str | None) 
         (folder / "data").mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"cannot write to '{folder}': {exc.strerror or exc}") from exc
-    for shard in info.shards:
-        shutil.copy2(shard, folder / "data" / shard.name)
+    _copy_shards(info, folder / "data")
+    test = info.test_split()
+    if test is not None:  # the held-out split: the Hub's test split, its manifest beside it
+        _copy_shards(test, folder / TEST_SPLIT / "data")
+        test_manifest = test.require_manifest()
+        write_json(folder / TEST_SPLIT / MANIFEST, {**test_manifest.dump(), "reproduce": reproduce_commands(test_manifest)})
     manifest = info.require_manifest()
     write_json(folder / MANIFEST, {**manifest.dump(), "reproduce": reproduce_commands(manifest)})
     render_card(open_run(folder), folder, repo_id, license_id)  # the card describes the files beside it
     return sorted(p for p in folder.rglob("*") if p.is_file())
+
+
+def _copy_shards(run: Run, data: Path) -> None:
+    """The run's shards into ``data``; an empty one rewritten without a row group, which ``datasets`` could not read
+    (shards written before judgeforge wrote empty ones that way)."""
+    data.mkdir(parents=True, exist_ok=True)
+    for shard in run.shards:
+        if pq.read_metadata(shard).num_rows:
+            shutil.copy2(shard, data / shard.name)
+        else:
+            write_parquet(pq.read_table(shard), data / shard.name)
 
 
 def _token() -> str:
@@ -83,7 +99,7 @@ def commit_operations(folder: Path, existing: list[str]) -> list[Any]:
     files = sorted(p for p in folder.rglob("*") if p.is_file())
     adds = [CommitOperationAdd(path_in_repo=p.relative_to(folder).as_posix(), path_or_fileobj=str(p)) for p in files]
     keep = {op.path_in_repo for op in adds}
-    stale = [f for f in existing if f not in keep and (f.startswith("data/") or re.fullmatch(rf"{PLOT_PREFIX}.*\.png", f))]
+    stale = [f for f in existing if f not in keep and (f.startswith(("data/", f"{TEST_SPLIT}/")) or re.fullmatch(rf"{PLOT_PREFIX}.*\.png", f))]
     return [*adds, *(CommitOperationDelete(path_in_repo=f) for f in sorted(stale))]
 
 

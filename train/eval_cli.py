@@ -294,7 +294,7 @@ def _prm_command() -> click.Command:
         summaries = []
         for model, slug in zip(models, slugs, strict=True):
             where = out if len(models) == 1 else out / slug
-            summary = score_rprm(build_options(RprmScoreBuilder.name, {**values, "model": model, "out": where}), threshold, threshold_split)
+            summary = score_rprm(build_options(RprmScoreBuilder.name, {**values, "model": model, "out": where}), threshold, threshold_split, show=False)
             if summary is None:  # a --shard process whose run other shards still build: the summary comes with the last
                 return
             summaries.append(summary)
@@ -315,7 +315,8 @@ def _prm_command() -> click.Command:
         Console().print(table)
         if len(models) > 1:
             write_json(out / "eval-prm.json", summaries)
-            Console(stderr=True).print(f"every model's summary.json, and all of them in {out / 'eval-prm.json'}")
+        where = out / "eval-prm.json" if len(models) > 1 else out / RprmScoreBuilder.row_model.kind / "summary.json"
+        Console(stderr=True).print(f"results (weights hashes, the source's fingerprint, settings, per-subset counts): {where}")
         if plot is not None:
             plot.parent.mkdir(parents=True, exist_ok=True)
             lines(list(models), {"ProcessBench F1 (mean over subsets)": [s["f1"] for s in summaries]}, f"ProcessBench · {values['source']}", plot)

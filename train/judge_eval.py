@@ -21,7 +21,9 @@ What is reported, overall and per subset (:class:`JudgeFigures`):
   consistency 0%.
 
 Inputs (:func:`read_pairs`): an EFT run (the better step is the rollouts' label; the step prompt), a
-Self-Taught run (y^w over y^l; the response prompt) — each pair once, whichever of its rows come first —
+Self-Taught run (y^w over y^l; the response prompt) — each pair once, whichever of its rows come first;
+a run built with ``--test-fraction`` is read at its held-out test split (``RUN/test``), and a run without
+one is read whole, with a warning that a judge trained on it has seen its pairs —
 and files (.jsonl/.json/.parquet) in the RewardBench layout (``prompt``, ``chosen``,
 ``rejected``, optional ``subset``) or the conversation layout (``chosen`` / ``rejected`` lists of
 messages ending in the assistant's reply).
@@ -42,7 +44,7 @@ from judgeforge.engines.base import Engine, Request, SamplingParams, derive_seed
 from judgeforge.errors import UserError
 from judgeforge.formats.judge import JUDGMENT, judge_user_message, response_judge_message
 from judgeforge.formats.verdicts import settle
-from judgeforge.runs import open_run, redact_urls
+from judgeforge.runs import MANIFEST, TEST_SPLIT, open_run, read_manifest, redact_urls
 from judgeforge.sources import FILE_READERS
 
 How = Literal["parsed", "forced", "unparsable", "failed"]
@@ -116,10 +118,10 @@ class JudgeEvalResult(BaseModel):
 
 
 def read_pairs(source: str | Path, limit: int | None = None) -> tuple[list[JudgePair], str]:
-    """The pairs of an EFT or Self-Taught run dir or of a pair file, and the data's fingerprint."""
+    """The pairs of an EFT or Self-Taught run dir (its held-out test split when it has one) or of a pair file, and the data's fingerprint."""
     path = Path(source).expanduser()
     if path.is_dir():
-        pairs, fingerprint = _read_run(path)
+        pairs, fingerprint = _read_run(held_out_root(path))
     elif path.suffix.lower() in _FILE_SUFFIXES and path.is_file():
         rows, _ = FILE_READERS[path.suffix.lower()](path, str(source))
         pairs = [_file_pair(row, f"{source} row {i}", f"{path.stem}:{i}", path.stem) for i, row in enumerate(rows)]
@@ -133,6 +135,21 @@ def read_pairs(source: str | Path, limit: int | None = None) -> tuple[list[Judge
     if not pairs:
         raise UserError(f"pairs '{source}' hold no pairs")
     return pairs, fingerprint
+
+
+def held_out_root(path: Path) -> Path:
+    """The run dir whose pairs are judged: a run's held-out test split (``RUN/test``) when it was built with one, else the run itself."""
+    split = path / TEST_SPLIT
+    return split if (split / "data").is_dir() else path
+
+
+def trained_on_risk(source: str | Path) -> bool:
+    """Whether ``source`` is a whole run dir with no held-out split: a judge trained on that run has seen its pairs."""
+    path = Path(source).expanduser()
+    if not path.is_dir() or held_out_root(path) != path:
+        return False
+    manifest = read_manifest(path / MANIFEST)
+    return manifest is None or manifest.split != TEST_SPLIT
 
 
 def _read_run(root: Path) -> tuple[list[JudgePair], str]:
@@ -266,10 +283,16 @@ def evaluate_judge(spec: EngineSpec, source: str | Path, limit: int | None = Non
     from judgeforge.engines import make_engine
 
     pairs, fingerprint = read_pairs(source, limit)
+    console = Console(stderr=True)
+    if trained_on_risk(source):
+        console.print(
+            f"[yellow]warning:[/] {source} has no held-out test split: a judge trained on this run has seen these pairs "
+            "(build with --test-fraction to hold some out, or give held-out pairs)"
+        )
     clock = time.perf_counter()
     engine = make_engine(spec)
     try:
-        with Console(stderr=True).status(f"eval judge {spec.model} on {len(pairs)} pairs × 2 orders"):
+        with console.status(f"eval judge {spec.model} on {len(pairs)} pairs × 2 orders"):
             results = judge_pairs(engine, pairs, max_tokens, force_verdicts)
         weights_hash = engine.weights_hash
     finally:
@@ -279,7 +302,7 @@ def evaluate_judge(spec: EngineSpec, source: str | Path, limit: int | None = Non
         model=spec.model,
         weights_hash=weights_hash,
         engine=redact_urls(spec.model_dump(mode="json")),
-        pairs_source=str(source),
+        pairs_source=str(held_out_root(Path(source).expanduser())) if Path(source).expanduser().is_dir() else str(source),
         pairs_fingerprint=fingerprint,
         max_tokens=max_tokens,
         force_verdicts=force_verdicts,

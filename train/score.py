@@ -34,8 +34,9 @@ def _threshold_choice(threshold: str, threshold_split: str | None) -> ThresholdC
         raise UserError("; ".join(str(e.get("ctx", {}).get("error", e["msg"])) for e in exc.errors())) from None
 
 
-def score_rprm(opts: BuildOptions, threshold: str, threshold_split: str | None) -> dict[str, Any] | None:
-    """Build (or resume) the scores of ``opts``, then compute, write and print ProcessBench; the summary (None while shards are pending)."""
+def score_rprm(opts: BuildOptions, threshold: str, threshold_split: str | None, show: bool = True) -> dict[str, Any] | None:
+    """Build (or resume) the scores of ``opts``, then compute and write ProcessBench (and print it, with ``show``); the summary
+    (None while other shards are pending)."""
     from rich.console import Console
 
     choice = _threshold_choice(threshold, threshold_split)  # a bad --threshold fails before anything is scored
@@ -48,7 +49,7 @@ def score_rprm(opts: BuildOptions, threshold: str, threshold_split: str | None) 
     rows = [row for table in run.tables(_COLUMNS) for row in table.to_pylist()]
     result = summary(built.manifest.dump(), solution_rewards(rows), choice)
     write_json(run.root / SUMMARY, result)
-    for line in summary_lines(result, run.root / SUMMARY):
+    for line in summary_lines(result, run.root / SUMMARY) if show else []:
         console.print(line, highlight=False, soft_wrap=True)
     return result
 

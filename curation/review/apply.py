@@ -29,7 +29,7 @@ from judgeforge.curation.review.sidecar import SIDECAR, read_sidecar
 from judgeforge.curation.review.votes import decide
 from judgeforge.errors import UserError
 from judgeforge.files import replace_dir, utc_now
-from judgeforge.runs import Manifest, Run, RunDir, argv, redact, reproduce_commands
+from judgeforge.runs import TEST_SPLIT, Manifest, Run, RunDir, argv, redact, reproduce_commands
 from judgeforge.schemas.kind import Outcome, Row
 
 FATES = ("unreviewed", "keep", "relabel", "drop", "split")
@@ -99,6 +99,8 @@ def apply(run: Run, out: Path) -> Manifest:
         target = RunDir(staging, kind)
         shards = write_shards(run, target, dropped, edit)
         shutil.copy2(run.root / SIDECAR, staging / SIDECAR)
+        if run.test_split() is not None:  # a review covers the run's own rows; its held-out split goes along as it is
+            shutil.copytree(run.root / TEST_SPLIT, staging / TEST_SPLIT, ignore=shutil.ignore_patterns("cache*.sqlite"))
         command = redact(argv())
         fingerprint = hashlib.sha256(str(parent.fingerprint).encode() + b"\n" + (run.root / SIDECAR).read_bytes()).hexdigest()
         review = {
@@ -131,6 +133,8 @@ def apply(run: Run, out: Path) -> Manifest:
                 "finished_at": utc_now(),
             }
         )
+        if "train" in manifest.splits:
+            manifest.splits["train"] = manifest.splits["train"].model_copy(update={"rows": manifest.rows_out})
         target.write_manifest(manifest)
         replace_dir(staging, final)
     except BaseException:

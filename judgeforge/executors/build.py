@@ -44,6 +44,7 @@ class BuildOptions(BaseModel):
     shard: ShardSpec = ShardSpec()
     chunk_size: int = 16
     cache: Path | None = None
+    test_fraction: float = Field(0.0, ge=0.0, lt=1.0, description="share of the inputs held out, by id, as the run's test split (builders with held_out_split)")
     command: list[str] = Field(default_factory=list, description="the command line recorded in the manifest (redacted there)")
     executor: Literal["local", "ray"] = "local"
     ray: RayOptions = Field(default_factory=RayOptions, description="the Ray workers, for executor='ray'")
@@ -77,12 +78,23 @@ def run_build(opts: BuildOptions, console: Console | None = None) -> Built:
     except ValidationError as exc:
         err = exc.errors()[0]
         raise UserError(f"{opts.builder}: option '{'.'.join(str(p) for p in err['loc'])}': {err['msg']}") from exc
+    if opts.test_fraction > 0 and not builder_cls.held_out_split:
+        raise UserError(f"{opts.builder}: --test-fraction holds out judge pairs for eval judge; this builder's rows are not split")
     specs = role_specs(builder_cls.roles, opts.engines)
     if opts.executor == "ray":
         import_ray()  # before anything is loaded: a missing extra is one line
     prepare_out(opts.out)
     items = builder_cls.load_inputs(opts.source)
-    run_opts = RunOptions(out=opts.out, seed=opts.seed, shard=opts.shard, chunk_size=opts.chunk_size, cache=opts.cache, command=opts.command, engines=specs)
+    run_opts = RunOptions(
+        out=opts.out,
+        seed=opts.seed,
+        shard=opts.shard,
+        chunk_size=opts.chunk_size,
+        cache=opts.cache,
+        command=opts.command,
+        engines=specs,
+        test_fraction=opts.test_fraction,
+    )
     if opts.executor == "ray":
         manifest = execute_ray(builder_cls, config, opts.source, items, specs, run_opts, opts.ray, console=console)
     else:

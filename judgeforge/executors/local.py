@@ -41,7 +41,23 @@ from judgeforge.engines.base import Engine, EngineStats
 from judgeforge.engines.cache import CachedEngine, RequestCache
 from judgeforge.errors import UserError
 from judgeforge.files import utc_now
-from judgeforge.runs import BuilderRef, Chunks, ExecutorRef, Manifest, ModelRef, RunDir, SourceRef, Tokens, WorkerTiming, redact, redact_urls, write_manifest
+from judgeforge.runs import (
+    TEST_SPLIT,
+    BuilderRef,
+    Chunks,
+    ExecutorRef,
+    Manifest,
+    ModelRef,
+    ParentLink,
+    RunDir,
+    SourceRef,
+    SplitRef,
+    Tokens,
+    WorkerTiming,
+    redact,
+    redact_urls,
+    write_manifest,
+)
 from judgeforge.schemas.base import rows_to_table
 from judgeforge.sources import SourceConfig
 
@@ -81,6 +97,20 @@ class RunOptions(BaseModel):
     command: list[str] = []
     engines: dict[str, EngineSpec] = {}
     """role → the spec its engine was made from (recorded in the manifest, credentials masked)."""
+    test_fraction: float = 0.0
+    """The share of inputs held out, by input id, as the run's test split (:func:`held_out`); 0: none."""
+
+
+def held_out(item_id: str, fraction: float) -> bool:
+    """Whether the input ``item_id`` belongs to the held-out test split of a run built with ``--test-fraction fraction``.
+
+    A hash of the id alone decides, uniformly in [0, 1): the same problem is held out in every run of the
+    same source (whatever the seed, the chunking or ``--limit``), a larger fraction holds out a superset,
+    and no problem can be in both splits. The split's size is ``fraction`` of the inputs in expectation,
+    not exactly (a run records what it got).
+    """
+    digest = hashlib.sha256(f"judgeforge-test-split\x1f{item_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < fraction
 
 
 def inputs_fingerprint(items: Sequence[BaseModel]) -> str:
@@ -188,16 +218,26 @@ def cache_path(root: Path, opts: RunOptions) -> Path:
 
 @dataclass
 class Plan:
-    """A build about to run: its run dir, its manifest so far, its chunks, and which of them this process builds."""
+    """A build about to run: its run dir, its manifest so far, its chunks, and which of them this process builds;
+    with ``--test-fraction``, the run dir of its held-out test split too."""
 
     run: RunDir
     manifest: Manifest
     chunks: list[list[BaseModel]]
     mine: list[int]
     todo: list[int]
+    test_run: RunDir | None = None
+    test_fraction: float = 0.0
 
     def inputs(self, chunks: Iterable[int]) -> int:
         return sum(len(self.chunks[c]) for c in chunks)
+
+    def write(self, chunk: int, built: ChunkBuilt) -> None:
+        """Write chunk ``chunk``'s shards: the test split's first, so a chunk whose own shard exists is whole."""
+        if self.test_run is not None:
+            assert built.held_out is not None, "a run with a test split builds every chunk's held-out inputs"
+            self.test_run.write_chunk(chunk, built.held_out.table, built.held_out.stats)
+        self.run.write_chunk(chunk, built.table, built.stats)
 
 
 def plan_run(
@@ -206,6 +246,7 @@ def plan_run(
     """Fingerprint the build, check it against the run dir's manifest (a different build there is an error), and say what is left to build."""
     kind = builder_cls.row_model.kind
     run = RunDir(opts.out / kind, kind)
+    test_run = RunDir(run.root / TEST_SPLIT, kind) if opts.test_fraction > 0 else None
     plan: dict[str, Any] = {
         "builder": {"name": builder_cls.name, "version": builder_cls.version},
         "config": config.model_dump(mode="json"),
@@ -214,6 +255,8 @@ def plan_run(
         "seed": opts.seed,
         "chunk_size": opts.chunk_size,
     }
+    if opts.test_fraction > 0:  # only then: the fingerprints of runs without a test split stay as they were
+        plan["split"] = {"test_fraction": opts.test_fraction, "by": "input id"}
     fingerprint = _fingerprint(plan)
     previous = run.read_manifest()
     if previous is not None and previous.fingerprint != fingerprint:
@@ -246,20 +289,36 @@ def plan_run(
     )
     if opts.shard.count == 1:
         run.write_manifest(manifest)
-    return Plan(run, manifest, chunks, mine, [c for c in mine if c not in done])
+    return Plan(run, manifest, chunks, mine, [c for c in mine if c not in done], test_run, opts.test_fraction)
 
 
 class ChunkBuilt(BaseModel):
-    """One chunk's rows (an Arrow table in the kind's schema) and the stats its shard carries."""
+    """One chunk's rows (an Arrow table in the kind's schema) and the stats its shard carries; with a held-out
+    split, the rows and stats its test split's shard carries (``held_out``)."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
     table: pa.Table
     stats: dict[str, Any]
+    held_out: ChunkBuilt | None = None
 
 
-def build_chunk(builder_cls: type[Builder[Any]], config: BaseModel, ctx: BuildContext, inner: Sequence[Engine], items: list[BaseModel]) -> ChunkBuilt:
-    """Run a fresh builder over one chunk; its rows and stats (rows, inputs, seconds, the engines' counters for this chunk, the builder's)."""
+def build_chunk(
+    builder_cls: type[Builder[Any]], config: BaseModel, ctx: BuildContext, inner: Sequence[Engine], items: list[BaseModel], test_fraction: float = 0.0
+) -> ChunkBuilt:
+    """Run a fresh builder over one chunk; its rows and stats (rows, inputs, seconds, the engines' counters for this chunk, the builder's).
+
+    With a ``test_fraction``, the chunk's held-out inputs (:func:`held_out`) are built apart, by a builder of
+    their own, into the test split's rows: nothing a builder does across a chunk (balancing, ties) mixes
+    the two splits.
+    """
+    if test_fraction > 0:
+        test = [item for item in items if held_out(str(getattr(item, "id")), test_fraction)]  # noqa: B009 - every input has an id
+        train = [item for item in items if not held_out(str(getattr(item, "id")), test_fraction)]  # noqa: B009
+        built = build_chunk(builder_cls, config, ctx, inner, train)
+        return built.model_copy(update={"held_out": build_chunk(builder_cls, config, ctx, inner, test)})
+    if not items:
+        return ChunkBuilt(table=rows_to_table(builder_cls.row_model, []), stats={"rows": 0, "inputs": 0, "seconds": 0.0, "engine": {}, "builder": {}})
     before = {id(e): e.stats.model_copy() for e in inner}
     start = time.perf_counter()
     builder = builder_cls(config, ctx)
@@ -326,10 +385,11 @@ class BuildProgress:
         """A chunk is written; ``count_inputs``/``count_tokens`` when they were not reported as they happened (a remote worker's)."""
         self.done += 1
         self.rows += built.stats["rows"]
+        parts = [built] if built.held_out is None else [built, built.held_out]
         if count_inputs:
-            self.inputs_done(built.stats["inputs"])
+            self.inputs_done(sum(part.stats["inputs"] for part in parts))
         if count_tokens:
-            self.add_tokens(int(built.stats["engine"].get("completion_tokens", 0)))
+            self.add_tokens(sum(int(part.stats["engine"].get("completion_tokens", 0)) for part in parts))
         self.progress.update(self.task, chunks=self._chunks(), rows=self.rows, rows_s=self.rows / self._elapsed())
 
 
@@ -357,9 +417,9 @@ def execute(
                 engine.on_tokens = progress.add_tokens
             ctx = BuildContext(cached, opts.seed, plan.manifest.run_id or "", progress.inputs_done)
             for chunk in plan.todo:
-                built = build_chunk(builder_cls, config, ctx, inner, plan.chunks[chunk])
-                plan.run.write_chunk(chunk, built.table, built.stats)
-                build_seconds += built.stats["seconds"]
+                built = build_chunk(builder_cls, config, ctx, inner, plan.chunks[chunk], opts.test_fraction)
+                plan.write(chunk, built)
+                build_seconds += built.stats["seconds"] + (built.held_out.stats["seconds"] if built.held_out else 0.0)
                 progress.chunk_done(built)
     finally:
         cache.close()
@@ -383,7 +443,8 @@ def execute(
 
 def finish_run(builder_cls: type[Builder[Any]], plan: Plan, opts: RunOptions, timings: dict[str, float], executor: ExecutorRef) -> Manifest:
     """Sum the shards' stats into the manifest and write it: always for a single process; for ``--shard`` processes each
-    writes its own ``manifest.shard-i-of-N.json`` and ``manifest.json`` is written once, by the one that completes the run."""
+    writes its own ``manifest.shard-i-of-N.json`` and ``manifest.json`` is written once, by the one that completes the run.
+    A held-out test split gets its own manifest, written with the run's."""
     run, manifest, total = plan.run, plan.manifest, len(plan.chunks)
     done = run.done(total)
     totals = _sum_chunk_stats([run.chunk_stats(c) for c in sorted(done)])
@@ -399,28 +460,58 @@ def finish_run(builder_cls: type[Builder[Any]], plan: Plan, opts: RunOptions, ti
     manifest.timings = {**timings, "build_s_total": round(totals["seconds"], 3)}
     manifest.shards = [p.name for p in run.shards()]
     manifest.executor = executor
-    if opts.shard.count == 1:
-        run.write_manifest(manifest)
-    else:
+    test = _test_manifest(plan, done) if plan.test_run is not None else None
+    if test is not None:
+        manifest.splits = {"train": SplitRef(inputs=int(totals["inputs"]), rows=totals["rows"]), TEST_SPLIT: test.splits[TEST_SPLIT]}
+    writes = opts.shard.count == 1
+    if not writes:
         write_manifest(run.root / f"manifest.shard-{opts.shard.index}-of-{opts.shard.count}.json", manifest)
-        if complete and run.claim_final_manifest(manifest.fingerprint or ""):
-            run.write_manifest(manifest)
+        writes = complete and run.claim_final_manifest(manifest.fingerprint or "")
+    if writes:
+        if test is not None and plan.test_run is not None:
+            plan.test_run.write_manifest(test)
+        run.write_manifest(manifest)
     if complete:
         builder_cls.finish(run.root)
     return manifest
 
 
+def _test_manifest(plan: Plan, done: set[int]) -> Manifest:
+    """The held-out test split's manifest: the run's provenance, the split's own counts, a link to the run."""
+    assert plan.test_run is not None
+    main, test_run = plan.manifest, plan.test_run
+    totals = _sum_chunk_stats([test_run.chunk_stats(c) for c in sorted(done)])
+    fingerprint = _fingerprint({"run": main.fingerprint, "split": TEST_SPLIT})
+    split = SplitRef(inputs=int(totals["inputs"]), rows=totals["rows"], path=TEST_SPLIT, fraction=plan.test_fraction)
+    return main.model_copy(
+        update={
+            "run_id": fingerprint[:16],
+            "fingerprint": fingerprint,
+            "split": TEST_SPLIT,
+            "splits": {TEST_SPLIT: split},
+            "parent": ParentLink(path=str(plan.run.root.resolve()), run_id=main.run_id, fingerprint=main.fingerprint),
+            "rows_in": int(totals["inputs"]),
+            "rows_out": totals["rows"],
+            "tokens": Tokens(prompt=totals["engine"].get("prompt_tokens", 0), completion=totals["engine"].get("completion_tokens", 0)),
+            "engine_stats": totals["engine"],
+            "builder_stats": totals["builder"],
+            "shards": [p.name for p in test_run.shards()],
+        }
+    )
+
+
 def _sum_chunk_stats(chunks: list[dict[str, Any]]) -> dict[str, Any]:
     engine: Counter[str] = Counter()
     builder: Counter[str] = Counter()
-    rows = 0
+    rows = inputs = 0
     seconds = 0.0
     for stats in chunks:
         rows += int(stats.get("rows", 0))
+        inputs += int(stats.get("inputs", 0))
         seconds += float(stats.get("seconds", 0.0))
         engine.update(stats.get("engine", {}))
         builder.update(stats.get("builder", {}))
-    return {"rows": rows, "seconds": seconds, "engine": dict(engine), "builder": dict(builder)}
+    return {"rows": rows, "inputs": inputs, "seconds": seconds, "engine": dict(engine), "builder": dict(builder)}
 
 
 def summary_table(builder_cls: type[Builder[Any]], manifest: Manifest, where: Path) -> Table:
@@ -434,6 +525,13 @@ def summary_table(builder_cls: type[Builder[Any]], manifest: Manifest, where: Pa
     table.add_row("dataset", str(where))
     table.add_row("inputs", str(manifest.rows_in))
     table.add_row("rows out", str(manifest.rows_out))
+    test = manifest.splits.get(TEST_SPLIT)
+    if test is not None:
+        train = manifest.splits["train"]
+        table.add_row(
+            "held-out test split",
+            f"{test.inputs} of {train.inputs + test.inputs} inputs (--test-fraction {test.fraction:g}, by id) → {test.rows} rows in {where / TEST_SPLIT}",
+        )
     table.add_row("shards", f"{chunks.done}/{chunks.total} (built this run: {chunks.built_this_run})")
     table.add_row("tokens generated", str(engine.get("completion_tokens", 0)))
     table.add_row("generation tok/s", f"{engine.get('completion_tokens', 0) / seconds:.1f}" if seconds else "-")

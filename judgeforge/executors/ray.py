@@ -131,8 +131,8 @@ class ChunkWorker:
         timing = WorkerTiming(worker=-1, node=socket.gethostname(), pid=os.getpid(), threads=torch_threads(), load_models_s=self.load_s)
         return identify(self.engines, self.specs), timing
 
-    def build(self, items: list[BaseModel], seed: int, run_id: str) -> ChunkBuilt:
-        return build_chunk(self.builder_cls, self.config, BuildContext(self.cached, seed, run_id), self.inner, items)
+    def build(self, items: list[BaseModel], seed: int, run_id: str, test_fraction: float = 0.0) -> ChunkBuilt:
+        return build_chunk(self.builder_cls, self.config, BuildContext(self.cached, seed, run_id), self.inner, items, test_fraction)
 
     def close(self) -> None:
         close_engines(self.engines.values())
@@ -223,7 +223,7 @@ def execute_ray(
             while waiting or running:
                 while waiting and idle:
                     n, chunk = idle.pop(), waiting.popleft()
-                    running[workers[n].build.remote(plan.chunks[chunk], opts.seed, run_id)] = (chunk, n)
+                    running[workers[n].build.remote(plan.chunks[chunk], opts.seed, run_id, opts.test_fraction)] = (chunk, n)
                 ready, _ = ray.wait(list(running), num_returns=1)
                 for ref in ready:
                     chunk, n = running.pop(ref)
@@ -231,9 +231,10 @@ def execute_ray(
                         built: ChunkBuilt = ray.get(ref)
                     except ray.exceptions.RayError as exc:
                         raise _failure(chunk, exc) from exc
-                    plan.run.write_chunk(chunk, built.table, built.stats)
+                    plan.write(chunk, built)
                     per_worker[n].chunks += 1
-                    per_worker[n].build_s = round(per_worker[n].build_s + built.stats["seconds"], 3)
+                    seconds = built.stats["seconds"] + (built.held_out.stats["seconds"] if built.held_out else 0.0)
+                    per_worker[n].build_s = round(per_worker[n].build_s + seconds, 3)
                     progress.chunk_done(built, count_inputs=True, count_tokens=True)
                     idle.append(n)
         executor = ExecutorRef(name="ray", workers=count, address=redact_urls(options.address) if options.address else None, per_worker=per_worker)
