@@ -132,7 +132,8 @@ class InputLink(_Record):
 
 
 class Curation(_Record):
-    """What ``judgeforge curate`` did: the input run, the spec, the funnel, the log of dropped rows."""
+    """What ``judgeforge curate`` did: the input run, the spec, the funnel, the log of dropped rows, and, when it
+    kept no rows or fewer than a tenth of them, why (``diagnosis``: the filters that took them, what to change)."""
 
     input: InputLink | None = None
     spec_path: str | None = None
@@ -141,6 +142,7 @@ class Curation(_Record):
     rows_in: int | None = None
     rows_out: int | None = None
     log: str | None = None
+    diagnosis: list[str] = Field(default_factory=list)
 
 
 InputLink.model_rebuild()
