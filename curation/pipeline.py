@@ -37,6 +37,8 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from judgeforge import __version__
+from judgeforge.builders import diagnose_build
+from judgeforge.builders.base import too_few
 from judgeforge.curation.filters import FILTERS, Decontaminate, Filter, Stage, lit, one_row
 from judgeforge.errors import UserError
 from judgeforge.files import clear_stale, replace_dir, temp_path, utc_now
@@ -71,6 +73,7 @@ class FilterEntry(BaseModel):
     filter: str = Field(description="filter type")
     name: str | None = Field(None, description="name in the funnel (default: the filter type)")
     action: Literal["drop", "flag"] = Field("drop", description="drop matching rows, or only flag them in the log")
+    hint: str | None = Field(None, description="what to change when this filter removes most rows (shown instead of the filter's own advice)")
 
 
 class Spec(BaseModel):
@@ -108,6 +111,7 @@ def resolve_spec(spec: Path) -> Path:
 class Step:
     filter: Filter
     action: str
+    hint: str | None = None
 
 
 def load_spec(path: Path, kind: str) -> tuple[dict[str, Any], list[Step]]:
@@ -139,7 +143,7 @@ def load_spec(path: Path, kind: str) -> tuple[dict[str, Any], list[Step]]:
             params = cls.Params.model_validate(entry.model_extra or {})
         except ValidationError as exc:
             raise UserError(f"{path}: filters[{i}] ({name}): {_first_error(exc)}") from exc
-        steps.append(Step(cls(name, params), entry.action))
+        steps.append(Step(cls(name, params), entry.action, entry.hint))
     return spec.model_dump(mode="json", exclude_none=True), steps
 
 
@@ -223,6 +227,7 @@ def curate(run_dir: Path, opts: CurateOptions, console: Console | None = None) -
         con = connect(list(run.shards), opts.memory_limit, work)
         try:
             funnel, rows_in, rows_out = _run_filters(con, run, steps, opts, console)
+            diagnosis = diagnose(run, steps, funnel, rows_in, rows_out)
             dropped = con.sql("SELECT _rid FROM drops WHERE action = 'drop' ORDER BY _rid").fetchnumpy()["_rid"]
             target = RunDir(tmp, kind)
             shards = write_shards(run, target, np.asarray(dropped, dtype=np.int64))
@@ -234,6 +239,8 @@ def curate(run_dir: Path, opts: CurateOptions, console: Console | None = None) -
             con.close()
         shutil.rmtree(work)
         manifest = _manifest(run, run.manifest, spec, spec_path, opts, funnel, rows_in, rows_out, shards, started, time.perf_counter() - clock)
+        assert manifest.curation is not None
+        manifest.curation.diagnosis = diagnosis
         target.write_manifest(manifest)
         replace_dir(tmp, out)
     finally:
@@ -291,6 +298,40 @@ def _run_filters(con: duckdb.DuckDBPyConnection, run: Run, steps: list[Step], op
             rows = after
             progress.advance(task)
     return funnel, rows_in, rows
+
+
+def diagnose(run: Run, steps: list[Step], funnel: list[FunnelStep], rows_in: int, rows_out: int, most: int = 2) -> list[str]:
+    """Why a curation kept no rows, or fewer than a tenth of them: the (at most ``most``) filters that removed the
+    most, each as it explains its drops, with what to change — the spec entry's ``hint``, or the filter's own advice.
+    A filter that checks the judge's verdicts adds what weakens them in the input (all forced, one position named),
+    counted by the kind's declaration. Nothing when the curation kept enough."""
+    if not too_few(rows_out, rows_in):
+        return []
+    if not rows_in:
+        build = diagnose_build(run.manifest) if run.manifest is not None and run.manifest.curation is None else []
+        return ["the input run holds no rows" + (f": {build[0]}" if build else "")]
+    hits = [(step, f) for step, f in zip(steps, funnel, strict=True) if f.dropped]
+    top = sorted(sorted(hits, key=lambda h: -(h[1].dropped or 0))[:most], key=lambda h: funnel.index(h[1]))
+    weakness = _verdict_weakness(run) if any(step.filter.judges for step, _ in top) else ""
+    lines = []
+    for step, f in top:
+        why, fix = step.filter.explain(f)
+        fix = step.hint or fix
+        cause = ""
+        if step.filter.judges and weakness:
+            cause = f": {weakness}"
+            fix = fix if "--judge-model" in fix else f"build with a stronger --judge-model, or {fix}"
+        count = f"all {f.dropped}" if f.dropped == f.rows_in and (f.dropped or 0) > 1 else f"{f.dropped} of {f.rows_in}"
+        lines.append(f"{f.name}: removed {count} rows{f' ({why})' if why else ''}{cause} — {fix}")
+    return lines or ["no filter dropped a row (flagged rows are kept): see the funnel"]
+
+
+def _verdict_weakness(run: Run) -> str:
+    """What weakens the input run's verdicts (all forced, one position named...), by the kind's own count; "" if nothing does."""
+    count = run.kind.verdicts
+    if count is None or run.manifest is None:
+        return ""
+    return count.count(run.dataset().to_table(columns=list(count.columns)), run.manifest.config).weakness()
 
 
 def _cpu_seconds() -> float:
