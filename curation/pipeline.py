@@ -369,6 +369,7 @@ def _manifest(
     started: str,
     seconds: float,
 ) -> Manifest:
+    finished = utc_now()
     identity = {"input_fingerprint": source.fingerprint, "spec": spec}
     fingerprint = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
     link = InputLink(path=str(run.root.resolve()), run_id=source.run_id, fingerprint=source.fingerprint, rows=rows_in)
@@ -388,7 +389,8 @@ def _manifest(
             "commands": [*reproduce_commands(source), command],
             "status": "complete",
             "started_at": started,
-            "finished_at": utc_now(),
+            "finished_at": finished,
+            "timeline": source.then("curate", started, finished, __version__),
             "rows_in": rows_in,
             "rows_out": rows_out,
             "timings": {"curate_s": round(seconds, 3)},

@@ -101,6 +101,7 @@ def apply(run: Run, out: Path) -> Manifest:
         shutil.copy2(run.root / SIDECAR, staging / SIDECAR)
         command = redact(argv())
         fingerprint = hashlib.sha256(str(parent.fingerprint).encode() + b"\n" + (run.root / SIDECAR).read_bytes()).hexdigest()
+        finished = utc_now()
         review = {
             "argilla_dataset": source.dataset,
             "workspace": source.workspace,
@@ -128,7 +129,8 @@ def apply(run: Run, out: Path) -> Manifest:
                 "rows_out": sum(fates.values()) - len(dropped),
                 "shards": shards,
                 "started_at": started,
-                "finished_at": utc_now(),
+                "finished_at": finished,
+                "timeline": parent.then("review", started, finished, __version__),
             }
         )
         target.write_manifest(manifest)

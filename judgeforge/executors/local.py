@@ -43,7 +43,7 @@ from judgeforge.errors import UserError
 from judgeforge.files import utc_now
 from judgeforge.runs import BuilderRef, Chunks, ExecutorRef, Manifest, ModelRef, RunDir, SourceRef, Tokens, WorkerTiming, redact, redact_urls, write_manifest
 from judgeforge.schemas.base import rows_to_table
-from judgeforge.sources import SourceConfig
+from judgeforge.sources import SourceConfig, resolve_source
 
 POLICY = "policy"
 """The role every builder has: the model whose outputs the rows are made of."""
@@ -218,6 +218,7 @@ def plan_run(
     previous = run.read_manifest()
     if previous is not None and previous.fingerprint != fingerprint:
         recorded = previous.dump()
+        recorded.get("source", {}).pop("resolved", None)  # what the source named is recorded, not part of the run's identity
         changed = [k for k in plan if recorded.get(k) != json.loads(json.dumps(plan[k], default=str))]
         raise UserError(
             f"{run.root} holds a run built with a different {', '.join(changed) or 'configuration'}; "
@@ -234,7 +235,7 @@ def plan_run(
         fingerprint=fingerprint,
         builder=BuilderRef.model_validate(plan["builder"]),
         config=plan["config"],
-        source=SourceRef.model_validate(plan["source"]),
+        source=SourceRef.model_validate({**plan["source"], "resolved": resolve_source(source.source, source)}),
         models={role: ModelRef.model_validate(ref) for role, ref in plan["models"].items()},
         seed=opts.seed,
         chunk_size=opts.chunk_size,
