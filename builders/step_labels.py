@@ -20,6 +20,8 @@ and the operation wrong). A change that leaves the step's value as it was (2*2=4
 next change tried (:func:`corruption_changes_value`); a drawn step with no value-changing change is
 skipped and counted. The steps before it are correct, it is the first wrong step, the steps after
 it are left unlabelled. With --include-gold the gold solution itself is emitted too, every step correct.
+Both need gold solutions (--solution-col, or GSM8K-style answer chains): a source without any is
+refused before a model loads, unless --corruptions 0 --no-include-gold asks for sampled solutions only.
 
 Rows carry ProcessBench's first-wrong index, so a run is at once R-PRM evaluation inputs (read back by
 judgeforge.builders.step_inputs: build rprm-sft / rprm-prefs --source OUT/step_labels) and a ProcessBench-style
