@@ -13,6 +13,7 @@ from typing import Any
 
 from judgeforge.builders.base import Builder
 from judgeforge.errors import UserError
+from judgeforge.runs import Manifest
 from judgeforge.schemas.registry import all_kinds
 
 
@@ -29,3 +30,13 @@ def load_builder(name: str) -> type[Builder[Any]]:
     module, _, attr = targets[name].partition(":")
     builder: type[Builder[Any]] = getattr(importlib.import_module(module), attr)
     return builder
+
+
+def diagnose_build(manifest: Manifest) -> list[str]:
+    """Why a built run kept no rows, or fewer than a tenth of its inputs, one line per counter that took
+    them with the option that changes it (:meth:`Builder.diagnose`); nothing when it kept enough or its
+    builder is no longer registered."""
+    name = manifest.builder.name if manifest.builder else None
+    if name is None or name not in builder_names():
+        return []
+    return load_builder(name).diagnose(manifest.builder_stats, manifest.config, manifest.rows_in or 0, manifest.rows_out or 0)

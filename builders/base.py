@@ -13,21 +13,31 @@ attributes are :class:`Stat` (one counter) or :class:`StatFamily` (one counter p
 and counting a name it did not declare raises. A :class:`Stat` is the string the manifest keys the
 counter by, so the loop, the card and the summary read ``builder_stats[Stats.NAME]`` by symbol while
 old manifests keep reading as they did.
+
+Next to its counters a builder declares which of them count losses (``Stats.LOSSES``: :class:`Loss`,
+what was lost at a stage, of what, why, and the option that changes it), so a run that keeps no rows,
+or fewer than a tenth of its inputs, says which counter took them and what to change
+(:meth:`Builder.diagnose`): the build summary, ``train``'s refusals and ``loop`` read this one
+declaration. What a builder needs from every problem — a gold answer, a gold solution, per option value
+— it declares in :meth:`Builder.needs`, and :func:`check_needs` refuses a source that gives none of it
+before any model is loaded.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 from pydantic import BaseModel
 
 from judgeforge.engines.base import Engine
+from judgeforge.errors import UserError
 from judgeforge.schemas.base import BaseRow, RowMeta
-from judgeforge.sources import SourceConfig, load_problems
+from judgeforge.sources import Gold, Problem, SourceConfig, load_problems, missing_gold
 
 ConfigT = TypeVar("ConfigT", bound=BaseModel)
 
@@ -64,13 +74,91 @@ class StatFamily:
         return {k.removeprefix(f"{self.prefix}_"): v for k, v in stats.items() if self.owns(k)}
 
 
+@dataclass(frozen=True)
+class Facts:
+    """What a loss's text reads: a run's summed counters (``n(Stats.X)``; 0 where never counted) and its builder config."""
+
+    stats: Mapping[str, float]
+    c: Mapping[str, Any]
+
+    def n(self, stat: Stat) -> float:
+        return stat.read(self.stats)
+
+
+Text = str | Callable[[Facts], str]
+"""A loss's text: a template over the counters and the config (``{s[judge_forced]:g}``, ``{c[min_gap]:g}``), or a function of the facts."""
+
+
+class _Counts(dict[str, float]):
+    """Counters for a template: one never counted reads 0."""
+
+    def __missing__(self, key: str) -> float:
+        return 0
+
+
+@dataclass(frozen=True)
+class Loss:
+    """A declared counter of things a builder lost at one stage: of what, why, and the option that changes it.
+
+    ``of`` counts what reached the stage (``"inputs"``: the run's inputs; None: nothing counts it), and
+    ``unit`` names it in the plural ("problems", "pairs considered"); ``why`` says what happened to the lost
+    ones and ``fix`` which option (with its value in this run) changes it.
+    """
+
+    lost: Stat
+    of: Stat | Literal["inputs"] | None
+    unit: str
+    why: Text
+    fix: Text
+
+    def line(self, facts: Facts, inputs: int) -> str:
+        """``counter: N of M unit why — fix``, read off one run."""
+        lost, whole = facts.n(self.lost), self._reached(facts, inputs)
+        if whole is None:
+            count = f"{lost:g}"
+        elif lost >= whole > 1:
+            count = f"all {whole:g}"
+        else:
+            count = f"{lost:g} of {whole:g}"
+        return f"{self.lost}: {count} {self.unit} {_text(self.why, facts)} — {_text(self.fix, facts)}"
+
+    def share(self, facts: Facts, inputs: int) -> float:
+        """The share of what reached the stage that it lost (1 where nothing counts what reached it)."""
+        whole = self._reached(facts, inputs)
+        return facts.n(self.lost) / whole if whole else 1.0
+
+    def _reached(self, facts: Facts, inputs: int) -> float | None:
+        return float(inputs) if self.of == "inputs" else None if self.of is None else facts.n(self.of)
+
+
+RETRY = "see the engine's errors; re-run the command to retry them"
+"""The advice for a loss to failed engine calls: a re-run answers the rest from the cache and retries only these."""
+MAP_ANSWERS = "name the answer column with --answer-col"
+"""The advice for a loss to problems without a gold answer."""
+
+
+def _text(text: Text, facts: Facts) -> str:
+    return text(facts) if callable(text) else text.format(s=_Counts(facts.stats), c=facts.c)
+
+
+FEW_ROWS = 0.1
+"""A run that keeps fewer rows than this share of its inputs (or none) is diagnosed: its losses are named."""
+
+
+def too_few(rows: int, inputs: int) -> bool:
+    """Whether a run (a build, a curation) keeping ``rows`` of ``inputs`` kept none or fewer than :data:`FEW_ROWS` of them."""
+    return rows == 0 or rows < FEW_ROWS * inputs
+
+
 class BuilderStats:
     """A builder's counter declaration: subclass it and assign :class:`Stat` and :class:`StatFamily` attributes.
 
     A subclass of a declaration adds to it (shared counters, such as a judge's, are declared once) and
-    may redeclare one of its names.
+    may redeclare one of its names. ``LOSSES`` lists, in the order the builder's stages run, the counters
+    that count losses (:class:`Loss`); a subclass lists its parent's too (``(*Parent.LOSSES, ...)``).
     """
 
+    LOSSES: ClassVar[tuple[Loss, ...]] = ()
     _keys: ClassVar[frozenset[str]] = frozenset()
     _families: ClassVar[tuple[StatFamily, ...]] = ()
 
@@ -82,6 +170,21 @@ class BuilderStats:
         declared = list(names.values())
         cls._keys = frozenset(str(v) for v in declared if isinstance(v, Stat))
         cls._families = tuple(v for v in declared if isinstance(v, StatFamily))
+        for loss in cls.LOSSES:
+            for stat in (loss.lost, loss.of):
+                if isinstance(stat, Stat) and not cls.declares(stat):
+                    raise TypeError(f"{cls.__qualname__}.LOSSES names '{stat}', a counter it does not declare")
+
+    @classmethod
+    def diagnose(cls, stats: Mapping[str, float], config: Mapping[str, Any], inputs: int, rows: int, most: int = 2) -> list[str]:
+        """Why a run kept ``rows`` of ``inputs``: the (at most ``most``) declared losses that took the largest
+        share of what reached them, one line each in stage order; nothing when it kept enough (:func:`too_few`)."""
+        if not too_few(rows, inputs):
+            return []
+        facts = Facts(stats, config)
+        found = [(loss.share(facts, inputs), order, loss) for order, loss in enumerate(cls.LOSSES) if facts.n(loss.lost)]
+        top = sorted(sorted(found, key=lambda f: (-f[0], f[1]))[:most], key=lambda f: f[1])
+        return [loss.line(facts, inputs) for _, _, loss in top] or ["no counter this builder declares as a loss was counted: see the counters above"]
 
     @classmethod
     def plain(cls) -> tuple[Stat, ...]:
@@ -145,6 +248,33 @@ class BuildContext:
         self.on_inputs_done = on_inputs_done
 
 
+@dataclass(frozen=True)
+class Need:
+    """What every problem must carry for a builder, run with ``option``, to make any row: a gold answer or solution.
+
+    ``why`` says what the builder does with it; ``instead`` names a way that needs it not (``--from samples``).
+    """
+
+    what: Gold
+    option: str
+    why: str
+    instead: str = ""
+
+
+def check_needs(builder_cls: type[Builder[Any]], config: BaseModel, source: SourceConfig, items: Sequence[BaseModel]) -> None:
+    """Refuse, in one line naming the missing column and the option that maps it, a source none of whose problems
+    carries what the builder needs with this config (:meth:`Builder.needs`); run before any model is loaded."""
+    problems = [item for item in items if isinstance(item, Problem)]
+    for need in builder_cls.needs(config) if problems else ():
+        if not any(p.has_gold(need.what) for p in problems):
+            reason, remedy = missing_gold(source, need.what)
+            instead = f", or {need.instead}" if need.instead else ""
+            raise UserError(
+                f"{' '.join(filter(None, (builder_cls.name, need.option)))} needs gold {need.what}s ({need.why}), and none of the {len(problems)} problems "
+                f"of '{source.source}' has one ({reason}): {remedy}{instead}"
+            )
+
+
 class Builder(ABC, Generic[ConfigT]):
     """One dataset family. Subclasses set the class attributes and implement :meth:`build`."""
 
@@ -170,6 +300,16 @@ class Builder(ABC, Generic[ConfigT]):
             run_id=self.ctx.run_id,
             model=self.ctx.engines["policy"].model_id,
         )
+
+    @classmethod
+    def needs(cls, config: ConfigT) -> tuple[Need, ...]:
+        """What every problem must carry for this config to make any row (checked by :func:`check_needs`). Default: nothing."""
+        return ()
+
+    @classmethod
+    def diagnose(cls, stats: Mapping[str, float], config: Mapping[str, Any], inputs: int, rows: int) -> list[str]:
+        """Why a run of this builder kept ``rows`` of ``inputs``, from its summed counters and config (:meth:`BuilderStats.diagnose`)."""
+        return cls.Stats.diagnose(stats, config, inputs, rows)
 
     @classmethod
     def load_inputs(cls, source: SourceConfig) -> list[BaseModel]:

@@ -4,8 +4,9 @@ Process-based Self-Rewarding (Zhang et al., 2025, arXiv 2503.03746) builds its E
 candidate steps ranked by a PRM: the best and worst step at the same depth form a pair, a strong model
 writes a pairwise judgment, and the judgment is kept only when it agrees with the PRM in both orders.
 Offline we have no PRM, so the label comes from rollouts: for each problem we take a prefix of its gold
-solution (random depth, seeded), sample candidate next steps from the policy, estimate each candidate's
-value as the fraction of R completions from it that reach the gold answer (a candidate that already
+solution (random depth, seeded; ``--depth first`` takes none, the only depth a source without gold
+solutions allows: the build refuses such a source otherwise), sample candidate next steps from the
+policy, estimate each candidate's value as the fraction of R completions from it that reach the gold answer (a candidate that already
 states an answer is valued by that answer), and pair the best with the worst when their values differ by
 at least ``--min-gap``. Candidates are distinct as the judge sees them (stripped); a candidate none of
 whose rollouts finished has no value and is dropped (counted), never ranked as the worst. The judge
@@ -24,7 +25,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from judgeforge.builders.base import Builder, Stat, StatFamily
+from judgeforge.builders.base import MAP_ANSWERS, RETRY, Builder, Loss, Need, Stat, StatFamily
 from judgeforge.builders.judging import CandidateGroup, JudgeStats, Judgment, PairwiseJudge
 from judgeforge.builders.rollouts import RolloutStats, rollout_values
 from judgeforge.engines.base import SamplingParams, derive_seed
@@ -37,8 +38,10 @@ from judgeforge.verify import check_answer, has_final_answer
 
 
 class EftConfig(BaseModel):
-    depth: Literal["random", "last"] = Field(
-        "random", description="which gold step the candidates replace: a random one (seeded) or the last, answer-stating one"
+    depth: Literal["random", "last", "first"] = Field(
+        "random",
+        description="which gold step the candidates replace: a random one (seeded), the last, answer-stating one, or the first "
+        "(no gold prefix: the only depth a source without gold solutions allows)",
     )
     num_candidates: int = Field(4, ge=2, description="candidate next steps sampled at the chosen depth")
     rollouts: int = Field(4, ge=1, description="Monte-Carlo completions per candidate step (R)")
@@ -79,6 +82,48 @@ class EftStats(JudgeStats, RolloutStats):
     ROWS = Stat("rows")
     LABEL = StatFamily("label", VERDICTS)
 
+    _VERDICTS = "the judge's verdicts: {s[judge_parsed]:g} parsed, {s[judge_forced]:g} forced, {s[judge_unparsable]:g} unparsable"
+    LOSSES = (
+        Loss(NO_GOLD_ANSWER, PROBLEMS, "problems", "have no gold answer to value candidates by", MAP_ANSWERS),
+        Loss(
+            CANDIDATES_NO_FINISHED_ROLLOUT,
+            CANDIDATES,
+            "candidates",
+            "had no rollout that finished within --rollout-max-tokens {c[rollout_max_tokens]} ({s[rollouts_unfinished]:g} of {s[rollouts]:g} rollouts were cut)",
+            "raise --rollout-max-tokens",
+        ),
+        Loss(
+            TOO_FEW_CANDIDATES,
+            PROBLEMS,
+            "problems",
+            "had fewer than two distinct candidates with a rollout value ({s[candidates]:g} candidates, "
+            "{s[candidates_no_finished_rollout]:g} without a finished rollout)",
+            "raise --num-candidates (now {c[num_candidates]}) or --rollout-max-tokens (now {c[rollout_max_tokens]})",
+        ),
+        Loss(
+            DROPPED_GAP,
+            PAIRS_CONSIDERED,
+            "pairs considered",
+            "had best and worst rollout values closer than --min-gap {c[min_gap]:g}",
+            "lower --min-gap, or raise --rollouts (now {c[rollouts]}) or --num-candidates so values spread",
+        ),
+        Loss(DROPPED_JUDGE_FAILED, PAIRS_CONSIDERED, "pairs considered", "lost a judgment to a failed engine call", RETRY),
+        Loss(
+            DROPPED_INCONSISTENT,
+            PAIRS_CONSIDERED,
+            "pairs considered",
+            "were not judged for the better step in both orders (" + _VERDICTS + ")",
+            "a stronger --judge-model, or --judgment-source rollouts to write each judgment from the rollout evidence",
+        ),
+        Loss(
+            DROPPED_FORCED,
+            PAIRS_CONSIDERED,
+            "pairs considered",
+            "agreed with the rollouts only through forced verdicts (" + _VERDICTS + ")",
+            "--allow-forced-verdicts keeps them as targets; or a stronger --judge-model, or --judgment-source rollouts",
+        ),
+    )
+
 
 def distinct_candidates(bodies: Iterable[str]) -> list[str]:
     """Candidate step bodies, one per text the judge sees (stripped), first occurrence kept; empty ones dropped.
@@ -114,6 +159,13 @@ class EftBuilder(Builder[EftConfig]):
     Stats = EftStats
     roles = ("policy", "judge")
     held_out_split = True
+
+    @classmethod
+    def needs(cls, config: EftConfig) -> tuple[Need, ...]:
+        answer = Need("answer", "", "a candidate's value is the share of its rollouts that reach the gold answer")
+        if config.depth == "first":
+            return (answer,)
+        return (answer, Need("solution", f"--depth {config.depth}", "candidates continue a prefix of the gold solution", "--depth first"))
 
     def build(self, items: list[Problem]) -> list[BaseRow]:
         cfg, seed = self.config, self.ctx.seed
@@ -170,7 +222,7 @@ class EftBuilder(Builder[EftConfig]):
     def _prefix(self, problem: Problem) -> list[str]:
         """A gold-solution prefix ending before the step the candidates replace; empty without gold steps."""
         gold = gold_steps(problem)
-        if not gold:
+        if not gold or self.config.depth == "first":
             return []
         if self.config.depth == "last":
             return gold[:-1]

@@ -15,7 +15,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from judgeforge.builders.base import Builder, BuilderStats, Stat
+from judgeforge.builders.base import Builder, BuilderStats, Loss, Need, Stat
 from judgeforge.engines.base import Request, SamplingParams, derive_seed
 from judgeforge.formats.steps import gold_steps, normalise_steps, policy_user_message, solution_text, split_steps, step_header
 from judgeforge.schemas.base import BaseRow
@@ -42,7 +42,27 @@ class IftStats(BuilderStats):
     NO_GOLD_SOLUTION = Stat("no_gold_solution")
     SAMPLED = Stat("sampled")
     FAILED = Stat("failed")
+    CUT = Stat("cut_by_max_tokens")
     VERIFIED = Stat("verified")
+    NO_VERIFIED_SAMPLE = Stat("problems_without_verified_sample")
+
+    LOSSES = (
+        Loss(
+            NO_GOLD_SOLUTION,
+            "inputs",
+            "problems",
+            "have no gold solution to normalise",
+            "name the column of worked solutions with --solution-col, or build --from samples",
+        ),
+        Loss(
+            NO_VERIFIED_SAMPLE,
+            "inputs",
+            "problems",
+            "had no sampled solution whose final answer verified ({s[verified]:g} of {s[sampled]:g} samples verified; "
+            "{s[cut_by_max_tokens]:g} were cut by --max-tokens {c[max_tokens]}, {s[failed]:g} failed)",
+            "raise --samples-per-problem (now {c[samples_per_problem]}) or --max-tokens, use easier problems, or build --from gold with --solution-col",
+        ),
+    )
 
 
 class IftBuilder(Builder[IftConfig]):
@@ -52,6 +72,12 @@ class IftBuilder(Builder[IftConfig]):
     row_model = IftRow
     Config = IftConfig
     Stats = IftStats
+
+    @classmethod
+    def needs(cls, config: IftConfig) -> tuple[Need, ...]:
+        if config.mode == "gold":
+            return (Need("solution", "--from gold", "it normalises them into steps", "build --from samples"),)
+        return (Need("answer", "--from samples", "a sampled solution is kept when its final answer verifies", "build --from gold with --solution-col"),)
 
     def build(self, items: list[Problem]) -> list[BaseRow]:
         rows = self._from_gold(items) if self.config.mode == "gold" else self._from_samples(items)
@@ -98,6 +124,7 @@ class IftBuilder(Builder[IftConfig]):
                 if not completion.ok:
                     self.stats.add(IftStats.FAILED)
                     continue
+                self.stats.add(IftStats.CUT, completion.finish_reason == "length")
                 steps = normalise_steps(split_steps(step_header(1) + completion.text), None)
                 verified = bool(steps) and check_answer(problem, solution_text(steps))
                 self.stats.add(IftStats.VERIFIED, bool(verified))
@@ -105,6 +132,7 @@ class IftBuilder(Builder[IftConfig]):
                 if verified and text not in kept and len(kept) < cfg.keep_per_problem:
                     kept.append(text)
                     rows.append(self._row(problem, steps, len(kept) - 1, True))
+            self.stats.add(IftStats.NO_VERIFIED_SAMPLE, not kept)
         return rows
 
     @classmethod
@@ -113,6 +141,7 @@ class IftBuilder(Builder[IftConfig]):
         lines = [("IFT rows", f"{S.ROWS.read(stats):g}")]
         if S.SAMPLED.read(stats):
             lines.append(("solutions sampled / failed / verified", f"{S.SAMPLED.read(stats):g} / {S.FAILED.read(stats):g} / {S.VERIFIED.read(stats):g}"))
+            lines.append(("  cut by --max-tokens", f"{S.CUT.read(stats):g}"))
         if S.NO_GOLD_SOLUTION.read(stats):
             lines.append(("problems without a gold solution", f"{S.NO_GOLD_SOLUTION.read(stats):g}"))
         return lines

@@ -38,11 +38,11 @@ from abc import abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import product
-from typing import Any, TypeVar, cast
+from typing import Any, ClassVar, TypeVar, cast
 
 from pydantic import BaseModel, Field
 
-from judgeforge.builders.base import Builder, BuilderStats, Stat, StatFamily
+from judgeforge.builders.base import RETRY, Builder, BuilderStats, Loss, Stat, StatFamily
 from judgeforge.builders.step_inputs import load_step_inputs
 from judgeforge.engines.base import SamplingParams, derive_seed
 from judgeforge.errors import UserError
@@ -138,13 +138,80 @@ class RprmStats(BuilderStats):
     ROWS = Stat("rows")
     ROWS_BY_LABEL = StatFamily("rows", LABELS)
 
+    LOSSES: ClassVar[tuple[Loss, ...]] = (
+        Loss(INPUTS_DROPPED_BY_BALANCE, "inputs", "inputs", "were left out to balance Yes and No", "drop --balance"),
+        Loss(ANALYSES_FAILED, None, "analyses", "failed (engine errors)", RETRY),
+        Loss(
+            VERDICTS["truncated"],
+            ANALYSES,
+            "analyses",
+            "were cut by --max-tokens {c[max_tokens]} before their verdict",
+            lambda f: (
+                "raise --max-tokens"
+                + ("" if f.c["force_verdict"] else ", or --force-verdict to draw their verdict from the model's P(Yes) (counted, marked in the rows)")
+            ),
+        ),
+        Loss(
+            VERDICTS["none"],
+            ANALYSES,
+            "analyses",
+            "ended without a verdict",
+            lambda f: (
+                "a stronger --model"
+                if f.c["force_verdict"]
+                else "--force-verdict draws one from the model's P(Yes) (counted, marked in the rows), or a stronger --model"
+            ),
+        ),
+        Loss(VERDICTS["contradictory"], ANALYSES, "analyses", "had verdict lines that disagree", "a stronger --model"),
+        Loss(VERDICTS["several"], ANALYSES, "analyses", "repeated their verdict line (a kept analysis ends with it once)", "a stronger --model"),
+        Loss(VERDICTS["both"], ANALYSES, "analyses", "named both Yes and No in their verdict", "a stronger --model"),
+        Loss(VERDICTS["off_format"], ANALYSES, "analyses", "stated their verdict off the format", "a stronger --model"),
+    )
+
 
 class RprmSftStats(RprmStats):
     INPUTS_WITHOUT_MATCH = Stat("inputs_without_match")
 
+    LOSSES: ClassVar[tuple[Loss, ...]] = (
+        *RprmStats.LOSSES,
+        Loss(
+            INPUTS_WITHOUT_MATCH,
+            "inputs",
+            "inputs",
+            "got no analysis whose verdict is the step's label ({s[analyses_matching]:g} of {s[analyses]:g} analyses matched it, "
+            "{s[analyses_mismatching]:g} stated the other label)",
+            "raise --k (now {c[k]}) for more analyses per input, or use a stronger --model",
+        ),
+    )
+
 
 class RprmPrefsStats(RprmStats):
     UNPAIRED = StatFamily("inputs", UNPAIRED_REASONS)
+
+    LOSSES: ClassVar[tuple[Loss, ...]] = (
+        *RprmStats.LOSSES,
+        Loss(
+            UNPAIRED["no_valid_analysis"],
+            "inputs",
+            "inputs",
+            "had no analysis with a verdict",
+            lambda f: "raise --max-tokens (now {}){}".format(f.c["max_tokens"], "" if f.c["force_verdict"] else ", or --force-verdict"),
+        ),
+        Loss(
+            UNPAIRED["all_matching"],
+            "inputs",
+            "inputs",
+            "had only analyses matching the label: no rejected side",
+            "raise --k (now {c[k]}) or --temperature (now {c[temperature]:g}) for analyses that disagree",
+        ),
+        Loss(
+            UNPAIRED["all_mismatching"],
+            "inputs",
+            "inputs",
+            "had only analyses stating the other label: no chosen side",
+            "raise --k (now {c[k]}) or --temperature (now {c[temperature]:g}), or use a stronger --model",
+        ),
+    )
 
 
 class _RprmBuilder(Builder[ConfigT]):

@@ -43,7 +43,7 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, Field, computed_field, field_validator, model_validator
 
-from judgeforge.builders.base import Builder, BuilderStats, Stat, StatFamily
+from judgeforge.builders.base import Builder, BuilderStats, Loss, Stat, StatFamily
 from judgeforge.builders.step_inputs import read_step_solutions
 from judgeforge.engines.base import Engine, ProgressFn, Request, SamplingParams, derive_seed
 from judgeforge.errors import UserError
@@ -261,6 +261,16 @@ class RprmScoreStats(BuilderStats):
     EVALUATIONS = Stat("evaluations")
     EVALUATIONS_FAILED = Stat("evaluations_failed")
     REWARDS = StatFamily("rewards", REWARD_METHODS)
+
+    LOSSES = (
+        Loss(
+            SOLUTIONS_UNLABELLED,
+            "inputs",
+            "solutions",
+            "have no step labels to score up to a first wrong step",
+            "use a source whose solutions are labelled up to their first wrong step (or every step, for a correct one)",
+        ),
+    )
 
 
 Evaluation = tuple[str, SlotReading[Label]]

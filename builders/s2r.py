@@ -50,7 +50,7 @@ from typing import Literal, NamedTuple
 
 from pydantic import BaseModel, Field, field_validator
 
-from judgeforge.builders.base import Builder, BuilderStats, Stat, StatFamily
+from judgeforge.builders.base import MAP_ANSWERS, RETRY, Builder, BuilderStats, Loss, Need, Stat, StatFamily
 from judgeforge.engines.base import Request, SamplingParams, derive_seed
 from judgeforge.errors import UserError
 from judgeforge.formats.s2r import (
@@ -98,6 +98,53 @@ class S2RStats(BuilderStats):
     TRAJECTORIES = Stat("trajectories")
     TRAJECTORY_LEVEL = StatFamily("trajectory_level")
     TRAJECTORIES_WITH_FORCED_VERDICTS = Stat("trajectories_with_forced_verdicts")
+
+    LOSSES = (
+        Loss(
+            NO_TRAJECTORY["no_gold_answer"],
+            QUESTIONS,
+            "questions",
+            "have no gold answer (nor a reasoning-gym scorer)",
+            MAP_ANSWERS,
+        ),
+        Loss(
+            NO_TRAJECTORY["generation_failed"],
+            QUESTIONS,
+            "questions",
+            "lost every Stage-0 sample to a failed engine call",
+            RETRY,
+        ),
+        Loss(
+            NO_TRAJECTORY["no_correct_sample"],
+            QUESTIONS,
+            "questions",
+            "had no correct Stage-0 sample ({s[samples_correct]:g} of {s[samples]:g} samples correct; {s[samples_without_answer]:g} stated no final answer)",
+            "raise --num-samples (now {c[num_samples]}) or --max-tokens (now {c[max_tokens]}: a response cut before its answer is never "
+            "correct), or use problems the model solves sometimes",
+        ),
+        Loss(
+            NO_TRAJECTORY["no_valid_confirmation"],
+            QUESTIONS,
+            "questions",
+            "had no verification with a parsed verdict confirming a correct sample ({s[verifications_valid]:g} of {s[verifications]:g} "
+            "verifications valid; verdicts {s[verdicts_parsed]:g} parsed, {s[verdicts_forced]:g} forced)",
+            "raise --verify-max-tokens (now {c[verify_max_tokens]}) or --verifications-per-style",
+        ),
+        Loss(
+            NO_TRAJECTORY["too_few_rejected_wrong_attempts"],
+            QUESTIONS,
+            "questions",
+            "had too few wrong attempts that a valid verification rejects for their difficulty level",
+            "--no-distinct-wrong-answers, or a --difficulty-table asking fewer attempts",
+        ),
+        Loss(
+            NO_TRAJECTORY["only_forced_verdicts"],
+            QUESTIONS,
+            "questions",
+            "would have a trajectory only with forced verdicts ({s[verifications_forced_excluded]:g} valid verifications were forced)",
+            "--allow-forced-verdicts lets them in (counted), or raise --verify-max-tokens (now {c[verify_max_tokens]})",
+        ),
+    )
 
 
 class DifficultyLevel(NamedTuple):
@@ -188,8 +235,12 @@ class S2RTrajectoriesBuilder(Builder[S2RTrajectoriesConfig]):
     Config = S2RTrajectoriesConfig
     Stats = S2RStats
 
+    @classmethod
+    def needs(cls, config: S2RTrajectoriesConfig) -> tuple[Need, ...]:
+        return (Need("answer", "", "every attempt and verification is graded against the gold answer"),)
+
     def build(self, problems: list[Problem]) -> list[BaseRow]:
-        graded = [p for p in problems if gradable(p)]
+        graded = [p for p in problems if p.gradable]
         self.stats.add(S2RStats.QUESTIONS, len(problems))
         self.stats.add(S2RStats.NO_TRAJECTORY["no_gold_answer"], len(problems) - len(graded))
         self.ctx.on_inputs_done(len(problems) - len(graded))
@@ -379,11 +430,6 @@ def _shortfall(finals: list[Sample], wrong_groups: list[list[Sample]], needed: i
     if not finals:
         return "no_valid_confirmation"
     return "too_few_rejected_wrong_attempts" if len(wrong_groups) < needed else None
-
-
-def gradable(problem: Problem) -> bool:
-    """Whether answers to ``problem`` can be graded: it has a gold answer, or a reasoning-gym scorer."""
-    return problem.answer is not None or "gym_task" in problem.meta
 
 
 def write_difficulty_plot(run: Path, path: Path | None = None) -> Path:

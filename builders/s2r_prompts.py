@@ -13,8 +13,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from judgeforge.builders.base import Builder, BuilderStats, Stat
-from judgeforge.builders.s2r import gradable
+from judgeforge.builders.base import MAP_ANSWERS, Builder, BuilderStats, Loss, Need, Stat
 from judgeforge.formats.s2r import policy_messages
 from judgeforge.schemas.base import BaseRow
 from judgeforge.schemas.s2r import ChatMessage, S2RPromptRow
@@ -29,6 +28,16 @@ class S2RPromptsStats(BuilderStats):
     PROMPTS = Stat("prompts")
     SKIPPED_NO_GOLD_ANSWER = Stat("skipped_no_gold_answer")
 
+    LOSSES = (
+        Loss(
+            SKIPPED_NO_GOLD_ANSWER,
+            "inputs",
+            "problems",
+            "have no gold answer (nor a reasoning-gym scorer) to reward",
+            MAP_ANSWERS,
+        ),
+    )
+
 
 class S2RPromptsBuilder(Builder[S2RPromptsConfig]):
     name = "s2r-rl-prompts"
@@ -38,10 +47,14 @@ class S2RPromptsBuilder(Builder[S2RPromptsConfig]):
     Config = S2RPromptsConfig
     Stats = S2RPromptsStats
 
+    @classmethod
+    def needs(cls, config: S2RPromptsConfig) -> tuple[Need, ...]:
+        return (Need("answer", "", "the RL rewards grade answers against it"),)
+
     def build(self, problems: list[Problem]) -> list[BaseRow]:
         rows: list[BaseRow] = []
         for problem in problems:
-            if not gradable(problem):
+            if not problem.gradable:
                 self.stats.add(S2RPromptsStats.SKIPPED_NO_GOLD_ANSWER)
                 continue
             rows.append(

@@ -47,7 +47,7 @@ from typing import Literal, TypeVar
 
 from pydantic import BaseModel, Field
 
-from judgeforge.builders.base import Builder, Stat, StatFamily
+from judgeforge.builders.base import RETRY, Builder, Loss, Need, Stat, StatFamily
 from judgeforge.builders.judging import JudgeStats
 from judgeforge.engines.base import Completion, Request, SamplingParams, derive_seed
 from judgeforge.formats.judge import JUDGMENT, VERDICTS, Verdict, parse_verdict, response_judge_message
@@ -93,6 +93,53 @@ class SelfTaughtStats(JudgeStats):
     DROPPED_BALANCE = Stat("dropped_balance")
     ROWS = Stat("rows")
     ROWS_BY_LABEL = StatFamily("rows", VERDICTS)
+
+    LOSSES = (
+        Loss(
+            SIMILAR_PARSE_FAILURES,
+            INSTRUCTIONS,
+            "instructions",
+            "got no usable similar instruction x' ({s[similar_unfinished]:g} cut by --instruction-max-tokens {c[instruction_max_tokens]} "
+            "before the end marker, {s[similar_empty]:g} empty, {s[similar_copy]:g} copies of x, {s[similar_failed]:g} failed)",
+            "raise --instruction-max-tokens (x' must end with the end marker within it)",
+        ),
+        Loss(PAIRS_FAILED, INSTRUCTIONS, "instructions", "lost a response to a failed engine call", RETRY),
+        Loss(
+            PAIRS_EMPTY_OR_IDENTICAL,
+            INSTRUCTIONS,
+            "instructions",
+            "got an empty response, or the same response to x and x'",
+            "raise --response-max-tokens (now {c[response_max_tokens]}) or --temperature",
+        ),
+        Loss(
+            DROPPED_UNVERIFIED,
+            INSTRUCTIONS,
+            "instructions",
+            "had a pair whose y^w did not verify or whose y^l did",
+            "drop --require-verified, or use problems the model solves",
+        ),
+        Loss(
+            PAIRS_NO_CORRECT,
+            PAIRS_BUILT,
+            "pairs built",
+            "had no judgment that picks y^w and may be a target ({s[judge_parsed]:g} verdicts parsed, {s[judge_forced]:g} forced, "
+            "{s[judge_unparsable]:g} unparsable; of the correct verdicts, {s[targets_excluded_forced]:g} forced)",
+            lambda f: (
+                "a judge that seldom writes its verdict itself leaves only forced verdicts: --allow-forced-verdicts makes them targets, "
+                "or raise --judge-max-tokens (now {}) or use a stronger --judge-model".format(f.c["judge_max_tokens"])
+                if f.n(SelfTaughtStats.TARGETS_EXCLUDED["forced"])
+                else "raise --num-judgments (now {}), or use a stronger --judge-model".format(f.c["num_judgments"])
+            ),
+        ),
+        Loss(DROPPED_MIN_CORRECT, PAIRS_BUILT, "pairs built", "had fewer correct targets than --min-correct-fraction", "lower --min-correct-fraction"),
+        Loss(
+            DROPPED_BALANCE,
+            KEPT_BEFORE_BALANCE,
+            "kept judgments",
+            "were dropped to balance A and B (a position-biased judge's correct verdicts are mostly one label)",
+            "raise --limit or --num-judgments (now {c[num_judgments]}) so both labels have correct verdicts",
+        ),
+    )
 
 
 class SelfTaughtConfig(BaseModel):
@@ -221,6 +268,12 @@ class SelfTaughtBuilder(Builder[SelfTaughtConfig]):
     Stats = SelfTaughtStats
     roles = ("policy", "judge")
     held_out_split = True
+
+    @classmethod
+    def needs(cls, config: SelfTaughtConfig) -> tuple[Need, ...]:
+        if config.require_verified:
+            return (Need("answer", "--require-verified", "y^w must verify against the gold answer and y^l must not", "drop --require-verified"),)
+        return ()
 
     def build(self, problems: list[Problem]) -> list[BaseRow]:
         self.stats.add(SelfTaughtStats.INSTRUCTIONS, len(problems))

@@ -20,6 +20,8 @@ and the operation wrong). A change that leaves the step's value as it was (2*2=4
 next change tried (:func:`corruption_changes_value`); a drawn step with no value-changing change is
 skipped and counted. The steps before it are correct, it is the first wrong step, the steps after
 it are left unlabelled. With --include-gold the gold solution itself is emitted too, every step correct.
+Both need gold solutions (--solution-col, or GSM8K-style answer chains): a source without any is
+refused before a model loads, unless --corruptions 0 --no-include-gold asks for sampled solutions only.
 
 Rows carry ProcessBench's first-wrong index, so a run is at once R-PRM evaluation inputs (read back by
 judgeforge.builders.step_inputs: build rprm-sft / rprm-prefs --source OUT/step_labels) and a ProcessBench-style
@@ -36,7 +38,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from judgeforge.builders.base import Builder, Stat, StatFamily
+from judgeforge.builders.base import MAP_ANSWERS, RETRY, Builder, Loss, Need, Stat, StatFamily
 from judgeforge.builders.rollouts import RolloutStats, rollout_values
 from judgeforge.engines.base import Completion, SamplingParams, derive_seed
 from judgeforge.formats.step_inputs import LabelledSolution, first_wrong
@@ -64,6 +66,32 @@ class StepLabelsStats(RolloutStats):
     CORRUPTED = StatFamily("corrupted", ("number", "operation"))
     CORRUPTIONS_MISSING = Stat("corruptions_missing")
     SOLUTIONS = StatFamily("solutions", ORIGINS)
+
+    LOSSES = (
+        Loss(NO_GOLD_ANSWER, PROBLEMS, "problems", "have no gold answer to grade steps against", MAP_ANSWERS),
+        Loss(
+            NO_GOLD_SOLUTION,
+            PROBLEMS,
+            "problems",
+            "have no gold solution to corrupt or emit",
+            "name the column of worked solutions with --solution-col",
+        ),
+        Loss(SOLUTIONS_FAILED, SAMPLES_DRAWN, "sampled solutions", "failed (engine errors)", RETRY),
+        Loss(
+            SOLUTIONS_EMPTY,
+            SAMPLES_DRAWN,
+            "sampled solutions",
+            "had no complete step within --max-solution-tokens {c[max_solution_tokens]}",
+            "raise --max-solution-tokens",
+        ),
+        Loss(
+            CORRUPTIONS_MISSING,
+            None,
+            "corruptions",
+            "could not be made: no drawn step had a value-changing change ({s[corruption_draws_skipped]:g} draws skipped)",
+            "use problems whose gold steps state numbers, or --corruption-kinds both",
+        ),
+    )
 
 
 _HEADER = re.compile(r"Step \d+:")
@@ -194,6 +222,15 @@ class StepLabelsBuilder(Builder[StepLabelsConfig]):
     row_model = StepLabelRow
     Config = StepLabelsConfig
     Stats = StepLabelsStats
+
+    @classmethod
+    def needs(cls, config: StepLabelsConfig) -> tuple[Need, ...]:
+        answer = Need("answer", "", "every label is graded against the gold answer")
+        if not config.corruptions and not config.include_gold:
+            return (answer,)
+        option = f"--corruptions {config.corruptions}" if config.corruptions else "--include-gold"
+        instead = "--corruptions 0 --no-include-gold to label sampled solutions only" if config.samples else ""
+        return (answer, Need("solution", option, "corrupted and gold rows are made from the gold solution", instead))
 
     def build(self, items: list[Problem]) -> list[BaseRow]:
         problems = [p for p in items if p.answer is not None]

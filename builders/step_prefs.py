@@ -37,7 +37,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from judgeforge.builders.base import Builder, Stat, StatFamily
+from judgeforge.builders.base import RETRY, Builder, Loss, Stat, StatFamily
 from judgeforge.builders.judging import CandidateGroup, JudgeStats, PairwiseJudge, Ranking, TieKind
 from judgeforge.engines.base import Completion, SamplingParams, derive_seed
 from judgeforge.formats.steps import STEP_STOPS, format_step, next_step_request, solution_text, step_body
@@ -88,6 +88,48 @@ class StepPrefsStats(JudgeStats):
     STATUS = StatFamily("status", STATUSES)
     SOLUTIONS_CHECKED = Stat("solutions_checked")
     SOLUTIONS_CORRECT = Stat("solutions_correct")
+    STEPS = Stat("steps_searched")
+
+    LOSSES = (
+        Loss(FAILED_CANDIDATES, CANDIDATES, "candidates", "failed (engine errors)", RETRY),
+        Loss(
+            EMPTY_STEPS,
+            STEPS,
+            "steps searched",
+            "had no candidate left (every sample failed or was blank) and ended their search",
+            "raise --max-step-tokens (now {c[max_step_tokens]})",
+        ),
+        Loss(
+            IDENTICAL_STEPS,
+            STEPS,
+            "steps searched",
+            "had one distinct candidate: nothing to compare, so no pair",
+            "raise --temperature (now {c[temperature]:g}) or --num-candidates (now {c[num_candidates]})",
+        ),
+        Loss(
+            TIED_STEPS,
+            STEPS,
+            "steps searched",
+            lambda f: (
+                f"tied best and worst candidate ({f.n(StepPrefsStats.TIED['exact']):g} exactly, {f.n(StepPrefsStats.TIED['epsilon']):g} within "
+                f"--tie-epsilon {f.c['tie_epsilon']:g}; {f.n(JudgeStats.FORCED):g} of {f.n(JudgeStats.JUDGMENTS):g} verdicts were forced): "
+                "a tie writes no pair and rolls the search back"
+            ),
+            lambda f: (
+                "a judge whose verdicts are forced splits candidates by a hair: --tie-epsilon 0 keeps steps decided by soft scores (counted), "
+                "or use a stronger --judge-model"
+                if f.n(StepPrefsStats.TIED["epsilon"])
+                else "raise --num-candidates or --temperature for candidates the judge tells apart, or use a stronger --judge-model"
+            ),
+        ),
+        Loss(
+            STATUS["rollback_limit"],
+            "inputs",
+            "problems",
+            "were abandoned after --max-rollbacks {c[max_rollbacks]} ties",
+            "raise --max-rollbacks, or see tied_steps",
+        ),
+    )
 
 
 @dataclass
@@ -164,6 +206,7 @@ class StepPrefsBuilder(Builder[StepPrefsConfig]):
 
     def _advance(self, search: _Search, group: CandidateGroup, finals: list[bool], ranking: Ranking) -> None:
         search.attempts += 1
+        self.stats.add(StepPrefsStats.STEPS)
         if ranking.identical:
             if not group.candidates or not group.candidates[0].strip():
                 self.stats.add(StepPrefsStats.EMPTY_STEPS)

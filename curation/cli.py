@@ -41,9 +41,14 @@ A spec lists filters in order, each with its parameters:
     - filter: length
       columns: [chosen]
       min_chars: 2
-    - filter: decontaminate          # name: and action: drop|flag work on any entry
+    - filter: decontaminate          # name:, action: drop|flag and hint: work on any entry
       action: flag
       eval: {{source: eval.jsonl, question_col: problem}}
+
+When the curation keeps no rows, or fewer than a tenth of them, it warns on stderr (the exit status
+stays 0) naming the filters that removed the most, why (read off their parameters and counters, and, for
+filters that check a judge, how the input's verdicts came about) and what to change: an entry's hint:
+when the spec gives one. The manifest records the same lines (curation.diagnosis).
 
 {_filters_help()}
 """
@@ -87,6 +92,12 @@ def curate_command(run_dir: Path, spec: Path | None, out: Path | None, eval_sour
     test = manifest.splits.get(TEST_SPLIT)
     if test is not None:
         console.print(f"held-out test split curated by the same spec: {test.rows:,} rows in {where / TEST_SPLIT} (its funnel is in its manifest.json)")
+    if manifest.curation.diagnosis:
+        kept, total = manifest.curation.rows_out, manifest.curation.rows_in
+        errors = Console(stderr=True)
+        errors.print(f"[yellow]warning:[/] curation kept {kept} of {total} rows:")
+        for line in manifest.curation.diagnosis:
+            errors.print(f"  {line}", markup=False, highlight=False)
 
 
 def _count(value: float | None, fmt: str = ",") -> str:

@@ -37,6 +37,8 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from judgeforge import __version__
+from judgeforge.builders import diagnose_build
+from judgeforge.builders.base import too_few
 from judgeforge.curation.filters import FILTERS, Decontaminate, Filter, Stage, lit, one_row
 from judgeforge.errors import UserError
 from judgeforge.files import clear_stale, replace_dir, temp_path, utc_now
@@ -85,6 +87,7 @@ class FilterEntry(BaseModel):
     filter: str = Field(description="filter type")
     name: str | None = Field(None, description="name in the funnel (default: the filter type)")
     action: Literal["drop", "flag"] = Field("drop", description="drop matching rows, or only flag them in the log")
+    hint: str | None = Field(None, description="what to change when this filter removes most rows (shown instead of the filter's own advice)")
 
 
 class Spec(BaseModel):
@@ -122,6 +125,7 @@ def resolve_spec(spec: Path) -> Path:
 class Step:
     filter: Filter
     action: str
+    hint: str | None = None
 
 
 def load_spec(path: Path, kind: str) -> tuple[dict[str, Any], list[Step]]:
@@ -153,7 +157,7 @@ def load_spec(path: Path, kind: str) -> tuple[dict[str, Any], list[Step]]:
             params = cls.Params.model_validate(entry.model_extra or {})
         except ValidationError as exc:
             raise UserError(f"{path}: filters[{i}] ({name}): {_first_error(exc)}") from exc
-        steps.append(Step(cls(name, params), entry.action))
+        steps.append(Step(cls(name, params), entry.action, entry.hint))
     return spec.model_dump(mode="json", exclude_none=True), steps
 
 
@@ -230,7 +234,9 @@ def curate(run_dir: Path, opts: CurateOptions, console: Console | None = None) -
     console = console or Console(stderr=True)
     started, clock = utc_now(), time.perf_counter()
     run = open_run(run_dir)
-    source = run.require_manifest()
+    if run.manifest is None:
+        raise UserError(f"run dir '{run_dir}' has no manifest.json to link the curated run to")
+    source = run.manifest
     test = run.test_split()
     spec_path, spec, steps = _steps(run, opts)
     out = opts.out or default_out(run)
@@ -242,16 +248,20 @@ def curate(run_dir: Path, opts: CurateOptions, console: Console | None = None) -
     tmp = temp_path(out)
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        funnel, rows_in, rows_out, shards = _filter_into(run, steps, opts, tmp, console)
+        funnel, rows_in, rows_out, shards, diagnosis = _filter_into(run, steps, opts, tmp, console)
         manifest = _manifest(run, source, spec, spec_path, opts, funnel, rows_in, rows_out, shards, started, time.perf_counter() - clock)
+        assert manifest.curation is not None
+        manifest.curation.diagnosis = diagnosis
         if test is not None:
             _, _, test_steps = _steps(test, opts)
             for step in test_steps:
                 step.filter.prepare()
             console.print(f"[dim]the held-out test split ({test.root}), by the same spec:[/]")
-            t_funnel, t_in, t_out, t_shards = _filter_into(test, test_steps, opts, tmp / TEST_SPLIT, console)
+            t_funnel, t_in, t_out, t_shards, t_diagnosis = _filter_into(test, test_steps, opts, tmp / TEST_SPLIT, console)
             t_source = test.require_manifest()
             t_manifest = _manifest(test, t_source, spec, spec_path, opts, t_funnel, t_in, t_out, t_shards, started, time.perf_counter() - clock)
+            assert t_manifest.curation is not None
+            t_manifest.curation.diagnosis = t_diagnosis
             given = t_source.splits.get(TEST_SPLIT)
             t_split = SplitRef(inputs=given.inputs if given else t_in, rows=t_out, path=TEST_SPLIT, fraction=given.fraction if given else None)
             t_manifest.split, t_manifest.splits = TEST_SPLIT, {TEST_SPLIT: t_split}
@@ -265,13 +275,17 @@ def curate(run_dir: Path, opts: CurateOptions, console: Console | None = None) -
     return manifest, out
 
 
-def _filter_into(run: Run, steps: list[Step], opts: CurateOptions, target_root: Path, console: Console) -> tuple[list[FunnelStep], int, int, list[str]]:
-    """Run the filters over ``run`` and write its kept rows into ``target_root`` (shards and the log of drops)."""
+def _filter_into(
+    run: Run, steps: list[Step], opts: CurateOptions, target_root: Path, console: Console
+) -> tuple[list[FunnelStep], int, int, list[str], list[str]]:
+    """Run the filters over ``run`` and write its kept rows into ``target_root`` (shards and the log of drops); the
+    funnel, rows in and out, the shards written and, when too few rows are kept, why (:func:`diagnose`)."""
     work = target_root / ".work"
     work.mkdir(parents=True)
     con = connect(list(run.shards), opts.memory_limit, work)
     try:
         funnel, rows_in, rows_out = _run_filters(con, run, steps, opts, console)
+        diagnosis = diagnose(run, steps, funnel, rows_in, rows_out)
         dropped = con.sql("SELECT _rid FROM drops WHERE action = 'drop' ORDER BY _rid").fetchnumpy()["_rid"]
         shards = write_shards(run, RunDir(target_root, run.kind.name), np.asarray(dropped, dtype=np.int64))
         con.execute(
@@ -281,7 +295,7 @@ def _filter_into(run: Run, steps: list[Step], opts: CurateOptions, target_root: 
     finally:
         con.close()
     shutil.rmtree(work)
-    return funnel, rows_in, rows_out, shards
+    return funnel, rows_in, rows_out, shards, diagnosis
 
 
 def _run_filters(con: duckdb.DuckDBPyConnection, run: Run, steps: list[Step], opts: CurateOptions, console: Console) -> tuple[list[FunnelStep], int, int]:
@@ -336,6 +350,40 @@ def _run_filters(con: duckdb.DuckDBPyConnection, run: Run, steps: list[Step], op
     return funnel, rows_in, rows
 
 
+def diagnose(run: Run, steps: list[Step], funnel: list[FunnelStep], rows_in: int, rows_out: int, most: int = 2) -> list[str]:
+    """Why a curation kept no rows, or fewer than a tenth of them: the (at most ``most``) filters that removed the
+    most, each as it explains its drops, with what to change — the spec entry's ``hint``, or the filter's own advice.
+    A filter that checks the judge's verdicts adds what weakens them in the input (all forced, one position named),
+    counted by the kind's declaration. Nothing when the curation kept enough."""
+    if not too_few(rows_out, rows_in):
+        return []
+    if not rows_in:
+        build = diagnose_build(run.manifest) if run.manifest is not None and run.manifest.curation is None else []
+        return ["the input run holds no rows" + (f": {build[0]}" if build else "")]
+    hits = [(step, f) for step, f in zip(steps, funnel, strict=True) if f.dropped]
+    top = sorted(sorted(hits, key=lambda h: -(h[1].dropped or 0))[:most], key=lambda h: funnel.index(h[1]))
+    weakness = _verdict_weakness(run) if any(step.filter.judges for step, _ in top) else ""
+    lines = []
+    for step, f in top:
+        why, fix = step.filter.explain(f)
+        fix = step.hint or fix
+        cause = ""
+        if step.filter.judges and weakness:
+            cause = f": {weakness}"
+            fix = fix if "--judge-model" in fix else f"build with a stronger --judge-model, or {fix}"
+        count = f"all {f.dropped}" if f.dropped == f.rows_in and (f.dropped or 0) > 1 else f"{f.dropped} of {f.rows_in}"
+        lines.append(f"{f.name}: removed {count} rows{f' ({why})' if why else ''}{cause} — {fix}")
+    return lines or ["no filter dropped a row (flagged rows are kept): see the funnel"]
+
+
+def _verdict_weakness(run: Run) -> str:
+    """What weakens the input run's verdicts (all forced, one position named...), by the kind's own count; "" if nothing does."""
+    count = run.kind.verdicts
+    if count is None or run.manifest is None:
+        return ""
+    return count.count(run.dataset().to_table(columns=list(count.columns)), run.manifest.config).weakness()
+
+
 def _cpu_seconds() -> float:
     """CPU time of this process, all threads (DuckDB's included): wall time lies on a shared machine."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -371,6 +419,7 @@ def _manifest(
     started: str,
     seconds: float,
 ) -> Manifest:
+    finished = utc_now()
     identity = {"input_fingerprint": source.fingerprint, "spec": spec}
     fingerprint = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
     link = InputLink(path=str(run.root.resolve()), run_id=source.run_id, fingerprint=source.fingerprint, rows=rows_in)
@@ -390,7 +439,8 @@ def _manifest(
             "commands": [*reproduce_commands(source), command],
             "status": "complete",
             "started_at": started,
-            "finished_at": utc_now(),
+            "finished_at": finished,
+            "timeline": source.then("curate", started, finished, __version__),
             "rows_in": rows_in,
             "rows_out": rows_out,
             "timings": {"curate_s": round(seconds, 3)},

@@ -30,11 +30,11 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from rich.console import Console
 
 from judgeforge import plots
-from judgeforge.builders import builder_names, load_builder
+from judgeforge.builders import builder_names, diagnose_build, load_builder
 from judgeforge.builders.base import Builder
 from judgeforge.errors import UserError
 from judgeforge.files import write_text
-from judgeforge.runs import TEST_SPLIT, Manifest, Run, open_run, reproduce_commands
+from judgeforge.runs import TEST_SPLIT, Manifest, Run, SourceRef, open_run, reproduce_commands
 from judgeforge.schemas.kind import CardExtras, Kind, Plot, View
 
 DATA_FILES = "data/shard-*.parquet"
@@ -206,11 +206,8 @@ def _build_rows(m: Manifest) -> list[tuple[str, str]]:
         engine = m.engines.get(role, {})
         where = ", ".join(f"{k} {v}" for k, v in engine.items() if k in ("engine", "device"))
         rows.append((f"{role} model", f"`{model.model}` (weights sha256 `{(model.weights_hash or '')[:12]}…`; {where})"))
-    source = m.source
-    if source:
-        limit = f", limit {source.limit}" if source.limit else ""
-        inputs = "?" if source.inputs is None else source.inputs
-        rows.append(("source", f"`{source.source}` (split {source.split}{limit}; {inputs} inputs; sha256 `{(source.fingerprint or '')[:12]}…`)"))
+    if m.source:
+        rows.append(("source", _source(m.source)))
     test = m.splits.get(TEST_SPLIT)
     if test is not None:
         train = m.splits.get("train")
@@ -227,9 +224,44 @@ def _build_rows(m: Manifest) -> list[tuple[str, str]]:
         rows.append(("seed", str(m.seed)))
     if m.tokens:
         rows.append(("tokens", f"{m.tokens.prompt:,} prompt, {m.tokens.completion:,} generated"))
-    if m.started_at:
-        rows.append(("built", f"{m.started_at} → {m.finished_at or '?'} (judgeforge {m.judgeforge_version or '?'})"))
+    for stage in m.stages():
+        if stage.started_at:
+            rows.append((_STAGE_WORDS[stage.stage], f"{stage.started_at} → {stage.finished_at or '?'} (judgeforge {stage.judgeforge_version or '?'})"))
     return rows
+
+
+_STAGE_WORDS = {"build": "built", "curate": "curated", "review": "reviewed"}
+
+
+def _source(source: SourceRef) -> str:
+    """The source as given, what it named (absolute path and file sha256, or the reasoning-gym task and seed), and the inputs read."""
+    named = source.resolved
+    where = ""
+    if named is not None and named.type == "file":
+        where = f" → `{named.path}` (file sha256 `{named.sha256}`)"
+    elif named is not None and named.type == "folder":
+        where = f" → `{named.path}`"
+    elif named is not None and named.type == "gym":
+        where = f" (reasoning-gym task `{named.task}`, seed {named.seed}, {named.size} entries)"
+    limit = f", limit {source.limit}" if source.limit else ""
+    inputs = "?" if source.inputs is None else source.inputs
+    return f"`{source.source}`{where}; split {source.split}{limit}; {inputs} inputs read (sha256 of the inputs as loaded `{(source.fingerprint or '')[:12]}…`)"
+
+
+def verdict_summary(info: Run) -> str:
+    """The card's plain-words account of the rows' verdicts (parsed vs forced, position consistency), for kinds that carry them."""
+    count = info.kind.verdicts
+    if count is None:
+        return ""
+    manifest = info.require_manifest()
+    return count.count(info.dataset().to_table(columns=list(count.columns)), manifest.config).sentence()
+
+
+def diagnosis(manifest: Manifest) -> list[str]:
+    """Why the run kept no rows or fewer than a tenth of its inputs: its curation's diagnosis, or its build's."""
+    if manifest.curation is not None:
+        return list(manifest.curation.diagnosis)
+    return diagnose_build(manifest)
 
 
 def render_card(info: Run, out: Path, repo_id: str | None = None, license_id: str | None = None, pretty_name: str | None = None) -> list[Path]:
@@ -269,6 +301,8 @@ def render_card(info: Run, out: Path, repo_id: str | None = None, license_id: st
             rows=info.num_rows(),
             repo_id=repo,
             summary=builder.summary if builder else "",
+            verdicts=verdict_summary(info),
+            diagnosis=diagnosis(manifest),
             builder_doc=_markdown(_module_doc(builder) if builder else ""),
             schema_doc=_markdown(_module_doc(builder.row_model) if builder else ""),
             paper=kind.paper,

@@ -31,6 +31,7 @@ from judgeforge.files import atomic_write, claim, clear_stale, write_json
 from judgeforge.schemas.base import KIND_KEY, SCHEMA_VERSION_KEY, arrow_schema
 from judgeforge.schemas.kind import Kind
 from judgeforge.schemas.registry import get_kind
+from judgeforge.sources import ResolvedSource
 
 MANIFEST = "manifest.json"
 TEST_SPLIT = "test"
@@ -63,13 +64,16 @@ class ModelRef(_Record):
 
 
 class SourceRef(_Record):
-    """Where the inputs came from (the source options) and a hash of them exactly as loaded."""
+    """Where the inputs came from (the source options, ``source`` as given) and a hash of them exactly as loaded;
+    ``resolved``: what the source named (a file's absolute path and byte hash, a reasoning-gym task's seed), not
+    part of the run's identity, so a run resumes from another folder."""
 
     source: str
     split: str | None = None
     limit: int | None = None
     fingerprint: str | None = None
     inputs: int | None = None
+    resolved: ResolvedSource | None = None
 
 
 class Chunks(_Record):
@@ -144,7 +148,8 @@ class InputLink(_Record):
 
 
 class Curation(_Record):
-    """What ``judgeforge curate`` did: the input run, the spec, the funnel, the log of dropped rows."""
+    """What ``judgeforge curate`` did: the input run, the spec, the funnel, the log of dropped rows, and, when it
+    kept no rows or fewer than a tenth of them, why (``diagnosis``: the filters that took them, what to change)."""
 
     input: InputLink | None = None
     spec_path: str | None = None
@@ -153,6 +158,7 @@ class Curation(_Record):
     rows_in: int | None = None
     rows_out: int | None = None
     log: str | None = None
+    diagnosis: list[str] = Field(default_factory=list)
 
 
 InputLink.model_rebuild()
@@ -178,6 +184,15 @@ class Review(_Record):
     answers: int | None = None
     rows: dict[str, int] = Field(default_factory=dict)
     questions: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
+class Stage(_Record):
+    """When one stage of a run's making ran (``build``, ``curate``, ``review``), and with which judgeforge."""
+
+    stage: Literal["build", "curate", "review"]
+    started_at: str | None = None
+    finished_at: str | None = None
+    judgeforge_version: str | None = None
 
 
 Status = Literal["running", "partial", "complete"]
@@ -223,10 +238,24 @@ class Manifest(_Record):
     """Which split of its run this run dir holds (``test`` for the held-out split); None: the run itself."""
     splits: dict[str, SplitRef] = Field(default_factory=dict)
     """A run built with ``--test-fraction``: its own rows (``train``) and the held-out ``test`` split, by problem."""
+    timeline: list[Stage] = Field(default_factory=list)
+    """Every stage that made the run, in order, its own last: written by curate and review apply (a curated run: its
+    build, then the curation); a build's one stage is its own times (:meth:`stages`)."""
 
     def dump(self) -> dict[str, Any]:
         """The manifest as JSON data: the fields that were set, in declaration order, then the unknown keys."""
         return self.model_dump(mode="json", exclude_unset=True)
+
+    def stages(self) -> list[Stage]:
+        """Every stage that made the run, its own last (:attr:`timeline`; a manifest without one made the run in one stage)."""
+        if self.timeline:
+            return list(self.timeline)
+        own = "review" if self.review is not None and self.parent is not None else "curate" if self.curation is not None else "build"
+        return [Stage(stage=own, started_at=self.started_at, finished_at=self.finished_at, judgeforge_version=self.judgeforge_version)]
+
+    def then(self, stage: Literal["curate", "review"], started_at: str, finished_at: str, version: str) -> list[Stage]:
+        """The timeline of a run made from this one by ``stage``: this run's stages, then that one."""
+        return [*self.stages(), Stage(stage=stage, started_at=started_at, finished_at=finished_at, judgeforge_version=version)]
 
     def provenance(self) -> dict[str, Any]:
         """The fields that say how the rows were made (builder, config, source, models, seed, stats...), not
@@ -254,6 +283,7 @@ _RUN_FIELDS = {
     "curation",
     "split",
     "splits",
+    "timeline",
 }
 
 

@@ -4,8 +4,9 @@ Every builder reads its problems through :func:`load_problems`, so a reasoning-g
 JSONL/JSON/Parquet/CSV file and a ``datasets`` dataset (Hub id, local data directory or a
 ``save_to_disk`` directory) all come out as the same :class:`Problem` records, in a deterministic
 order, with the same validation and the same one-line :class:`~judgeforge.errors.UserError` messages
-naming the file, row and field at fault. :func:`source_fingerprint` identifies what was loaded so a
-manifest can record it.
+naming the file, row and field at fault. :func:`resolve_source` says what a source named, as a manifest
+records it (a file's absolute path and the sha256 of its bytes, a reasoning-gym task's seed and size), and
+:func:`missing_gold` why a source gives no gold answer or solution, naming the option that maps one.
 
 Gold answers written GSM8K-style (a worked solution whose last line is ``#### <answer>``) are split
 into the final answer and the solution steps, for files and for reasoning-gym chains alike.
@@ -18,11 +19,12 @@ from __future__ import annotations
 
 import difflib
 import functools
+import hashlib
 import json
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
@@ -37,6 +39,8 @@ _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
 _FILE_SUFFIX = re.compile(r"\.[A-Za-z]{2,5}")
 
 Row = dict[str, Any]
+Gold = Literal["answer", "solution"]
+"""What a problem may carry besides its question: a gold final answer, a gold step-by-step solution."""
 
 
 class Problem(BaseModel):
@@ -52,6 +56,15 @@ class Problem(BaseModel):
     answer: str | None = None
     solution: str | None = None
     meta: dict[str, Any] = {}
+
+    @property
+    def gradable(self) -> bool:
+        """Whether answers to this problem can be graded: it has a gold answer, or a reasoning-gym scorer."""
+        return self.answer is not None or "gym_task" in self.meta
+
+    def has_gold(self, what: Gold) -> bool:
+        """Whether the problem gives a gold ``answer`` (one to grade against, :attr:`gradable`) or a gold ``solution``."""
+        return self.gradable if what == "answer" else bool(self.solution and self.solution.strip())
 
 
 class SourceConfig(BaseModel):
@@ -97,6 +110,49 @@ def load_problems(cfg: SourceConfig) -> list[Problem]:
     if cfg.limit is not None:
         rows = rows[: cfg.limit]
     return _rows_to_problems(rows, columns, cfg, id_prefix)
+
+
+class ResolvedSource(BaseModel):
+    """What a source named when it was read: a file's absolute path and the sha256 of its bytes, a folder's
+    absolute path, a reasoning-gym task with the seed and size that regenerate it, or a ``datasets`` id."""
+
+    type: Literal["file", "folder", "gym", "datasets"]
+    path: str | None = None
+    sha256: str | None = None
+    task: str | None = None
+    seed: int | None = None
+    size: int | None = None
+
+
+def resolve_source(source: str, cfg: SourceConfig | None = None) -> ResolvedSource:
+    """What ``source`` (a ``--source`` as given) names now; ``cfg`` gives a reasoning-gym source its seed and size."""
+    if source.startswith(GYM_PREFIX):
+        size = (cfg.limit if cfg else None) or _DEFAULT_GYM_SIZE
+        return ResolvedSource(type="gym", task=source[len(GYM_PREFIX) :], seed=cfg.seed if cfg else None, size=size)
+    path = Path(source).expanduser()
+    if path.is_file():
+        with path.open("rb") as handle:
+            digest = hashlib.file_digest(handle, "sha256").hexdigest()
+        return ResolvedSource(type="file", path=str(path.resolve()), sha256=digest)
+    if path.is_dir():
+        return ResolvedSource(type="folder", path=str(path.resolve()))
+    return ResolvedSource(type="datasets")
+
+
+def missing_gold(cfg: SourceConfig, what: Gold) -> tuple[str, str]:
+    """Why no problem of ``cfg``'s source carries a gold ``what``, and how to give it one (the option that maps it)."""
+    if cfg.source.startswith(GYM_PREFIX):
+        task = cfg.source[len(GYM_PREFIX) :]
+        if what == "solution":
+            return f"reasoning-gym task '{task}' writes no worked solution (metadata answer_cot)", "use a task that does, such as gym:gsm_symbolic"
+        return f"reasoning-gym task '{task}' has neither answers nor a scorer", "use another task"
+    option, column = ("--solution-col", cfg.solution_col) if what == "solution" else ("--answer-col", cfg.answer_col)
+    remedy = f"name the column that holds them with {option}"
+    if what == "solution":
+        remedy += " (or an --answer-col of GSM8K-style chains ending in '#### <answer>')"
+    if column is None:
+        return ("no --solution-col was given" if what == "solution" else "--answer-col is none"), remedy
+    return f"its column '{column}' is empty in every row", remedy
 
 
 def split_gold_chain(text: str) -> tuple[list[str], str | None]:
@@ -277,9 +333,11 @@ def _read_datasets(cfg: SourceConfig) -> tuple[list[Row], list[str]]:
 def _rows_to_problems(rows: list[Row], columns: list[str], cfg: SourceConfig, id_prefix: str) -> list[Problem]:
     if not rows:
         raise UserError(f"source '{cfg.source}' has no rows")
-    for col in (cfg.question_col, cfg.answer_col, cfg.solution_col, cfg.id_col):
+    named = (("--question-col", cfg.question_col), ("--answer-col", cfg.answer_col), ("--solution-col", cfg.solution_col), ("--id-col", cfg.id_col))
+    for option, col in named:
         if col is not None and col not in columns:
-            raise UserError(f"source '{cfg.source}' has no column '{col}' (columns: {', '.join(columns)})")
+            other = " (or 'none' if it has no gold answers)" if option == "--answer-col" else ""
+            raise UserError(f"source '{cfg.source}' has no column '{col}' (columns: {', '.join(columns)}); name the right one with {option}{other}")
     problems = []
     seen_ids: set[str] = set()
     for index, row in enumerate(rows):

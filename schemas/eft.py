@@ -10,8 +10,11 @@ trained on EFT judges in the format the builder parses.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from typing import Any, ClassVar
+
+import pyarrow as pa
 
 from judgeforge.formats.judge import judge_user_message
 from judgeforge.schemas.base import BaseRow
@@ -26,10 +29,13 @@ from judgeforge.schemas.kind import (
     ReviewSpec,
     Row,
     TrainDefaults,
+    VerdictCount,
+    Verdicts,
     kept_judgment_field,
     previous_steps_field,
     problem_field,
     step_field,
+    tally,
     view,
     yes_no,
 )
@@ -107,6 +113,15 @@ REVIEW = ReviewSpec(
 )
 
 
+def count_verdicts(table: pa.Table, config: Mapping[str, Any]) -> Verdicts:
+    """Each row's kept judgment: its pair's step A shown first against step B; both orders of a pair are two rows."""
+    columns = (table.column(c).to_pylist() for c in ("pair_id", "step_a", "step_b", "label", "forced_verdict"))
+    counted = tally(zip(*columns, strict=True))
+    if config.get("judgment_source") == "rollouts":
+        return replace(counted, written="written from the rollout evidence (--judgment-source rollouts: no judge call)")
+    return counted
+
+
 KIND = Kind(
     name="eft",
     row=EftRow,
@@ -121,4 +136,5 @@ KIND = Kind(
     default_spec="eft.yaml",
     review=REVIEW,
     card=CardExtras("Pairwise step judgments (EFT)", ("text-generation",), ("sft", "llm-as-a-judge", "self-rewarding")),
+    verdicts=VerdictCount(("pair_id", "step_a", "step_b", "label", "forced_verdict"), count_verdicts),
 )

@@ -13,7 +13,7 @@ so a kind is declared without importing anything above the schemas layer.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -252,6 +252,119 @@ class CardExtras:
     plots: tuple[Plot, ...] = ()
 
 
+# --- verdicts -------------------------------------------------------------------------------------
+
+Judged = tuple[Hashable, Hashable, Hashable, str | None, bool]
+"""One verdict as :func:`tally` reads it: (what was judged — a pair's group, e.g. its row —, the side shown
+first, the side shown second, the verdict ``A``/``B``/None, whether it was forced); for verdicts on one
+thing (Yes/No, correct/incorrect) the sides are None and the verdict any label."""
+
+
+@dataclass(frozen=True)
+class Verdicts:
+    """How the verdicts a set of rows carries came about, and, for pairwise judges, their position bias.
+
+    ``parsed``: written by the model itself; ``forced``: read off its next-token probabilities at the
+    verdict slot (:mod:`judgeforge.formats.verdicts`); ``missing``: none. For pairwise kinds ``first``
+    counts verdicts naming the side shown first (A), ``both_orders`` the pairs judged in both orders with
+    a verdict each, and ``consistent`` those of them whose verdicts all name the same winner.
+    """
+
+    parsed: int = 0
+    forced: int = 0
+    missing: int = 0
+    first: int | None = None
+    both_orders: int | None = None
+    consistent: int | None = None
+    writer: str = "the judge"
+    written: str = ""
+    """How parsed verdicts were written, when not by ``writer`` itself (EFT's rollout-evidence judgments)."""
+
+    @property
+    def total(self) -> int:
+        return self.parsed + self.forced + self.missing
+
+    def sentence(self) -> str:
+        """The verdicts in plain words, e.g. "All 54 verdicts were forced (the judge wrote none itself); no pair
+        was judged the same in both orders." Empty when there is none."""
+        n = self.total
+        if not n:
+            return ""
+        if self.written and self.parsed == n:
+            head = f"All {n:,} verdicts were {self.written}"
+        elif self.forced == n:
+            head = f"All {n:,} verdicts were forced ({self.writer} wrote none itself)"
+        elif self.parsed == n:
+            head = f"All {n:,} verdicts were written by {self.writer} itself (none forced)"
+        else:
+            head = f"{self.parsed:,} of {n:,} verdicts ({self.parsed / n:.0%}) were written by {self.writer} itself, {self.forced:,} forced"
+            head += f", {self.missing:,} missing" if self.missing else ""
+        text = head + self._agreement() + "."
+        decided = self.parsed + self.forced
+        if self.first is not None and decided and not self.written:
+            text += f" {self.writer[0].upper()}{self.writer[1:]} named the side shown first in {self.first:,} of {decided:,} verdicts."
+        return text
+
+    def _agreement(self) -> str:
+        if self.both_orders is None or self.consistent is None:
+            return ""
+        if not self.both_orders:
+            return "; no pair was judged in both orders with a verdict each"
+        if not self.consistent:
+            return f"; no pair was judged the same in both orders (0 of {self.both_orders:,})"
+        if self.consistent == self.both_orders:
+            return f"; every pair judged in both orders got the same winner both times ({self.both_orders:,} of {self.both_orders:,})"
+        share = self.consistent / self.both_orders
+        return f"; {self.consistent:,} of {self.both_orders:,} pairs judged in both orders ({share:.0%}) got the same winner both times"
+
+    def weakness(self) -> str:
+        """What makes these verdicts a weak signal, in a few words ("every verdict was forced"), or "" when nothing does."""
+        decided = self.parsed + self.forced
+        found = []
+        if self.forced and self.forced >= self.parsed:
+            found.append("every verdict was forced" if self.forced == self.total else f"{self.forced} of {self.total} verdicts were forced")
+        if self.both_orders and self.consistent is not None and self.consistent < self.both_orders / 2:
+            found.append(f"{self.consistent} of {self.both_orders} pairs got the same winner in both orders")
+        if self.first is not None and decided and self.first / decided >= 0.9:
+            found.append(f"{self.writer} named the side shown first {self.first} of {decided} times")
+        return ", ".join(found)
+
+
+def tally(verdicts: Iterable[Judged], writer: str = "the judge") -> Verdicts:
+    """Count verdicts by how they came, and, where sides are given, by the position they name and their
+    agreement across the two presentation orders (a pair is consistent when all its verdicts name one winner)."""
+    parsed = forced = missing = first = 0
+    pairwise = False
+    winners: dict[tuple[Hashable, frozenset[Hashable]], dict[bool, set[Hashable]]] = {}
+    for group, shown_first, shown_second, verdict, was_forced in verdicts:
+        if verdict is None:
+            missing += 1
+            continue
+        forced += was_forced
+        parsed += not was_forced
+        if shown_first is None:
+            continue
+        pairwise = True
+        first += verdict == "A"
+        key = (group, frozenset((shown_first, shown_second)))
+        order = shown_first == min((shown_first, shown_second), key=repr)
+        winners.setdefault(key, {}).setdefault(order, set()).add(shown_first if verdict == "A" else shown_second)
+    if not pairwise:
+        return Verdicts(parsed, forced, missing, writer=writer)
+    both = [orders for orders in winners.values() if len(orders) == 2]
+    consistent = sum(len(orders[True] | orders[False]) == 1 for orders in both)
+    return Verdicts(parsed, forced, missing, first=first, both_orders=len(both), consistent=consistent, writer=writer)
+
+
+@dataclass(frozen=True)
+class VerdictCount:
+    """How to count a kind's verdicts (:class:`Verdicts`): the columns it reads, and a function of an Arrow table
+    of them and the run's builder config (a config can say who wrote the verdicts)."""
+
+    columns: tuple[str, ...]
+    count: Callable[[pa.Table, Mapping[str, Any]], Verdicts]
+
+
 # --- the kind -------------------------------------------------------------------------------------
 
 
@@ -273,6 +386,8 @@ class Kind:
     default_spec: str
     review: ReviewSpec
     card: CardExtras
+    verdicts: VerdictCount | None = None
+    """For kinds whose rows carry verdicts: how to count them (the card's opening summary, curation's diagnosis)."""
 
     def __post_init__(self) -> None:
         if self.row.kind != self.name:

@@ -17,8 +17,10 @@ the EOS TRL appends is right here.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
+
+import pyarrow as pa
 
 from judgeforge.formats.rprm import analysis_user_message
 from judgeforge.schemas.base import BaseRow
@@ -36,9 +38,12 @@ from judgeforge.schemas.kind import (
     ReviewSpec,
     Row,
     TrainDefaults,
+    VerdictCount,
+    Verdicts,
     or_placeholder,
     previous_steps_field,
     problem_field,
+    tally,
     view,
     yes_no,
 )
@@ -262,6 +267,24 @@ SCORES_REVIEW = ReviewSpec(
 
 
 _RPRM = "She et al. 2025, R-PRM: 1 epoch, batch 128"
+_ANALYST = "the analysis model"
+
+
+def count_sft_verdicts(table: pa.Table, config: Mapping[str, Any]) -> Verdicts:
+    """Each row's kept analysis: its Yes/No verdict, written or forced."""
+    verdicts, forced = table.column("verdict").to_pylist(), table.column("forced_verdict").to_pylist()
+    return tally(((i, None, None, v or None, f) for i, (v, f) in enumerate(zip(verdicts, forced, strict=True))), _ANALYST)
+
+
+def count_prefs_verdicts(table: pa.Table, config: Mapping[str, Any]) -> Verdicts:
+    """The chosen and rejected analyses of every pair, each once however many pairs reuse it."""
+    columns = ("source_id", "chosen_index", "chosen_verdict", "chosen_forced_verdict", "rejected_index", "rejected_verdict", "rejected_forced_verdict")
+    seen: dict[tuple[str, int], tuple[str, bool]] = {}
+    for source, ci, cv, cf, ri, rv, rf in zip(*(table.column(c).to_pylist() for c in columns), strict=True):
+        seen[(source, ci)], seen[(source, ri)] = (cv, cf), (rv, rf)
+    return tally(((key, None, None, v or None, f) for key, (v, f) in seen.items()), _ANALYST)
+
+
 _SCORES_ONLY = "rewards are measurements of a PRM (ProcessBench metrics come from them), not training data"
 SFT_KIND = Kind(
     name="rprm_sft",
@@ -277,6 +300,7 @@ SFT_KIND = Kind(
     default_spec="rprm_sft.yaml",
     review=SFT_REVIEW,
     card=CardExtras("Step verification analyses (R-PRM SFT)", ("text-generation",), ("sft", "process-reward-model")),
+    verdicts=VerdictCount(("verdict", "forced_verdict"), count_sft_verdicts),
 )
 PREFS_KIND = Kind(
     name="rprm_prefs",
@@ -292,6 +316,10 @@ PREFS_KIND = Kind(
     default_spec="rprm_prefs.yaml",
     review=PREFS_REVIEW,
     card=CardExtras("Step verification preference pairs (R-PRM DPO)", ("text-generation",), ("dpo", "process-reward-model")),
+    verdicts=VerdictCount(
+        ("source_id", "chosen_index", "chosen_verdict", "chosen_forced_verdict", "rejected_index", "rejected_verdict", "rejected_forced_verdict"),
+        count_prefs_verdicts,
+    ),
 )
 SCORES_KIND = Kind(
     name="rprm_scores",

@@ -30,9 +30,10 @@ graded by their own scorer) columns that :mod:`judgeforge.train.rewards` reads.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar, Literal
 
+import pyarrow as pa
 from pydantic import BaseModel
 
 from judgeforge.chat import render_prompt
@@ -50,8 +51,11 @@ from judgeforge.schemas.kind import (
     ReviewSpec,
     Row,
     TrainDefaults,
+    VerdictCount,
+    Verdicts,
     or_placeholder,
     problem_field,
+    tally,
     view,
     yes_no,
 )
@@ -254,6 +258,17 @@ RL_PROMPTS_REVIEW = ReviewSpec(
 )
 
 
+def count_verdicts(table: pa.Table, config: Mapping[str, Any]) -> Verdicts:
+    """The verdict of every verification segment of every trajectory (the ones the data trains on)."""
+    verdicts = (
+        (i, None, None, segment["verdict"], segment["forced"])
+        for i, segments in enumerate(table.column("segments").to_pylist())
+        for segment in segments
+        if segment["role"] == "verification"
+    )
+    return tally(verdicts, "the model")
+
+
 TRAJECTORIES_KIND = Kind(
     name="s2r_trajectories",
     row=S2RTrajectoryRow,
@@ -268,6 +283,7 @@ TRAJECTORIES_KIND = Kind(
     default_spec="s2r_trajectories.yaml",
     review=TRAJECTORIES_REVIEW,
     card=CardExtras("Self-verify and self-correct trajectories (S²R)", ("text-generation",), ("sft", "self-verification")),
+    verdicts=VerdictCount(("segments",), count_verdicts),
 )
 RL_PROMPTS_KIND = Kind(
     name="s2r_rl_prompts",

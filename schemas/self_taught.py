@@ -17,9 +17,10 @@ the builder parses.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar, Literal
 
+import pyarrow as pa
 from pydantic import BaseModel
 
 from judgeforge.formats.judge import response_judge_message
@@ -36,9 +37,12 @@ from judgeforge.schemas.kind import (
     ReviewSpec,
     Row,
     TrainDefaults,
+    VerdictCount,
+    Verdicts,
     kept_judgment_field,
     or_placeholder,
     problem_field,
+    tally,
     view,
     yes_no,
 )
@@ -143,6 +147,19 @@ REVIEW = ReviewSpec(
 )
 
 
+def count_verdicts(table: pa.Table, config: Mapping[str, Any]) -> Verdicts:
+    """Every judgment sampled for a pair (once per pair, however many of its judgments became rows): y^w and y^l
+    in the order the judgment showed them."""
+    seen: dict[str, list[dict[str, Any]]] = {}
+    for source, judgments in zip(table.column("source_id").to_pylist(), table.column("judgments").to_pylist(), strict=True):
+        seen.setdefault(source, judgments)
+    return tally(
+        (source, *(("w", "l") if j["better_shown_as"] == "A" else ("l", "w")), j["verdict"], j["forced"])
+        for source, judgments in seen.items()
+        for j in judgments
+    )
+
+
 KIND = Kind(
     name="ste_judgments",
     row=SelfTaughtRow,
@@ -157,4 +174,5 @@ KIND = Kind(
     default_spec="ste_judgments.yaml",
     review=REVIEW,
     card=CardExtras("Synthetic judge training data (Self-Taught Evaluator)", ("text-generation",), ("llm-as-a-judge", "reward-model")),
+    verdicts=VerdictCount(("source_id", "judgments"), count_verdicts),
 )

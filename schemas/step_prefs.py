@@ -36,9 +36,12 @@ from judgeforge.schemas.kind import (
     ReviewSpec,
     Row,
     TrainDefaults,
+    VerdictCount,
+    Verdicts,
     previous_steps_field,
     problem_field,
     step_field,
+    tally,
     view,
 )
 
@@ -185,6 +188,13 @@ PLOTS = (
     ),
 )
 
+
+def count_verdicts(table: pa.Table, config: Any) -> Verdicts:
+    """Every judgment of every row: candidate ``first`` shown as A against ``second``, per row."""
+    rows = zip(table.column("id").to_pylist(), table.column("judgments").to_pylist(), strict=True)
+    return tally((row_id, j["first"], j["second"], j["verdict"], j["forced"]) for row_id, judgments in rows for j in judgments)
+
+
 KIND = Kind(
     name="step_prefs",
     row=StepPrefsRow,
@@ -204,4 +214,5 @@ KIND = Kind(
         ("dpo", "step-wise-dpo", "process-supervision", "self-rewarding", "llm-as-a-judge"),
         PLOTS,
     ),
+    verdicts=VerdictCount(("id", "judgments"), count_verdicts),
 )

@@ -9,6 +9,7 @@ fallback and the optional sections.
 from __future__ import annotations
 
 import ast
+import hashlib
 import importlib
 import json
 import logging
@@ -28,7 +29,7 @@ from judgeforge.runs import Manifest, RunDir
 from judgeforge.schemas.base import BaseRow, RowMeta, rows_to_table
 from judgeforge.schemas.kind import CardExtras, Kind, NotTrained, ReviewField, ReviewQuestion, ReviewSpec
 from judgeforge.schemas.registry import KINDS
-from judgeforge.schemas.step_prefs import StepPrefsRow
+from judgeforge.schemas.step_prefs import StepJudgment, StepPrefsRow
 from tests.helpers import read_rows
 
 META = RowMeta(builder="step-prefs", builder_version="0.1.0", run_id="r", model="m")
@@ -266,3 +267,120 @@ def test_reproduce_commands_follow_the_input_runs(tmp_path: Path) -> None:
     assert reproduce_commands(reviewed) == [build, curate, review]
     gone = Manifest.model_validate({"command": curate, "curation": {"input": {"path": str(tmp_path / "gone")}}})
     assert reproduce_commands(gone) == [curate]
+
+
+# --- provenance: what the source named, when each stage ran; what the verdicts are ----------------------
+
+
+def _judgments(verdicts: list[tuple[int, int, str | None, bool]]) -> list[StepJudgment]:
+    return [StepJudgment(first=a, second=b, raw="", verdict=v, forced=f, p_first=None) for a, b, v, f in verdicts]
+
+
+def test_card_opens_with_how_the_verdicts_came_and_whether_both_orders_agreed(tmp_path: Path) -> None:
+    every_pair_both_orders = [(a, b) for a in range(3) for b in range(3) if a != b]
+    forced_a = [
+        row.model_copy(update={"judgments": _judgments([(a, b, "A", True) for a, b in every_pair_both_orders])}) for row in step_prefs_rows(["max_steps"])
+    ]
+    run = synthetic_run(tmp_path / "forced", forced_a, {"builder": {"name": "step-prefs", "version": "0.3.0"}})
+    assert CliRunner().invoke(main, ["card", str(run)]).exit_code == 0
+    opening = (run / "README.md").read_text().split("```python")[0]
+    expected = (
+        "All 6 verdicts were forced (the judge wrote none itself); no pair was judged the same in both orders (0 of 3). "
+        "The judge named the side shown first in 6 of 6 verdicts."
+    )
+    assert expected in " ".join(opening.split())
+
+    # Parsed verdicts that agree in both orders (0 beats 1 both times), one forced pair that does not, one pair judged once.
+    mixed = _judgments([(0, 1, "A", False), (1, 0, "B", False), (0, 2, "A", True), (2, 0, "A", True), (1, 2, None, False)])
+    rows = [row.model_copy(update={"judgments": mixed}) for row in step_prefs_rows(["max_steps"])]
+    counted = KINDS_COUNT("step_prefs", rows)
+    assert (counted.parsed, counted.forced, counted.missing, counted.first, counted.both_orders, counted.consistent) == (2, 2, 1, 3, 2, 1)
+    assert counted.sentence() == (
+        "2 of 5 verdicts (40%) were written by the judge itself, 2 forced, 1 missing; 1 of 2 pairs judged in both orders (50%) got the same "
+        "winner both times. The judge named the side shown first in 3 of 4 verdicts."
+    )
+
+
+def KINDS_COUNT(kind: str, rows: list[Any], config: dict[str, Any] | None = None) -> Any:  # noqa: N802
+    """The kind's own verdict count over rows, as the card reads them from the shards."""
+    from judgeforge.schemas.registry import get_kind
+
+    declared = get_kind(kind).verdicts
+    assert declared is not None
+    table = rows_to_table(type(rows[0]), rows).select(list(declared.columns))
+    return declared.count(table, config or {})
+
+
+def test_every_kind_whose_rows_carry_verdicts_counts_them() -> None:
+    from judgeforge.schemas.registry import all_kinds
+
+    assert {k.name for k in all_kinds() if k.verdicts is not None} == {"step_prefs", "eft", "ste_judgments", "rprm_sft", "rprm_prefs", "s2r_trajectories"}
+
+
+def test_eft_verdicts_written_from_rollouts_are_not_passed_off_as_the_judges() -> None:
+    from judgeforge.schemas.eft import EftRow
+
+    common = dict(source_id="p", meta=META, pair_id="p/eft", question="q", previous_steps=[], step_index=1, value_a=1.0, value_b=0.0, rollouts=2)
+    common |= dict(gold_answer="1", judge_raw_better_first="", judge_raw_better_second="", judgment="... [[A]]")
+    rows = [
+        EftRow(id="p/eft/AB", step_a="good", step_b="bad", label="A", forced_verdict=False, **common),
+        EftRow(id="p/eft/BA", step_a="bad", step_b="good", label="B", forced_verdict=False, **common),
+    ]
+    assert KINDS_COUNT("eft", rows, {"judgment_source": "judge"}).sentence() == (
+        "All 2 verdicts were written by the judge itself (none forced); every pair judged in both orders got the same winner both times (1 of 1). "
+        "The judge named the side shown first in 1 of 2 verdicts."
+    )
+    assert KINDS_COUNT("eft", rows, {"judgment_source": "rollouts"}).sentence() == (
+        "All 2 verdicts were written from the rollout evidence (--judgment-source rollouts: no judge call); every pair judged in both orders "
+        "got the same winner both times (1 of 1)."
+    )
+
+
+def _scripted_engines(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.scripted import ScriptedEngine
+
+    monkeypatch.setattr("judgeforge.executors.local.make_engine", lambda spec: ScriptedEngine(lambda request, params, k: "unused"))
+
+
+def test_a_curated_runs_card_shows_build_and_curation_apart_and_the_source_it_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _scripted_engines(monkeypatch)  # --from gold asks the engine nothing
+    monkeypatch.chdir(tmp_path)
+    Path("words.jsonl").write_text("".join(json.dumps({"q": f"What is {i} + 2?", "a": f"{i} + 2 = {i + 2}\n#### {i + 2}"}) + "\n" for i in range(3)))
+    digest = hashlib.sha256(Path("words.jsonl").read_bytes()).hexdigest()
+    build = ["build", "ift", "--from", "gold", "--source", "words.jsonl", "--question-col", "q", "--answer-col", "a", "--out", "runs"]
+    assert CliRunner().invoke(main, build).exit_code == 0
+    assert CliRunner().invoke(main, ["curate", "runs/ift", "--out", "runs/ift-curated"]).exit_code == 0
+    built, curated = (Manifest.model_validate(json.loads(Path(f"runs/{r}/manifest.json").read_text())) for r in ("ift", "ift-curated"))
+    assert built.source is not None and built.source.source == "words.jsonl"
+    assert built.source.resolved is not None and built.source.resolved.model_dump(exclude_none=True) == {
+        "type": "file",
+        "path": str(tmp_path / "words.jsonl"),
+        "sha256": digest,
+    }
+    assert curated.source == built.source and [s.stage for s in curated.stages()] == ["build", "curate"]
+
+    assert CliRunner().invoke(main, ["card", "runs/ift-curated"]).exit_code == 0
+    text = Path("runs/ift-curated/README.md").read_text()
+    assert f"| built | {built.started_at} → {built.finished_at} (judgeforge " in text
+    assert f"| curated | {curated.started_at} → {curated.finished_at} (judgeforge " in text
+    assert f"| source | `words.jsonl` → `{tmp_path / 'words.jsonl'}` (file sha256 `{digest}`); split train; 3 inputs read" in text
+
+    # What the source named is not the run's identity: the same command resumes, another chunk size names only that.
+    again = CliRunner().invoke(main, build)
+    assert again.exit_code == 0 and "(built this run: 0)" in again.output
+    other = CliRunner().invoke(main, [*build, "--chunk-size", "2"])
+    assert other.exit_code == 2 and "a different chunk_size;" in " ".join(other.output.split())
+
+
+def test_a_reasoning_gym_source_is_recorded_with_its_task_seed_and_size(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _scripted_engines(monkeypatch)
+    result = CliRunner().invoke(main, ["build", "ift", "--from", "gold", "--source", "gym:gsm_symbolic", "--limit", "2", "--seed", "4", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    manifest = Manifest.model_validate(json.loads((tmp_path / "ift/manifest.json").read_text()))
+    assert manifest.source is not None and manifest.source.resolved is not None
+    assert manifest.source.resolved.model_dump(exclude_none=True) == {"type": "gym", "task": "gsm_symbolic", "seed": 4, "size": 2}
+    assert CliRunner().invoke(main, ["card", str(tmp_path / "ift")]).exit_code == 0
+    assert (
+        "| source | `gym:gsm_symbolic` (reasoning-gym task `gsm_symbolic`, seed 4, 2 entries); split train, limit 2; 2 inputs read"
+        in (tmp_path / "ift/README.md").read_text()
+    )

@@ -152,7 +152,8 @@ def ift_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out / "ift"
 
 
-EFT_TINY = ["--num-candidates", "4", "--rollouts", "2", "--max-step-tokens", "24", "--rollout-max-tokens", "24", "--judge-max-tokens", "16"]
+# The easy questions have gold answers but no worked solutions: candidates are first steps (--depth first).
+EFT_TINY = ["--depth", "first", "--num-candidates", "4", "--rollouts", "2", "--max-step-tokens", "24", "--rollout-max-tokens", "24", "--judge-max-tokens", "16"]
 
 
 @pytest.fixture(scope="module")

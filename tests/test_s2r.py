@@ -249,14 +249,30 @@ def test_grpo_recipe_trains_with_the_outcome_and_process_rewards(prompts_run: Pa
     assert {"rewards/outcome_reward/mean", "rewards/process_reward/mean"} <= logged
 
 
-def test_questions_without_gold_are_counted_and_never_sampled(source: Path, tmp_path: Path) -> None:
-    build("s2r-trajectories", source, tmp_path, *TINY, "--answer-col", "none")
-    build("s2r-rl-prompts", source, tmp_path, "--answer-col", "none")
+def test_a_source_without_gold_is_refused_and_questions_without_it_are_counted_and_never_sampled(
+    source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.scripted import ScriptedEngine
+
+    seen: list[str] = []
+
+    def respond(request: Any, params: Any, k: int) -> str:
+        seen.append(request.messages[-1]["content"])
+        return "The answer is 2."
+
+    monkeypatch.setattr("judgeforge.executors.local.make_engine", lambda spec: ScriptedEngine(respond))
+    for kind in ("s2r-trajectories", "s2r-rl-prompts"):  # no question has gold: refused before any model loads
+        result = CliRunner().invoke(main, ["build", kind, "--source", str(source), "--answer-col", "none", "--out", str(tmp_path / "none")])
+        assert result.exit_code == 2 and f"{kind} needs gold answers" in result.output and "--answer-col is none" in result.output
+    assert seen == []
+    mixed = tmp_path / "mixed.jsonl"  # one question without gold beside the others
+    mixed.write_text(source.read_text() + json.dumps({"question": "Name a colour."}) + "\n")
+    build("s2r-trajectories", mixed, tmp_path, "--num-samples", "1", "--verify-max-tokens", "8")
+    build("s2r-rl-prompts", mixed, tmp_path)
     trajectories = json.loads((tmp_path / "s2r_trajectories/manifest.json").read_text())
-    assert trajectories["rows_out"] == 0 and trajectories["tokens"]["completion"] == 0
-    assert trajectories["builder_stats"]["no_trajectory_no_gold_answer"] == len(QUESTIONS)
+    assert trajectories["builder_stats"]["no_trajectory_no_gold_answer"] == 1 and seen and not any("Name a colour." in t for t in seen)
     prompts = json.loads((tmp_path / "s2r_rl_prompts/manifest.json").read_text())
-    assert prompts["rows_out"] == 0 and prompts["builder_stats"]["skipped_no_gold_answer"] == len(QUESTIONS)
+    assert prompts["rows_out"] == len(QUESTIONS) and prompts["builder_stats"]["skipped_no_gold_answer"] == 1
 
 
 def test_real_runs_audit_curate_and_card(run: Path, prompts_run: Path, tmp_path: Path) -> None:

@@ -166,8 +166,10 @@ def test_file_not_found() -> None:
 
 def test_missing_column() -> None:
     _write_jsonl("f.jsonl", [{"a": "x", "b": "y"}])
-    assert _error(SourceConfig(source="f.jsonl")) == "source 'f.jsonl' has no column 'question' (columns: a, b)"
-    assert _error(SourceConfig(source="f.jsonl", question_col="a")) == ("source 'f.jsonl' has no column 'answer' (columns: a, b)")
+    assert _error(SourceConfig(source="f.jsonl")) == "source 'f.jsonl' has no column 'question' (columns: a, b); name the right one with --question-col"
+    assert _error(SourceConfig(source="f.jsonl", question_col="a")) == (
+        "source 'f.jsonl' has no column 'answer' (columns: a, b); name the right one with --answer-col (or 'none' if it has no gold answers)"
+    )
 
 
 def test_empty_sources() -> None:

@@ -49,7 +49,7 @@ def built(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     source = tmp_path / "sums.jsonl"
     source.write_text("".join(json.dumps({"question": q, "answer": a}) + "\n" for q, a in PROBLEMS))
     monkeypatch.setattr("judgeforge.executors.local.make_engine", lambda spec: ScriptedEngine(respond))
-    args = ["build", "eft", "--source", str(source), "--num-candidates", "2", "--rollouts", "1", "--test-fraction", "0.4", "--chunk-size", "2"]
+    args = ["build", "eft", "--source", str(source), "--depth", "first", "--num-candidates", "2", "--rollouts", "1", "--test-fraction", "0.4", "--chunk-size", "2"]
     result = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
     assert "held-out test split" in result.output

@@ -22,8 +22,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from judgeforge.builders import diagnose_build
 from judgeforge.errors import UserError
-from judgeforge.runs import open_run
+from judgeforge.runs import Manifest, open_run
 from judgeforge.schemas.kind import Method, NotTrained, View
 from judgeforge.schemas.registry import all_kinds, get_kind
 
@@ -68,10 +69,11 @@ def _view(kind: str, method: Method) -> View:
 
 
 def open_data(paths: Sequence[Path], method: Method) -> list[DataRun]:
-    """Check every ``--data`` run: finished, of a kind ``method`` trains on, in one record format."""
+    """Check every ``--data`` run: finished, of a kind ``method`` trains on, in one record format, and holding rows
+    (a run without any is refused, named, with why it is empty, even beside others that have some)."""
     if not paths:
         raise UserError(f"give at least one --data RUN_DIR for 'judgeforge train {method}'")
-    runs = []
+    runs, manifests = [], []
     for path in paths:
         run = open_run(Path(path))
         kind = run.kind.name
@@ -88,13 +90,22 @@ def open_data(paths: Sequence[Path], method: Method) -> list[DataRun]:
         digest = hashlib.sha256(run.manifest_path.read_bytes()).hexdigest()
         test = run.test_split()  # held out: only RUN/data is trained on
         runs.append(DataRun(run.root, kind, run.manifest.run_id or "", run.num_rows(), digest, run.shards, None if test is None else test.num_rows()))
+        manifests.append(run.manifest)
     formats = {_view(r.kind, method).format for r in runs}
     if len(formats) > 1:
         kinds = ", ".join(sorted({r.kind for r in runs}))
         raise UserError(f"--data mixes kinds one {method} trainer cannot take together ({kinds}: formats {', '.join(sorted(formats))}); train them separately")
-    if sum(r.rows for r in runs) == 0:
-        raise UserError(f"--data holds no rows ({', '.join(str(r.path) for r in runs)}): nothing to train on")
+    for data, manifest in zip(runs, manifests, strict=True):
+        if not data.rows:
+            why = f" ({reason})" if (reason := empty_reason(manifest)) else ""
+            todo = "leave it out of --data or rebuild it" if len(runs) > 1 else "nothing to train on"
+            raise UserError(f"--data '{data.path}' holds no rows{why}; {todo}")
     return runs
+
+
+def empty_reason(manifest: Manifest) -> str:
+    """Why a run holds no rows, on one line: its curation's diagnosis, or its build's (the counters that took them)."""
+    return "; ".join(manifest.curation.diagnosis if manifest.curation is not None else diagnose_build(manifest))
 
 
 def trainer_class(runs: Sequence[DataRun], method: Method) -> Any:

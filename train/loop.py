@@ -47,6 +47,7 @@ from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
 
+from judgeforge.builders import diagnose_build
 from judgeforge.builders.base import Stat
 from judgeforge.builders.self_taught import SelfTaughtStats
 from judgeforge.builders.step_prefs import StepPrefsStats
@@ -85,8 +86,6 @@ class LoopMethod:
     quality_name: str
     quality: Callable[[dict[str, float]], float | None]
     parse_failures: Callable[[dict[str, float]], float | None]
-    empty_build_hint: str
-    empty_curation_hint: str
     forced_quality_name: str | None = None
     forced_quality: Callable[[dict[str, float]], float | None] | None = None
 
@@ -109,14 +108,6 @@ METHODS: dict[str, LoopMethod] = {
         quality_name="search accuracy",
         quality=lambda s: _rate(s, (StepPrefsStats.SOLUTIONS_CORRECT,), StepPrefsStats.SOLUTIONS_CHECKED),
         parse_failures=lambda s: _rate(s, (StepPrefsStats.FORCED, StepPrefsStats.UNPARSABLE), StepPrefsStats.JUDGMENTS),
-        empty_build_hint=(
-            "pairs need candidates the judge tells apart: raise --limit or --num-candidates/--max-steps in --build-args; "
-            "a judge whose verdicts are all forced rarely clears --tie-epsilon (0 keeps soft-score decisions, counted)"
-        ),
-        empty_curation_hint=(
-            "a small self-judge's soft verdicts sit close together (score_gap) and name the same position in both orders "
-            "(position_swap): try --spec step_prefs_weak_judge"
-        ),
     ),
     "self-taught": LoopMethod(
         builder="self-taught",
@@ -128,12 +119,6 @@ METHODS: dict[str, LoopMethod] = {
         quality_name="correct-verdict rate",
         quality=lambda s: _rate(s, (SelfTaughtStats.JUDGMENTS_CORRECT,), SelfTaughtStats.PARSED),
         parse_failures=lambda s: _rate(s, (SelfTaughtStats.FORCED, SelfTaughtStats.UNPARSABLE), SelfTaughtStats.JUDGMENTS),
-        empty_build_hint=(
-            "a position-biased judge's correct verdicts are mostly one label and balancing A/B drops the rest: "
-            "raise --limit or --num-judgments in --build-args; a judge that seldom writes a verdict itself leaves only "
-            "forced verdicts, which are training targets only with --allow-forced-verdicts in --build-args"
-        ),
-        empty_curation_hint="loosen the spec with --spec (label_balance needs both A and B rows)",
         forced_quality_name="forced verdicts agreeing",
         forced_quality=lambda s: _rate(s, (SelfTaughtStats.FORCED_AGREEING,), SelfTaughtStats.FORCED),
     ),
@@ -277,7 +262,8 @@ class Loop:
         self.command(self.build_argv(i))
         manifest = open_run(out / m.kind, m.kind).require_manifest()
         if not manifest.rows_out:
-            raise UserError(f"iteration {i}: the build produced no rows (its counters are above); nothing to train on: {m.empty_build_hint}")
+            why = "; ".join(diagnose_build(manifest)) or "see its counters above"
+            raise UserError(f"iteration {i}: the build produced no rows, nothing to train on: {why} (builder options go in --build-args)")
         return {"run": str(out / m.kind), "run_id": manifest.run_id, "rows": manifest.rows_out, **m.build_metrics(manifest.builder_stats)}
 
     def _curate(self, i: int) -> dict[str, Any]:
@@ -291,8 +277,8 @@ class Loop:
             raise UserError(f"iteration {i}: {out} is not a curated run (its manifest records no curation)")
         dropped = {step.name: step.dropped for step in curation.funnel if step.dropped}
         if not manifest.rows_out:
-            worst = ", ".join(f"{k} dropped {v}" for k, v in sorted(dropped.items(), key=lambda kv: -kv[1]))
-            raise UserError(f"iteration {i}: curation kept 0 of {curation.rows_in} rows ({worst}); nothing to train on: {self.method.empty_curation_hint}")
+            why = "; ".join(curation.diagnosis) or ", ".join(f"{k} dropped {v}" for k, v in sorted(dropped.items(), key=lambda kv: -kv[1]))
+            raise UserError(f"iteration {i}: curation kept 0 of {curation.rows_in} rows, nothing to train on: {why} (a spec goes in --spec)")
         return {"run": str(out), "rows": manifest.rows_out, "dropped": dropped}
 
     def _train(self, i: int) -> dict[str, Any]:

@@ -11,7 +11,9 @@ every verdict to the curation log.
 Every filter declares the columns it reads and what type they must be; :meth:`Filter.validate` checks
 them against the kind's Arrow schema before any data is touched, so a spec that names a column the kind
 does not have fails with one clear line. Each filter keeps datatrove-style counters in ``stats`` and may
-leave a ``report`` (e.g. the chosen/rejected length distribution) for the funnel.
+leave a ``report`` (e.g. the chosen/rejected length distribution) for the funnel. When a curation keeps
+no rows, or fewer than a tenth of them, each filter that removed the most explains its drops from its own
+parameters and report and says what to change (:meth:`Filter.explain`).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict
 
 from judgeforge.errors import UserError
+from judgeforge.runs import FunnelStep
 
 if TYPE_CHECKING:
     import duckdb
@@ -167,11 +170,16 @@ Judge = Callable[[pa.RecordBatch], Sequence[str | None]]
 
 
 class Filter(ABC):
-    """One named curation step. Subclasses set ``type_name``, ``summary`` and ``Params``."""
+    """One named curation step. Subclasses set ``type_name``, ``summary`` and ``Params``.
+
+    ``judges``: the filter checks a judge's verdicts (score gaps, presentation orders), so a curation it
+    empties is explained with how the input's verdicts came about (all forced, one position named).
+    """
 
     type_name: ClassVar[str]
     summary: ClassVar[str]
     Params: ClassVar[type[FilterParams]]
+    judges: ClassVar[bool] = False
 
     def __init__(self, name: str, params: FilterParams) -> None:
         self.name = name
@@ -186,6 +194,14 @@ class Filter(ABC):
     @abstractmethod
     def select(self, stage: Stage) -> str:
         """SQL selecting ``(_rid, reason)`` for the surviving rows this filter removes (or flags)."""
+
+    def explain(self, step: FunnelStep) -> tuple[str, str]:
+        """What this filter removed, in a few words read off its parameters, report and example drops, and what in
+        the spec would keep more. Default: its first example's reason, and loosening its parameters."""
+        example = step.examples[0].get("reason") if step.examples else None
+        return (
+            f"e.g. {example}" if example else ""
+        ), f"loosen '{self.name}' in a copy of the spec (its parameters: judgeforge curate --help) and pass it with --spec"
 
     def prepare(self) -> None:  # noqa: B027 (most filters need nothing besides the rows)
         """Load what the filter needs besides the rows (an eval set, a tokenizer) before any row is read,

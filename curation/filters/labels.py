@@ -12,6 +12,7 @@ from pydantic import Field
 
 from judgeforge.curation.filters.base import Column, ColumnType, Filter, FilterParams, Stage, ident, lit
 from judgeforge.formats.step_inputs import first_wrong
+from judgeforge.runs import FunnelStep
 
 
 class FirstWrongCheckParams(FilterParams):
@@ -80,6 +81,16 @@ class LabelBalance(Filter):
     summary = "balance a label column by seeded stratified down-sampling"
     Params = LabelBalanceParams
     params: LabelBalanceParams
+
+    def explain(self, step: FunnelStep) -> tuple[str, str]:
+        report = step.report or {}
+        found = ", ".join(f"{k} {v}" for k, v in (report.get("labels_in") or {}).items()) or "none"
+        wanted = "/".join(self.params.labels) if self.params.labels else "every label present"
+        within = f" within each {', '.join(self.params.by)}" if self.params.by else ""
+        return (
+            f"{self.params.column}: {found}; {wanted} must each appear{within}",
+            "build more rows (raise --limit) so every label appears, or a larger max_ratio in a copy of the spec",
+        )
 
     def columns(self) -> list[Column]:
         return [Column("column", self.params.column, ColumnType.SCALAR)] + [Column("by", c, ColumnType.SCALAR) for c in self.params.by]

@@ -13,6 +13,7 @@ import pyarrow.compute as pc
 from pydantic import Field
 
 from judgeforge.curation.filters.base import Column, ColumnType, Filter, FilterParams, Stage, ident, no_rows, one_row, text_key
+from judgeforge.runs import FunnelStep
 
 
 class PairParams(FilterParams):
@@ -62,15 +63,28 @@ class ScoreGap(Filter):
     summary = "drop pairs whose chosen − rejected score gap is below a minimum"
     Params = ScoreGapParams
     params: ScoreGapParams
+    judges = True
 
     def columns(self) -> list[Column]:
         return [Column("chosen", self.params.chosen, ColumnType.NUMBER), Column("rejected", self.params.rejected, ColumnType.NUMBER)]
 
     def select(self, stage: Stage) -> str:
         gap = f"({ident(self.params.chosen)} - {ident(self.params.rejected)})"
+        low = f"{gap} IS NULL OR {gap} < {self.params.min_gap!r}"
+        smallest, largest = one_row(stage.con, f"SELECT min({gap}), max({gap}) FROM {stage.rows} WHERE {low}")
+        if smallest is not None:
+            self.report["dropped_gaps"] = {"min": round(smallest, 4), "max": round(largest, 4)}
         return (
             f"SELECT _rid, coalesce('score gap ' || round({gap}, 3) || ' < min {self.params.min_gap:g}', 'missing score') AS reason "
-            f"FROM {stage.rows} WHERE {gap} IS NULL OR {gap} < {self.params.min_gap!r}"
+            f"FROM {stage.rows} WHERE {low}"
+        )
+
+    def explain(self, step: FunnelStep) -> tuple[str, str]:
+        gaps = (step.report or {}).get("dropped_gaps")
+        spread = f"{gaps['min']:g}–{gaps['max']:g}" if gaps and gaps["min"] != gaps["max"] else f"{gaps['min']:g}" if gaps else "missing"
+        return (
+            f"{self.params.chosen} − {self.params.rejected} gaps {spread} < min_gap {self.params.min_gap:g}",
+            "lower min_gap in a copy of the spec (--spec FILE)",
         )
 
 
@@ -106,6 +120,15 @@ class PositionSwap(Filter):
     summary = "position-swap consistency of pairwise judgments (and the judge's A/B verdict balance)"
     Params = PositionSwapParams
     params: PositionSwapParams
+    judges = True
+
+    def explain(self, step: FunnelStep) -> tuple[str, str]:
+        agree = "preferred the chosen step" if self.params.pairs == "chosen_rejected" else "named the same winner"
+        judged, consistent = step.stats.get("pairs_judged_both_orders", 0), step.stats.get("pairs_consistent", 0)
+        share = ((step.report or {}).get("verdicts") or {}).get("A_share")
+        bias = f"; A in {share:.0%} of verdicts" if share is not None else ""
+        why = f"{consistent} of {judged} pairs judged in both orders {agree} both times, {self.params.min_consistency:g} required{bias}"
+        return why, "'action: flag' keeps and logs them, or a lower min_consistency, in a copy of the spec (--spec FILE)"
 
     def columns(self) -> list[Column]:
         p = self.params

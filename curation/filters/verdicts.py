@@ -19,6 +19,7 @@ from pydantic import Field
 from judgeforge.curation.filters.base import Column, ColumnType, Filter, FilterParams, Stage, ident
 from judgeforge.formats.judge import parse_verdict
 from judgeforge.formats.rprm import parse_analysis
+from judgeforge.runs import FunnelStep
 
 PARSERS: dict[str, Callable[[str], str | None]] = {
     "judge": parse_verdict,
@@ -42,6 +43,12 @@ class VerdictMatch(Filter):
     summary = "re-parse a judgment's or analysis's verdict and drop rows where it is not the label (or, for a rejected side, is)"
     Params = VerdictMatchParams
     params: VerdictMatchParams
+    judges = True
+
+    def explain(self, step: FunnelStep) -> tuple[str, str]:
+        none = step.stats.get("no_verdict", 0)
+        why = f"{none} of {step.stats.get('texts_parsed', 0)} {self.params.text} texts state no single {self.params.format} verdict"
+        return why, "rebuild so that kept texts state their verdict (the builder's counters say how many it forced), or drop this filter in a copy of the spec"
 
     def columns(self) -> list[Column]:
         return [Column("text", self.params.text, ColumnType.TEXT), Column("label", self.params.label, ColumnType.TEXT)]

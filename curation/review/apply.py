@@ -103,6 +103,7 @@ def apply(run: Run, out: Path) -> Manifest:
             shutil.copytree(run.root / TEST_SPLIT, staging / TEST_SPLIT, ignore=shutil.ignore_patterns("cache*.sqlite"))
         command = redact(argv())
         fingerprint = hashlib.sha256(str(parent.fingerprint).encode() + b"\n" + (run.root / SIDECAR).read_bytes()).hexdigest()
+        finished = utc_now()
         review = {
             "argilla_dataset": source.dataset,
             "workspace": source.workspace,
@@ -130,7 +131,8 @@ def apply(run: Run, out: Path) -> Manifest:
                 "rows_out": sum(fates.values()) - len(dropped),
                 "shards": shards,
                 "started_at": started,
-                "finished_at": utc_now(),
+                "finished_at": finished,
+                "timeline": parent.then("review", started, finished, __version__),
             }
         )
         if "train" in manifest.splits:

@@ -21,7 +21,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, ValidationError
 from rich.console import Console
 
-from judgeforge.builders import load_builder
+from judgeforge.builders import diagnose_build, load_builder
+from judgeforge.builders.base import check_needs
 from judgeforge.engines import EngineSpec
 from judgeforge.errors import UserError
 from judgeforge.executors.local import POLICY, RunOptions, ShardSpec, close_engines, execute, make_engines, role_specs, summary_table
@@ -85,6 +86,7 @@ def run_build(opts: BuildOptions, console: Console | None = None) -> Built:
         import_ray()  # before anything is loaded: a missing extra is one line
     prepare_out(opts.out)
     items = builder_cls.load_inputs(opts.source)
+    check_needs(builder_cls, config, opts.source, items)  # before any model is loaded: a source that cannot work is one line
     run_opts = RunOptions(
         out=opts.out,
         seed=opts.seed,
@@ -107,6 +109,9 @@ def run_build(opts: BuildOptions, console: Console | None = None) -> Built:
             close_engines(engines.values())
     where = opts.out / builder_cls.row_model.kind
     Console().print(summary_table(builder_cls, manifest, where))
-    if manifest.rows_out == 0:
-        console.print("[yellow]warning:[/] the run produced no rows; see the counters above")
+    if lines := diagnose_build(manifest):
+        rows, inputs = manifest.rows_out or 0, manifest.rows_in or 0
+        console.print(f"[yellow]warning:[/] the run kept {rows} row{'' if rows == 1 else 's'} of {inputs} input{'' if inputs == 1 else 's'}:")
+        for line in lines:
+            console.print(f"  {line}", markup=False, highlight=False)
     return Built(where, manifest)

@@ -59,7 +59,7 @@ from judgeforge.runs import (
     write_manifest,
 )
 from judgeforge.schemas.base import rows_to_table
-from judgeforge.sources import SourceConfig
+from judgeforge.sources import SourceConfig, resolve_source
 
 POLICY = "policy"
 """The role every builder has: the model whose outputs the rows are made of."""
@@ -261,6 +261,7 @@ def plan_run(
     previous = run.read_manifest()
     if previous is not None and previous.fingerprint != fingerprint:
         recorded = previous.dump()
+        recorded.get("source", {}).pop("resolved", None)  # what the source named is recorded, not part of the run's identity
         changed = [k for k in plan if recorded.get(k) != json.loads(json.dumps(plan[k], default=str))]
         raise UserError(
             f"{run.root} holds a run built with a different {', '.join(changed) or 'configuration'}; "
@@ -277,7 +278,7 @@ def plan_run(
         fingerprint=fingerprint,
         builder=BuilderRef.model_validate(plan["builder"]),
         config=plan["config"],
-        source=SourceRef.model_validate(plan["source"]),
+        source=SourceRef.model_validate({**plan["source"], "resolved": resolve_source(source.source, source)}),
         models={role: ModelRef.model_validate(ref) for role, ref in plan["models"].items()},
         seed=opts.seed,
         chunk_size=opts.chunk_size,
