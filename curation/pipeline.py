@@ -37,6 +37,7 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from judgeforge import __version__
+from judgeforge.console import make_console
 from judgeforge.curation.filters import FILTERS, Decontaminate, Filter, Stage, lit, one_row
 from judgeforge.errors import UserError
 from judgeforge.files import clear_stale, replace_dir, temp_path, utc_now
@@ -190,7 +191,7 @@ class CurateOptions(BaseModel):
 
 def curate(run_dir: Path, opts: CurateOptions, console: Console | None = None) -> tuple[Manifest, Path]:
     """Curate ``run_dir`` into a new run; returns its manifest and where it went."""
-    console = console or Console(stderr=True)
+    console = console or make_console(stderr=True)
     started, clock = utc_now(), time.perf_counter()
     run = open_run(run_dir)
     if run.manifest is None:

@@ -46,9 +46,9 @@ class EvalResult(BaseModel):
 
 def evaluate(spec: EngineSpec, source: SourceConfig, max_tokens: int = 256, console: Any = None) -> EvalResult:
     """Greedy final-answer accuracy of the model ``spec`` runs on the problems of ``source``."""
-    from rich.console import Console
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+    from judgeforge.console import make_console
     from judgeforge.engines import make_engine
     from judgeforge.engines.base import SamplingParams
     from judgeforge.formats.steps import next_step_request
@@ -56,7 +56,7 @@ def evaluate(spec: EngineSpec, source: SourceConfig, max_tokens: int = 256, cons
     from judgeforge.sources import load_problems
     from judgeforge.verify import check_answer, extract_answer
 
-    console = console or Console(stderr=True)
+    console = console or make_console(stderr=True)
     problems = load_problems(source)
     clock = time.perf_counter()
     engine = make_engine(spec)

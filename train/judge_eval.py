@@ -261,15 +261,14 @@ def figures(results: Sequence[PairResult]) -> JudgeFigures:
 
 def evaluate_judge(spec: EngineSpec, source: str | Path, limit: int | None = None, max_tokens: int = 256, force_verdicts: bool = True) -> JudgeEvalResult:
     """The figures of the judge ``spec`` runs on the pairs of ``source``, overall and per subset."""
-    from rich.console import Console
-
+    from judgeforge.console import make_console
     from judgeforge.engines import make_engine
 
     pairs, fingerprint = read_pairs(source, limit)
     clock = time.perf_counter()
     engine = make_engine(spec)
     try:
-        with Console(stderr=True).status(f"eval judge {spec.model} on {len(pairs)} pairs × 2 orders"):
+        with make_console(stderr=True).status(f"eval judge {spec.model} on {len(pairs)} pairs × 2 orders"):
             results = judge_pairs(engine, pairs, max_tokens, force_verdicts)
         weights_hash = engine.weights_hash
     finally:
