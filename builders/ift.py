@@ -10,12 +10,12 @@ gold answer (at most ``--keep-per-problem``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from judgeforge.builders.base import Builder, BuilderStats, Stat
+from judgeforge.builders.base import Builder, BuilderStats, Calls, Stat, first_inputs
 from judgeforge.engines.base import Request, SamplingParams, derive_seed
 from judgeforge.formats.steps import gold_steps, normalise_steps, policy_user_message, solution_text, split_steps, step_header
 from judgeforge.schemas.base import BaseRow
@@ -52,6 +52,21 @@ class IftBuilder(Builder[IftConfig]):
     row_model = IftRow
     Config = IftConfig
     Stats = IftStats
+
+    @classmethod
+    def estimate(cls, config: IftConfig, inputs: Sequence[Problem]) -> list[Calls]:
+        if config.mode == "gold":
+            return []  # gold solutions are rows as they are
+        return [
+            Calls(
+                role="policy",
+                stage="solutions",
+                requests=len(inputs),
+                samples=config.samples_per_problem,
+                max_tokens=config.max_tokens,
+                prompts=tuple(Request.chat(policy_user_message(p.question), prefix=step_header(1)) for p in first_inputs(inputs)),
+            )
+        ]
 
     def build(self, items: list[Problem]) -> list[BaseRow]:
         rows = self._from_gold(items) if self.config.mode == "gold" else self._from_samples(items)

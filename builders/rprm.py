@@ -42,7 +42,7 @@ from typing import Any, TypeVar, cast
 
 from pydantic import BaseModel, Field
 
-from judgeforge.builders.base import Builder, BuilderStats, Stat, StatFamily
+from judgeforge.builders.base import Builder, BuilderStats, Calls, Stat, StatFamily, first_inputs
 from judgeforge.builders.step_inputs import load_step_inputs
 from judgeforge.engines.base import SamplingParams, derive_seed
 from judgeforge.errors import UserError
@@ -149,6 +149,20 @@ class RprmPrefsStats(RprmStats):
 
 class _RprmBuilder(Builder[ConfigT]):
     """What both R-PRM builders share: step-labelled inputs, K analyses per input, verdict counting."""
+
+    @classmethod
+    def estimate(cls, config: ConfigT, inputs: Sequence[StepInput]) -> list[Calls]:
+        cfg = config
+        kept = [i for i in inputs if i.in_balanced_subset or not cfg.balance]
+        analyses = Calls(
+            role="policy",
+            stage="analyses",
+            requests=len(kept),
+            samples=cfg.k,
+            max_tokens=cfg.max_tokens,
+            prompts=tuple(analysis_request(i, 0) for i in first_inputs(kept)),
+        )
+        return [analyses, *([analyses.forced()] if cfg.force_verdict else [])]
 
     def build(self, items: list[StepInput]) -> list[BaseRow]:
         rows = [row for case in self.analyse(items) for row in self.rows(case)]

@@ -43,7 +43,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, computed_field, field_validator, model_validator
 
-from judgeforge.builders.base import Builder, BuilderStats, Stat, StatFamily
+from judgeforge.builders.base import Builder, BuilderStats, Calls, Stat, StatFamily, first_inputs
 from judgeforge.builders.step_inputs import read_step_solutions
 from judgeforge.engines.base import Request, SamplingParams, derive_seed
 from judgeforge.errors import UserError
@@ -280,6 +280,27 @@ class RprmScoreBuilder(Builder[RprmScoreConfig]):
         if source.source.startswith(GYM_PREFIX):
             raise UserError(f"{cls.name} scores step-labelled solutions (a file, a folder of files or a step_labels run dir), not '{source.source}'")
         return list(read_step_solutions(source.source, source.limit))
+
+    @classmethod
+    def estimate(cls, config: RprmScoreConfig, inputs: Sequence[LabelledSolution]) -> list[Calls]:
+        steps = [item for s in inputs if s.first_wrong is not None and s.evaluated_steps for item in s.inputs()]
+        analyses = Calls(
+            role="policy",
+            stage="analyses (one per evaluated step)",
+            requests=len(steps),
+            samples=config.k,
+            max_tokens=config.max_tokens,
+            prompts=tuple(analysis_request(item, 0) for item in first_inputs(steps)),
+        )
+        slots = Calls(
+            role="policy",
+            stage="verdict slots (P(Yes) read after each analysis)",
+            requests=len(steps) * config.k,
+            max_tokens=1,
+            prompts=analyses.prompts,
+            added_tokens=config.max_tokens,
+        )
+        return [analyses, slots]
 
     def build(self, items: list[LabelledSolution]) -> list[BaseRow]:
         cfg, seed = self.config, self.ctx.seed

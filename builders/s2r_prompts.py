@@ -11,9 +11,11 @@ scorer) are skipped and counted. Train with TRL's GRPOTrainer and judgeforge.tra
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from pydantic import BaseModel
 
-from judgeforge.builders.base import Builder, BuilderStats, Stat
+from judgeforge.builders.base import Builder, BuilderStats, Calls, Stat
 from judgeforge.builders.s2r import gradable
 from judgeforge.formats.s2r import policy_messages
 from judgeforge.schemas.base import BaseRow
@@ -37,6 +39,10 @@ class S2RPromptsBuilder(Builder[S2RPromptsConfig]):
     row_model = S2RPromptRow
     Config = S2RPromptsConfig
     Stats = S2RPromptsStats
+
+    @classmethod
+    def estimate(cls, config: S2RPromptsConfig, inputs: Sequence[Problem]) -> list[Calls]:
+        return []  # prompts are made from the problems, with no engine call
 
     def build(self, problems: list[Problem]) -> list[BaseRow]:
         rows: list[BaseRow] = []

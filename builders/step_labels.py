@@ -36,7 +36,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from judgeforge.builders.base import Builder, Stat, StatFamily
+from judgeforge.builders.base import Builder, Calls, Stat, StatFamily, first_inputs
 from judgeforge.builders.rollouts import RolloutStats, rollout_values
 from judgeforge.engines.base import Completion, SamplingParams, derive_seed
 from judgeforge.formats.step_inputs import LabelledSolution, first_wrong
@@ -194,6 +194,34 @@ class StepLabelsBuilder(Builder[StepLabelsConfig]):
     row_model = StepLabelRow
     Config = StepLabelsConfig
     Stats = StepLabelsStats
+
+    @classmethod
+    def estimate(cls, config: StepLabelsConfig, inputs: Sequence[Problem]) -> list[Calls]:
+        cfg = config
+        problems = [p for p in inputs if p.answer is not None]
+        if not cfg.samples or not problems:
+            return []  # gold solutions and their corruptions need no engine call
+        first = first_inputs(problems)
+        gold = [len(gold_steps(p)) for p in first if gold_steps(p)]
+        steps = max(1, round(sum(gold) / len(gold))) if gold else 4
+        solutions = Calls(
+            role="policy",
+            stage="sampled solutions",
+            requests=len(problems),
+            samples=cfg.samples,
+            max_tokens=cfg.max_solution_tokens,
+            prompts=tuple(next_step_request(p.question, [], 0) for p in first),
+        )
+        rollouts = Calls(
+            role="policy",
+            stage=f"rollouts (one per step; {steps} steps a solution, as the gold solutions of the first problems)",
+            requests=len(problems) * cfg.samples * steps,
+            samples=cfg.rollouts,
+            max_tokens=cfg.rollout_max_tokens,
+            prompts=solutions.prompts,
+            added_tokens=cfg.max_solution_tokens // 2,
+        )
+        return [solutions, rollouts]
 
     def build(self, items: list[Problem]) -> list[BaseRow]:
         problems = [p for p in items if p.answer is not None]

@@ -19,6 +19,7 @@ from judgeforge.builders import rprm_score
 from judgeforge.builders.rprm_score import RprmScoreBuilder, ThresholdChoice, solution_rewards, summary, summary_lines
 from judgeforge.errors import UserError
 from judgeforge.executors.build import run_build
+from judgeforge.executors.dry_run import dry_run, print_dry_run
 from judgeforge.files import write_json
 from judgeforge.options import build_options, build_params
 from judgeforge.runs import open_run
@@ -35,11 +36,15 @@ def _threshold_choice(threshold: str, threshold_split: str | None) -> ThresholdC
 
 
 def _score_rprm(threshold: str, threshold_split: str | None, **values: Any) -> None:
-    from rich.console import Console
+    from judgeforge.console import make_console
 
     choice = _threshold_choice(threshold, threshold_split)  # a bad --threshold fails before anything is scored
-    built = run_build(build_options(RprmScoreBuilder.name, values))
-    console = Console()
+    opts = build_options(RprmScoreBuilder.name, values)
+    if values["dry_run"]:
+        print_dry_run(dry_run(opts))
+        return
+    built = run_build(opts)
+    console = make_console()
     if built.manifest.status != "complete":
         console.print("[yellow]the run is not complete (other shards pending): no summary written[/]")
         return
