@@ -42,8 +42,8 @@ from typing import Any, TypeVar, cast
 
 from pydantic import BaseModel, Field
 
-from judgeforge.builders.base import Builder, BuilderStats, Calls, Stat, StatFamily, first_inputs
-from judgeforge.builders.step_inputs import load_step_inputs
+from judgeforge.builders.base import Builder, BuilderStats, Calls, Stat, StatFamily
+from judgeforge.builders.step_inputs import analysis_calls, load_step_inputs
 from judgeforge.engines.base import SamplingParams, derive_seed
 from judgeforge.errors import UserError
 from judgeforge.formats.rprm import ANALYSIS, MALFORMED, Status, analysis_request
@@ -154,14 +154,7 @@ class _RprmBuilder(Builder[ConfigT]):
     def estimate(cls, config: ConfigT, inputs: Sequence[StepInput]) -> list[Calls]:
         cfg = config
         kept = [i for i in inputs if i.in_balanced_subset or not cfg.balance]
-        analyses = Calls(
-            role="policy",
-            stage="analyses",
-            requests=len(kept),
-            samples=cfg.k,
-            max_tokens=cfg.max_tokens,
-            prompts=tuple(analysis_request(i, 0) for i in first_inputs(kept)),
-        )
+        analyses = analysis_calls(kept, cfg.k, cfg.max_tokens)
         return [analyses, *([analyses.forced()] if cfg.force_verdict else [])]
 
     def build(self, items: list[StepInput]) -> list[BaseRow]:

@@ -43,8 +43,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, computed_field, field_validator, model_validator
 
-from judgeforge.builders.base import Builder, BuilderStats, Calls, Stat, StatFamily, first_inputs
-from judgeforge.builders.step_inputs import read_step_solutions
+from judgeforge.builders.base import Builder, BuilderStats, Calls, Stat, StatFamily
+from judgeforge.builders.step_inputs import analysis_calls, read_step_solutions
 from judgeforge.engines.base import Request, SamplingParams, derive_seed
 from judgeforge.errors import UserError
 from judgeforge.formats.rprm import ANALYSIS, VERDICT_LEAD, analysis_request, step_reward
@@ -284,14 +284,7 @@ class RprmScoreBuilder(Builder[RprmScoreConfig]):
     @classmethod
     def estimate(cls, config: RprmScoreConfig, inputs: Sequence[LabelledSolution]) -> list[Calls]:
         steps = [item for s in inputs if s.first_wrong is not None and s.evaluated_steps for item in s.inputs()]
-        analyses = Calls(
-            role="policy",
-            stage="analyses (one per evaluated step)",
-            requests=len(steps),
-            samples=config.k,
-            max_tokens=config.max_tokens,
-            prompts=tuple(analysis_request(item, 0) for item in first_inputs(steps)),
-        )
+        analyses = analysis_calls(steps, config.k, config.max_tokens, "analyses (one per evaluated step)")
         slots = Calls(
             role="policy",
             stage="verdict slots (P(Yes) read after each analysis)",
