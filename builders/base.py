@@ -143,7 +143,7 @@ class Calls(BaseModel):
     inputs (:data:`ESTIMATE_SAMPLE` at most), with the text an earlier stage would generate left empty;
     ``added_tokens`` is how many tokens of such generated text each prompt holds on average, at most
     (a judge's two candidate steps, the steps before them). The executor tokenizes ``prompts`` with the
-    role's tokenizer (:func:`judgeforge.executors.dry_run.estimate_build`), so prompt tokens are counted as
+    role's tokenizer (:func:`judgeforge.executors.dry_run.stage_cost`), so prompt tokens are counted as
     engines count them: a prompt once per completion.
     """
 
