@@ -5,7 +5,9 @@ A builder is a name, a semver ``version`` (bump it when the meaning of its rows 
 one method that turns a chunk of inputs (problems by default; a builder may load its own, e.g.
 step-labelled evaluation inputs, by overriding ``load_inputs``) into rows. Batching across the chunk is the builder's job
 (one engine call per search step, never one prompt at a time); sharding, progress, the request cache,
-resume and the manifest belong to the framework (:mod:`judgeforge.executors`).
+resume and the manifest belong to the framework (:mod:`judgeforge.executors`). Beside ``build`` each
+builder declares ``estimate``: the engine calls it makes per stage (:class:`Calls`), from its config and the
+real prompts of the first inputs, which ``--dry-run`` turns into requests and tokens per role.
 
 Counters are declared, typed names. Each builder declares ``Stats``, a :class:`BuilderStats` subclass whose
 attributes are :class:`Stat` (one counter) or :class:`StatFamily` (one counter per value of something,
@@ -32,9 +34,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Generic, Literal, TypeVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
-from judgeforge.engines.base import Engine
+from judgeforge.engines.base import Engine, Request
 from judgeforge.errors import UserError
 from judgeforge.schemas.base import BaseRow, RowMeta
 from judgeforge.sources import Gold, Problem, SourceConfig, load_problems, missing_gold
@@ -232,6 +234,50 @@ class Counters(Mapping[str, int]):
         return len(self._counts)
 
 
+ESTIMATE_SAMPLE = 8
+"""How many of the first inputs a builder writes real prompts for, in :meth:`Builder.estimate`."""
+
+
+class Calls(BaseModel):
+    """One stage of a build's engine calls, as the builder declares it for ``--dry-run`` (one line of its estimate).
+
+    ``requests`` prompts (at most, where a search may stop early), each sampled ``samples`` times, each
+    completion at most ``max_tokens`` long. ``prompts`` are the stage's real prompts for the first
+    inputs (:data:`ESTIMATE_SAMPLE` at most), with the text an earlier stage would generate left empty;
+    ``added_tokens`` is how many tokens of such generated text each prompt holds on average, at most
+    (a judge's two candidate steps, the steps before them). The executor tokenizes ``prompts`` with the
+    role's tokenizer (:func:`judgeforge.executors.dry_run.stage_cost`), so prompt tokens are counted as
+    engines count them: a prompt once per completion.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    role: str
+    stage: str
+    requests: int
+    samples: int = 1
+    max_tokens: int
+    prompts: tuple[Request, ...] = ()
+    added_tokens: int = 0
+
+    def forced(self) -> Calls:
+        """The verdict-forcing calls this judging stage may add: one per completion without a verdict, each the
+        judgment so far plus the verdict lead, reading one token (:mod:`judgeforge.formats.verdicts`)."""
+        return Calls(
+            role=self.role,
+            stage=f"{self.stage}: forcing verdicts",
+            requests=self.requests * self.samples,
+            max_tokens=1,
+            prompts=self.prompts,
+            added_tokens=self.added_tokens + self.max_tokens,
+        )
+
+
+def first_inputs(inputs: Sequence[Any]) -> Sequence[Any]:
+    """The inputs a builder writes sample prompts for in its estimate."""
+    return inputs[:ESTIMATE_SAMPLE]
+
+
 class BuildContext:
     """What the framework hands a builder: engines by role, the run seed and identity, progress hooks."""
 
@@ -288,6 +334,10 @@ class Builder(ABC, Generic[ConfigT]):
     held_out_split: ClassVar[bool] = False
     """Whether ``--test-fraction`` may hold some inputs out as a test split (judge data: the pairs ``eval judge`` measures)."""
 
+    chunk_scoped: ClassVar[str] = ""
+    """Why a row depends on the other inputs of its chunk (e.g. per-chunk balancing), if it does; empty when each
+    input's rows depend on that input alone. A run of such a builder grows only from a full last chunk."""
+
     def __init__(self, config: ConfigT, ctx: BuildContext) -> None:
         self.config = config
         self.ctx = ctx
@@ -315,6 +365,11 @@ class Builder(ABC, Generic[ConfigT]):
     def load_inputs(cls, source: SourceConfig) -> list[BaseModel]:
         """What the builder consumes, each with a stable ``id``. Default: problems from the source."""
         return list(load_problems(source))
+
+    @classmethod
+    @abstractmethod
+    def estimate(cls, config: ConfigT, inputs: Sequence[Any]) -> list[Calls]:
+        """The engine calls a build over ``inputs`` makes, stage by stage (``--dry-run``): see :class:`Calls`."""
 
     @abstractmethod
     def build(self, items: list[Any]) -> list[BaseRow]:

@@ -20,16 +20,16 @@ missing a judgment in either order is dropped (``dropped_judge_failed``), never 
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from judgeforge.builders.base import MAP_ANSWERS, RETRY, Builder, Loss, Need, Stat, StatFamily
+from judgeforge.builders.base import MAP_ANSWERS, RETRY, Builder, Calls, Loss, Need, Stat, StatFamily, first_inputs
 from judgeforge.builders.judging import CandidateGroup, JudgeStats, Judgment, PairwiseJudge
 from judgeforge.builders.rollouts import RolloutStats, rollout_values
-from judgeforge.engines.base import SamplingParams, derive_seed
-from judgeforge.formats.judge import VERDICTS, Verdict, format_judgment
+from judgeforge.engines.base import Request, SamplingParams, derive_seed
+from judgeforge.formats.judge import VERDICTS, Verdict, format_judgment, judge_user_message
 from judgeforge.formats.steps import STEP_STOPS, format_step, gold_steps, next_step_request, step_body
 from judgeforge.schemas.base import BaseRow
 from judgeforge.schemas.eft import EftRow
@@ -166,6 +166,41 @@ class EftBuilder(Builder[EftConfig]):
         if config.depth == "first":
             return (answer,)
         return (answer, Need("solution", f"--depth {config.depth}", "candidates continue a prefix of the gold solution", "--depth first"))
+
+    @classmethod
+    def estimate(cls, config: EftConfig, inputs: Sequence[Problem]) -> list[Calls]:
+        cfg = config
+        problems = [p for p in inputs if p.answer is not None]
+        first = first_inputs(problems)
+        prefixes = [(p, gold_steps(p)[:-1]) for p in first]  # the longest prefix a seeded depth can give
+        candidates = Calls(
+            role="policy",
+            stage="candidate steps",
+            requests=len(problems),
+            samples=cfg.num_candidates,
+            max_tokens=cfg.max_step_tokens,
+            prompts=tuple(next_step_request(p.question, prefix, 0) for p, prefix in prefixes),
+        )
+        rollouts = Calls(
+            role="policy",
+            stage="rollouts (one per candidate without an answer)",
+            requests=len(problems) * cfg.num_candidates,
+            samples=cfg.rollouts,
+            max_tokens=cfg.rollout_max_tokens,
+            prompts=candidates.prompts,
+            added_tokens=cfg.max_step_tokens,
+        )
+        if cfg.judgment_source == "rollouts":
+            return [candidates, rollouts]
+        judge = Calls(
+            role="judge",
+            stage="judgments (the pair in both orders)",
+            requests=2 * len(problems),
+            max_tokens=cfg.judge_max_tokens,
+            prompts=tuple(Request.chat(judge_user_message(p.question, prefix, "", "")) for p, prefix in prefixes),
+            added_tokens=2 * cfg.max_step_tokens,
+        )
+        return [candidates, rollouts, judge, *([judge.forced()] if cfg.force_verdict else [])]
 
     def build(self, items: list[Problem]) -> list[BaseRow]:
         cfg, seed = self.config, self.ctx.seed

@@ -10,12 +10,12 @@ gold answer (at most ``--keep-per-problem``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from judgeforge.builders.base import Builder, BuilderStats, Loss, Need, Stat
+from judgeforge.builders.base import Builder, BuilderStats, Calls, Loss, Need, Stat, first_inputs
 from judgeforge.engines.base import Request, SamplingParams, derive_seed
 from judgeforge.formats.steps import gold_steps, normalise_steps, policy_user_message, solution_text, split_steps, step_header
 from judgeforge.schemas.base import BaseRow
@@ -78,6 +78,21 @@ class IftBuilder(Builder[IftConfig]):
         if config.mode == "gold":
             return (Need("solution", "--from gold", "it normalises them into steps", "build --from samples"),)
         return (Need("answer", "--from samples", "a sampled solution is kept when its final answer verifies", "build --from gold with --solution-col"),)
+
+    @classmethod
+    def estimate(cls, config: IftConfig, inputs: Sequence[Problem]) -> list[Calls]:
+        if config.mode == "gold":
+            return []  # gold solutions are rows as they are
+        return [
+            Calls(
+                role="policy",
+                stage="solutions",
+                requests=len(inputs),
+                samples=config.samples_per_problem,
+                max_tokens=config.max_tokens,
+                prompts=tuple(Request.chat(policy_user_message(p.question), prefix=step_header(1)) for p in first_inputs(inputs)),
+            )
+        ]
 
     def build(self, items: list[Problem]) -> list[BaseRow]:
         rows = self._from_gold(items) if self.config.mode == "gold" else self._from_samples(items)

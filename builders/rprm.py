@@ -42,8 +42,8 @@ from typing import Any, ClassVar, TypeVar, cast
 
 from pydantic import BaseModel, Field
 
-from judgeforge.builders.base import RETRY, Builder, BuilderStats, Loss, Stat, StatFamily
-from judgeforge.builders.step_inputs import load_step_inputs
+from judgeforge.builders.base import RETRY, Builder, BuilderStats, Calls, Loss, Stat, StatFamily
+from judgeforge.builders.step_inputs import analysis_calls, load_step_inputs
 from judgeforge.engines.base import SamplingParams, derive_seed
 from judgeforge.errors import UserError
 from judgeforge.formats.rprm import ANALYSIS, MALFORMED, Status, analysis_request
@@ -216,6 +216,13 @@ class RprmPrefsStats(RprmStats):
 
 class _RprmBuilder(Builder[ConfigT]):
     """What both R-PRM builders share: step-labelled inputs, K analyses per input, verdict counting."""
+
+    @classmethod
+    def estimate(cls, config: ConfigT, inputs: Sequence[StepInput]) -> list[Calls]:
+        cfg = config
+        kept = [i for i in inputs if i.in_balanced_subset or not cfg.balance]
+        analyses = analysis_calls(kept, cfg.k, cfg.max_tokens)
+        return [analyses, *([analyses.forced()] if cfg.force_verdict else [])]
 
     def build(self, items: list[StepInput]) -> list[BaseRow]:
         rows = [row for case in self.analyse(items) for row in self.rows(case)]

@@ -43,8 +43,8 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, Field, computed_field, field_validator, model_validator
 
-from judgeforge.builders.base import Builder, BuilderStats, Loss, Stat, StatFamily
-from judgeforge.builders.step_inputs import read_step_solutions
+from judgeforge.builders.base import Builder, BuilderStats, Calls, Loss, Stat, StatFamily
+from judgeforge.builders.step_inputs import analysis_calls, read_step_solutions
 from judgeforge.engines.base import Engine, ProgressFn, Request, SamplingParams, derive_seed
 from judgeforge.errors import UserError
 from judgeforge.formats.rprm import ANALYSIS, VERDICT_LEAD, StepToAnalyse, analysis_request, step_reward
@@ -324,6 +324,20 @@ class RprmScoreBuilder(Builder[RprmScoreConfig]):
         if source.source.startswith(GYM_PREFIX):
             raise UserError(f"{cls.name} scores step-labelled solutions (a file, a folder of files or a step_labels run dir), not '{source.source}'")
         return list(read_step_solutions(source.source, source.limit))
+
+    @classmethod
+    def estimate(cls, config: RprmScoreConfig, inputs: Sequence[LabelledSolution]) -> list[Calls]:
+        steps = [item for s in inputs if s.first_wrong is not None and s.evaluated_steps for item in s.inputs()]
+        analyses = analysis_calls(steps, config.k, config.max_tokens, "analyses (one per evaluated step)")
+        slots = Calls(
+            role="policy",
+            stage="verdict slots (P(Yes) read after each analysis)",
+            requests=len(steps) * config.k,
+            max_tokens=1,
+            prompts=analyses.prompts,
+            added_tokens=config.max_tokens,
+        )
+        return [analyses, slots]
 
     def build(self, items: list[LabelledSolution]) -> list[BaseRow]:
         cfg, seed = self.config, self.ctx.seed

@@ -43,14 +43,14 @@ import itertools
 import json
 import random
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, NamedTuple
 
 from pydantic import BaseModel, Field, field_validator
 
-from judgeforge.builders.base import MAP_ANSWERS, RETRY, Builder, BuilderStats, Loss, Need, Stat, StatFamily
+from judgeforge.builders.base import MAP_ANSWERS, RETRY, Builder, BuilderStats, Calls, Loss, Need, Stat, StatFamily, first_inputs
 from judgeforge.engines.base import Request, SamplingParams, derive_seed
 from judgeforge.errors import UserError
 from judgeforge.formats.s2r import (
@@ -238,6 +238,29 @@ class S2RTrajectoriesBuilder(Builder[S2RTrajectoriesConfig]):
     @classmethod
     def needs(cls, config: S2RTrajectoriesConfig) -> tuple[Need, ...]:
         return (Need("answer", "", "every attempt and verification is graded against the gold answer"),)
+
+    @classmethod
+    def estimate(cls, config: S2RTrajectoriesConfig, inputs: Sequence[Problem]) -> list[Calls]:
+        cfg = config
+        graded = [p for p in inputs if p.gradable]
+        first = first_inputs(graded)
+        responses = Calls(
+            role="policy",
+            stage="responses",
+            requests=len(graded),
+            samples=cfg.num_samples,
+            max_tokens=cfg.max_tokens,
+            prompts=tuple(Request.chat(policy_user_message(p.question)) for p in first),
+        )
+        verify = Calls(
+            role="policy",
+            stage="verifications (one per distinct answer and style)",
+            requests=len(graded) * cfg.num_samples * len(cfg.style_list),
+            samples=cfg.verifications_per_style,
+            max_tokens=cfg.verify_max_tokens,
+            prompts=tuple(Request.chat(verify_user_message(style, p.question, "")) for p in first for style in cfg.style_list),
+        )
+        return [responses, verify, *([verify.forced()] if cfg.force_verdict else [])]
 
     def build(self, problems: list[Problem]) -> list[BaseRow]:
         graded = [p for p in problems if p.gradable]

@@ -11,9 +11,11 @@ scorer) are skipped and counted. Train with TRL's GRPOTrainer and judgeforge.tra
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from pydantic import BaseModel
 
-from judgeforge.builders.base import MAP_ANSWERS, Builder, BuilderStats, Loss, Need, Stat
+from judgeforge.builders.base import MAP_ANSWERS, Builder, BuilderStats, Calls, Loss, Need, Stat
 from judgeforge.formats.s2r import policy_messages
 from judgeforge.schemas.base import BaseRow
 from judgeforge.schemas.s2r import ChatMessage, S2RPromptRow
@@ -50,6 +52,10 @@ class S2RPromptsBuilder(Builder[S2RPromptsConfig]):
     @classmethod
     def needs(cls, config: S2RPromptsConfig) -> tuple[Need, ...]:
         return (Need("answer", "", "the RL rewards grade answers against it"),)
+
+    @classmethod
+    def estimate(cls, config: S2RPromptsConfig, inputs: Sequence[Problem]) -> list[Calls]:
+        return []  # prompts are made from the problems, with no engine call
 
     def build(self, problems: list[Problem]) -> list[BaseRow]:
         rows: list[BaseRow] = []

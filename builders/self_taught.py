@@ -47,7 +47,7 @@ from typing import Literal, TypeVar
 
 from pydantic import BaseModel, Field
 
-from judgeforge.builders.base import RETRY, Builder, Loss, Need, Stat, StatFamily
+from judgeforge.builders.base import RETRY, Builder, Calls, Loss, Need, Stat, StatFamily, first_inputs
 from judgeforge.builders.judging import JudgeStats
 from judgeforge.engines.base import Completion, Request, SamplingParams, derive_seed
 from judgeforge.formats.judge import JUDGMENT, VERDICTS, Verdict, parse_verdict, response_judge_message
@@ -274,6 +274,36 @@ class SelfTaughtBuilder(Builder[SelfTaughtConfig]):
         if config.require_verified:
             return (Need("answer", "--require-verified", "y^w must verify against the gold answer and y^l must not", "drop --require-verified"),)
         return ()
+
+    chunk_scoped = "it balances A/B verdicts over each chunk"
+
+    @classmethod
+    def estimate(cls, config: SelfTaughtConfig, inputs: Sequence[Problem]) -> list[Calls]:
+        cfg, first = config, first_inputs(inputs)
+        similar = Calls(
+            role="policy",
+            stage="similar instructions x'",
+            requests=len(inputs),
+            max_tokens=cfg.instruction_max_tokens,
+            prompts=tuple(similar_instruction_request(p.question, 0) for p in first),
+        )
+        responses = Calls(
+            role="policy",
+            stage="responses y^w (to x) and y^l (to x')",
+            requests=2 * len(inputs),
+            max_tokens=cfg.response_max_tokens,
+            prompts=tuple(Request.chat(response_message(p.question, cfg.answer_hint)) for p in first),
+            added_tokens=cfg.instruction_max_tokens // 2,  # half the prompts hold x' instead of x
+        )
+        judge = Calls(
+            role="judge",
+            stage="judgments",
+            requests=len(inputs) * cfg.num_judgments,
+            max_tokens=cfg.judge_max_tokens,
+            prompts=tuple(Request.chat(response_judge_message(p.question, "", "")) for p in first),
+            added_tokens=2 * cfg.response_max_tokens,
+        )
+        return [similar, responses, judge, *([judge.forced()] if cfg.force_verdict else [])]
 
     def build(self, problems: list[Problem]) -> list[BaseRow]:
         self.stats.add(SelfTaughtStats.INSTRUCTIONS, len(problems))

@@ -28,11 +28,13 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+from judgeforge.builders.base import Calls, first_inputs
 from judgeforge.errors import UserError
+from judgeforge.formats.rprm import analysis_request
 from judgeforge.formats.step_inputs import LabelledSolution, StepInput, step_text
 from judgeforge.runs import open_run
 from judgeforge.sources import FILE_READERS
@@ -104,6 +106,18 @@ def load_step_inputs(source: str | Path, limit: int | None = None, seed: int = 0
     rng = random.Random(seed)
     chosen = {i.id for group in by_label.values() for i in rng.sample(group, keep)}
     return [i.model_copy(update={"in_balanced_subset": i.id in chosen}) for i in inputs]
+
+
+def analysis_calls(inputs: Sequence[StepInput], k: int, max_tokens: int, stage: str = "analyses") -> Calls:
+    """K sampled R-PRM analyses of each step input, as both R-PRM builders declare them for ``--dry-run``."""
+    return Calls(
+        role="policy",
+        stage=stage,
+        requests=len(inputs),
+        samples=k,
+        max_tokens=max_tokens,
+        prompts=tuple(analysis_request(item, 0) for item in first_inputs(inputs)),
+    )
 
 
 def detect_layout(row: dict[str, Any], source: str) -> Layout:

@@ -38,7 +38,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from judgeforge.builders.base import MAP_ANSWERS, RETRY, Builder, Loss, Need, Stat, StatFamily
+from judgeforge.builders.base import MAP_ANSWERS, RETRY, Builder, Calls, Loss, Need, Stat, StatFamily, first_inputs
 from judgeforge.builders.rollouts import RolloutStats, rollout_values
 from judgeforge.engines.base import Completion, SamplingParams, derive_seed
 from judgeforge.formats.step_inputs import LabelledSolution, first_wrong
@@ -231,6 +231,34 @@ class StepLabelsBuilder(Builder[StepLabelsConfig]):
         option = f"--corruptions {config.corruptions}" if config.corruptions else "--include-gold"
         instead = "--corruptions 0 --no-include-gold to label sampled solutions only" if config.samples else ""
         return (answer, Need("solution", option, "corrupted and gold rows are made from the gold solution", instead))
+
+    @classmethod
+    def estimate(cls, config: StepLabelsConfig, inputs: Sequence[Problem]) -> list[Calls]:
+        cfg = config
+        problems = [p for p in inputs if p.answer is not None]
+        if not cfg.samples or not problems:
+            return []  # gold solutions and their corruptions need no engine call
+        first = first_inputs(problems)
+        gold = [len(gold_steps(p)) for p in first if gold_steps(p)]
+        steps = max(1, round(sum(gold) / len(gold))) if gold else 4
+        solutions = Calls(
+            role="policy",
+            stage="sampled solutions",
+            requests=len(problems),
+            samples=cfg.samples,
+            max_tokens=cfg.max_solution_tokens,
+            prompts=tuple(next_step_request(p.question, [], 0) for p in first),
+        )
+        rollouts = Calls(
+            role="policy",
+            stage=f"rollouts (one per step; {steps} steps a solution, as the gold solutions of the first problems)",
+            requests=len(problems) * cfg.samples * steps,
+            samples=cfg.rollouts,
+            max_tokens=cfg.rollout_max_tokens,
+            prompts=solutions.prompts,
+            added_tokens=cfg.max_solution_tokens // 2,
+        )
+        return [solutions, rollouts]
 
     def build(self, items: list[Problem]) -> list[BaseRow]:
         problems = [p for p in items if p.answer is not None]

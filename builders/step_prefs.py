@@ -31,15 +31,16 @@ candidate remains, or the one left is blank, there is no step to accept: the sea
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from judgeforge.builders.base import RETRY, Builder, Loss, Stat, StatFamily
+from judgeforge.builders.base import RETRY, Builder, Calls, Loss, Stat, StatFamily, first_inputs
 from judgeforge.builders.judging import CandidateGroup, JudgeStats, PairwiseJudge, Ranking, TieKind
-from judgeforge.engines.base import Completion, SamplingParams, derive_seed
+from judgeforge.engines.base import Completion, Request, SamplingParams, derive_seed
+from judgeforge.formats.judge import judge_user_message
 from judgeforge.formats.steps import STEP_STOPS, format_step, next_step_request, solution_text, step_body
 from judgeforge.schemas.base import BaseRow
 from judgeforge.schemas.step_prefs import StepJudgment, StepPrefsRow
@@ -163,6 +164,34 @@ class StepPrefsBuilder(Builder[StepPrefsConfig]):
     Config = StepPrefsConfig
     Stats = StepPrefsStats
     roles = ("policy", "judge")
+
+    @classmethod
+    def estimate(cls, config: StepPrefsConfig, inputs: Sequence[Problem]) -> list[Calls]:
+        cfg = config
+        # One prompt per step of each first problem, the earlier steps as their headers ("Step 1:"): the bodies
+        # a search writes into them are at most max_step_tokens each, (max_steps - 1) / 2 of them on average.
+        partial = [(p, [format_step(i, "") for i in range(1, step)]) for p in first_inputs(inputs) for step in range(1, cfg.max_steps + 1)]
+        bodies = cfg.max_step_tokens * (cfg.max_steps - 1) // 2
+        attempts = len(inputs) * cfg.max_steps  # every search runs to max_steps; a tie rollback (not counted) adds a step
+        n = cfg.num_candidates
+        steps = Calls(
+            role="policy",
+            stage="candidate steps (tie rollbacks not counted)",
+            requests=attempts,
+            samples=n,
+            max_tokens=cfg.max_step_tokens,
+            prompts=tuple(next_step_request(p.question, previous, 0) for p, previous in partial),
+            added_tokens=bodies,
+        )
+        judge = Calls(
+            role="judge",
+            stage="pairwise judgments",
+            requests=attempts * (n * (n - 1) if cfg.judge_strategy == "all-pairs" else 2 * (n - 1)),
+            max_tokens=cfg.judge_max_tokens,
+            prompts=tuple(Request.chat(judge_user_message(p.question, previous, "", "")) for p, previous in partial),
+            added_tokens=bodies + 2 * cfg.max_step_tokens,
+        )
+        return [steps, judge, *([judge.forced()] if cfg.force_verdict else [])]
 
     def build(self, problems: list[Problem]) -> list[BaseRow]:
         cfg = self.config

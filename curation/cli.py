@@ -1,4 +1,4 @@
-"""The ``judgeforge curate`` and ``judgeforge inspect`` commands (registered in :data:`judgeforge.cli.COMMANDS`).
+"""The ``judgeforge curate``, ``inspect``, ``runs`` and ``audit`` commands (registered in :data:`judgeforge.cli.COMMANDS`).
 
 They only parse options and print: the work is in :mod:`judgeforge.curation.pipeline` and
 :mod:`judgeforge.curation.inspection`, which are imported when a command runs so that the CLI starts fast.
@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
 from rich.table import Table
 
+from judgeforge.console import make_console
 from judgeforge.curation.filters import FILTERS
-from judgeforge.runs import TEST_SPLIT, Curation, FunnelStep, argv
+from judgeforge.errors import UserError
+from judgeforge.runs import TEST_SPLIT, Curation, FunnelStep, RunInfo, argv
 
 
 def _filters_help() -> str:
@@ -85,7 +86,7 @@ def curate_command(run_dir: Path, spec: Path | None, out: Path | None, eval_sour
     opts = CurateOptions(spec=spec, out=out, eval_source=eval_source, memory_limit=memory_limit, examples=examples, batch_rows=batch_rows, command=argv())
     manifest, where = curate(run_dir, opts)
     assert manifest.curation is not None  # curate always records its funnel
-    console = Console()
+    console = make_console()
     console.print(funnel_table(manifest.curation, str(where), console.width))
     for line in report_lines(manifest.curation.funnel):
         console.print(line)
@@ -94,7 +95,7 @@ def curate_command(run_dir: Path, spec: Path | None, out: Path | None, eval_sour
         console.print(f"held-out test split curated by the same spec: {test.rows:,} rows in {where / TEST_SPLIT} (its funnel is in its manifest.json)")
     if manifest.curation.diagnosis:
         kept, total = manifest.curation.rows_out, manifest.curation.rows_in
-        errors = Console(stderr=True)
+        errors = make_console(stderr=True)
         errors.print(f"[yellow]warning:[/] curation kept {kept} of {total} rows:")
         for line in manifest.curation.diagnosis:
             errors.print(f"  {line}", markup=False, highlight=False)
@@ -143,6 +144,54 @@ def _compact(data: dict[str, Any]) -> str:
     return " · ".join(f"{k}: {_compact(v) if isinstance(v, dict) else v}" for k, v in data.items())
 
 
+def runs_table(infos: list[RunInfo], where: Path) -> Table:
+    """One line per run: where, kind, rows, status, what made it, when, from what."""
+    table = Table(title=f"{len(infos)} run{'s' if len(infos) != 1 else ''} under {where}")
+    for name, justify in (
+        ("run", "left"),
+        ("kind", "left"),
+        ("rows", "right"),
+        ("status", "left"),
+        ("made by", "left"),
+        ("created", "left"),
+        ("source", "left"),
+    ):
+        table.add_column(name, justify=justify, no_wrap=name in ("run", "rows", "status", "created"))  # type: ignore[arg-type]
+    styles = {"complete": "green", "running": "cyan", "interrupted": "yellow", "failed": "red", "stale": "red", "partial": "yellow"}
+    for info in infos:
+        status = f"[{styles[info.status]}]{info.status}[/]" if info.status in styles else info.status
+        shown = info.path.relative_to(where) if info.path != where and info.path.is_relative_to(where) else info.path
+        table.add_row(str(shown), info.kind or "-", f"{info.rows:,}", status, info.made_by, info.created or "-", info.source or "-")
+    return table
+
+
+_RUNS_HELP = """List every run under DIR (default: the current directory), built, curated or reviewed.
+
+\b
+One line per run dir: its path, kind, rows (counted from its shards), status, what made it (builder and
+version, curate, review apply), when it was started and what it was made from. Status is what the run is
+now: complete; running (its writer is alive; one on another machine is presumed alive); interrupted
+(stopped by Ctrl-C or SIGTERM) or failed (stopped by an error), its shards kept; stale (the process
+building it died without a word: killed, out of memory, its machine restarted); partial (--shard
+processes: some shares built). Re-running the build command resumes every status but complete.
+
+\b
+Example:
+  judgeforge runs runs/
+"""
+
+
+@click.command("runs", help=_RUNS_HELP)
+@click.argument("folder", metavar="[DIR]", type=click.Path(path_type=Path, file_okay=False, exists=True), default=Path("."))
+def runs_command(folder: Path) -> None:
+    from judgeforge.runs import find_runs, run_info
+
+    found = find_runs(folder)
+    if not found:
+        raise UserError(f"no runs under '{folder}' (a run dir holds manifest.json or data/shard-*.parquet)")
+    make_console().print(runs_table([run_info(p) for p in found], folder))
+
+
 @click.command("inspect")
 @click.argument("run_dir", type=click.Path(path_type=Path, file_okay=False))
 @click.option(
@@ -156,20 +205,27 @@ def _compact(data: dict[str, Any]) -> str:
 def inspect_command(run_dir: Path, query: str | None, samples: int, max_rows: int) -> None:
     """Show a run: row counts, per-column statistics and sample rows, or the result of an ad-hoc --sql query.
 
-    Works on built and curated runs alike; a curated run also shows its funnel.
+    Works on built and curated runs alike; a curated run also shows its funnel. Given a folder that holds
+    runs (a build's --out), it lists them, as `judgeforge runs` does.
     """
     from judgeforge.curation import inspection
     from judgeforge.curation.filters import ident, one_row
     from judgeforge.curation.pipeline import connect
-    from judgeforge.runs import open_run
+    from judgeforge.runs import find_runs, is_run_dir, open_run, run_info, run_status
 
+    console = make_console()
+    if run_dir.is_dir() and not is_run_dir(run_dir) and (found := find_runs(run_dir)):
+        if query is not None:
+            raise UserError(f"'{run_dir}' holds {len(found)} run(s), not one: give --sql one of them, e.g. judgeforge inspect {found[0]} --sql ...")
+        console.print(runs_table([run_info(p) for p in found], run_dir))
+        console.print(f"inspect one with: judgeforge inspect {found[0]}")
+        return
     run = open_run(run_dir)
     kind = run.kind.name
-    console = Console()
     con = connect(list(run.shards))
     con.execute(f"CREATE VIEW {ident(kind)} AS SELECT * EXCLUDE (_rid) FROM src")
     if query is not None:
-        columns, rows, more = inspection.run_sql(con, query, max_rows)
+        columns, rows, more = inspection.run_sql(con, query, max_rows, kind)
         result = Table(title=f"{len(rows)}{'+' if more else ''} row(s)")
         for name in columns:
             result.add_column(name)
@@ -186,7 +242,7 @@ def inspect_command(run_dir: Path, query: str | None, samples: int, max_rows: in
     head.add_row("shards", str(len(run.shards)))
     if manifest is not None and manifest.builder is not None:
         head.add_row("builder", f"{manifest.builder.name} {manifest.builder.version}")
-    head.add_row("status", (manifest.status if manifest is not None else None) or "no manifest")
+    head.add_row("status", run_status(run.root, manifest))
     curation = manifest.curation if manifest is not None else None
     if curation is not None:
         head.add_row("curated from", str(curation.input.path if curation.input else "?"))
@@ -236,7 +292,7 @@ def audit_command(run_dir: Path, examples: int) -> None:
     for r in results:
         mark = "[red]" if r.disagreements else ""
         table.add_row(r.check.name, f"{r.checked:,}", f"{mark}{r.disagreements:,}", ", ".join(r.examples))
-    console = Console()
+    console = make_console()
     console.print(table)
     failed = [r.check.name for r in results if r.disagreements]
     if failed:

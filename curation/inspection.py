@@ -76,13 +76,19 @@ def shorten(value: Any, width: int = 240) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def run_sql(con: duckdb.DuckDBPyConnection, query: str, max_rows: int) -> tuple[list[str], list[tuple[Any, ...]], bool]:
-    """Run ``query``; returns its column names, at most ``max_rows`` rows, and whether more were left."""
+def run_sql(con: duckdb.DuckDBPyConnection, query: str, max_rows: int, table: str) -> tuple[list[str], list[tuple[Any, ...]], bool]:
+    """Run ``query`` over the run, the table ``table``; returns its column names, at most ``max_rows`` rows, and
+    whether more were left. A query naming a table that does not exist is told the table's name."""
     try:
         con.execute(query)
         columns = [d[0] for d in con.description or []]
         rows = con.fetchmany(max_rows + 1) if columns else []
         con.abort()
+    except duckdb.CatalogException as exc:
+        message = str(exc).strip().splitlines()[0]
+        if "Table with name" in message:
+            message += f" The run is the table named after its kind: {table} (e.g. SELECT count(*) FROM {table})."
+        raise UserError(f"--sql: {message}") from exc
     except duckdb.Error as exc:
         raise UserError(f"--sql: {str(exc).strip().splitlines()[0]}") from exc
     return columns, rows[:max_rows], len(rows) > max_rows

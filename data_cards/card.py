@@ -27,11 +27,11 @@ import click
 import pyarrow as pa
 import pyarrow.parquet as pq
 from jinja2 import Environment, PackageLoader, StrictUndefined
-from rich.console import Console
 
 from judgeforge import plots
 from judgeforge.builders import builder_names, diagnose_build, load_builder
 from judgeforge.builders.base import Builder
+from judgeforge.console import make_console
 from judgeforge.errors import UserError
 from judgeforge.files import write_text
 from judgeforge.runs import TEST_SPLIT, Manifest, Run, SourceRef, open_run, reproduce_commands
@@ -340,6 +340,6 @@ def card(run_dir: Path, out: Path | None, repo_id: str | None, license_id: str |
     """
     run = open_run(run_dir)
     written = render_card(run, out or run_dir, repo_id, license_id, pretty_name)
-    console = Console()
+    console = make_console()
     for path in written:
         console.print(str(path))

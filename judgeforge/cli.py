@@ -18,13 +18,18 @@ import click
 from judgeforge import __version__
 from judgeforge.builders import builder_names, load_builder
 from judgeforge.executors.build import run_build
+from judgeforge.executors.dry_run import dry_run, print_dry_run
 from judgeforge.options import build_options, build_params
 
 _SHARED_HELP = """
 Problems come from --source: gym:<task> (reasoning-gym, offline, with gold answers), a local
 .jsonl/.json/.parquet/.csv file, or a datasets id/path. The dataset goes to OUT/<kind>/: Parquet shards
 under data/, manifest.json, and the request cache. Re-running the same command resumes: finished shards
-are kept and engine calls already made are answered from the cache.
+are kept and engine calls already made are answered from the cache. Re-running it with a larger --limit
+(or on a file with rows added at its end) grows the run: its shards are kept and the new inputs get new
+chunks; any other change is refused with the options that differ. Ctrl-C (SIGINT) or SIGTERM marks the run
+interrupted, keeping its shards. --dry-run prints the plan and its cost (requests and tokens per role)
+without loading a model or writing anything.
 """
 
 
@@ -75,7 +80,11 @@ def _make_build_command(name: str) -> click.Command:
     builder_cls = load_builder(name)
 
     def command(**values: Any) -> None:
-        run_build(build_options(name, values))
+        opts = build_options(name, values)
+        if values["dry_run"]:
+            print_dry_run(dry_run(opts))
+        else:
+            run_build(opts)
 
     module_doc = (sys.modules[builder_cls.__module__].__doc__ or "").strip().replace("``", "")
     help_text = f"{builder_cls.summary[:1].upper()}{builder_cls.summary[1:]}.\n\n{module_doc}\n{_SHARED_HELP}"
@@ -90,6 +99,7 @@ COMMANDS: dict[str, str] = {
     "publish": "judgeforge.publish:publish",
     "curate": "judgeforge.curation.cli:curate_command",
     "inspect": "judgeforge.curation.cli:inspect_command",
+    "runs": "judgeforge.curation.cli:runs_command",
     "audit": "judgeforge.curation.cli:audit_command",
     "score": "judgeforge.train.score:score",
     "train": "judgeforge.train.cli:train",

@@ -6,7 +6,8 @@ renamed into place, and a finished directory (a curated or reviewed run, a check
 temp name and swapped in by :func:`replace_dir`. Temp names carry the writer's host and pid
 (``.NAME.tmp-HOST-PID``), so several processes — on one machine or on several sharing a folder — never
 clobber each other's half-written files, and :func:`clear_stale` removes only what dead writers on this
-machine left. Timestamps are :func:`utc_now`: UTC, to the second, ISO 8601.
+machine left (:func:`process_gone`, which a run's status reads too: a pid is told apart from a later process
+given the same pid by its start time). Timestamps are :func:`utc_now`: UTC, to the second, ISO 8601.
 """
 
 from __future__ import annotations
@@ -37,7 +38,34 @@ def writer_id() -> str:
 def writer_gone(writer: str) -> bool:
     """Whether the writer ``HOST-PID`` was a process on this machine that has exited (one elsewhere is never presumed gone)."""
     host, _, pid = writer.rpartition("-")
-    return host == _HOST and pid.isdigit() and not _alive(int(pid))
+    return pid.isdigit() and process_gone(host, int(pid))
+
+
+def this_host() -> str:
+    return _HOST
+
+
+def process_started(pid: int) -> float | None:
+    """When process ``pid`` of this machine started (seconds since boot, from ``/proc``), or None where that cannot be read.
+
+    With the pid it tells a process apart from a later one that was given the same pid.
+    """
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        return int(fields[19]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def process_gone(host: str, pid: int, started: float | None = None) -> bool:
+    """Whether process ``pid`` of ``host`` has exited: it is on this machine and no longer runs, or its pid now
+    belongs to a process that started at another time than ``started``. A process elsewhere is never presumed gone."""
+    if host != _HOST:
+        return False
+    if not _alive(pid):
+        return True
+    now = process_started(pid) if started is not None else None
+    return now is not None and started is not None and abs(now - started) > 0.5
 
 
 def clear_stale(folder: Path, name: str = "*") -> None:

@@ -34,7 +34,7 @@ from judgeforge.builders.base import Builder
 from judgeforge.engines import EngineSpec
 from judgeforge.errors import UserError
 from judgeforge.executors.build import POLICY, BuildOptions
-from judgeforge.executors.local import ShardSpec
+from judgeforge.executors.local import REPEATED_FLAGS, ShardSpec, role_flag
 from judgeforge.executors.ray import RayOptions
 from judgeforge.runs import argv
 from judgeforge.sources import SourceConfig
@@ -89,15 +89,7 @@ def config_options(config_model: type[BaseModel]) -> Callable[[Callable[..., Any
     return decorate
 
 
-# A dict-valued spec field is a repeatable KEY=VALUE option, named in the singular.
-_REPEATED_FLAGS = {"vllm_args": "vllm-arg"}
 _KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-
-
-def _flag(role: str, name: str) -> str:
-    """The option of spec field ``name`` for ``role``: ``--dtype`` for the policy, ``--judge-dtype`` for the judge."""
-    flag = _REPEATED_FLAGS.get(name, name.replace("_", "-"))
-    return f"--{flag}" if role == POLICY else f"--{role}-{flag}"
 
 
 def _param(role: str, name: str) -> str:
@@ -107,9 +99,9 @@ def _param(role: str, name: str) -> str:
 
 def _engine_option(role: str, name: str, field: FieldInfo) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """One engine option: the policy's defaults to the spec's default, another role's to None (the policy's value)."""
-    flag, param = _flag(role, name), _param(role, name)
+    flag, param = role_flag(role, name), _param(role, name)
     sentences = [(field.description or "").rstrip(".")]
-    if name in _REPEATED_FLAGS:
+    if name in REPEATED_FLAGS:
         sentences[0] += "; repeatable, VALUE read as YAML, e.g. max_model_len=4096" + ("" if role == POLICY else "; given, they replace the policy's")
     default: Any = None
     if role != POLICY:
@@ -118,14 +110,14 @@ def _engine_option(role: str, name: str, field: FieldInfo) -> Callable[[Callable
                 f"The {role} runs on the policy's engine settings with any --{role}-* options given replaced, and "
                 f"given none shares the policy's engine (one model, loaded once); --{role}-base-url alone implies --{role}-engine openai"
             )
-        shown = f"the policy's {_flag(POLICY, name)}"
+        shown = f"the policy's {role_flag(POLICY, name)}"
     elif name == "engine":
         shown = "transformers, or openai when --base-url is given"
     else:
         default = field.get_default(call_default_factory=True)
         shown = "" if default in (None, {}) else str(default)
     help_text = ". ".join(t for t in sentences if t) + (f" [default: {shown}]" if shown else "")
-    if name in _REPEATED_FLAGS:
+    if name in REPEATED_FLAGS:
         return click.option(flag, param, multiple=True, metavar="KEY=VALUE", help=help_text)
     kind, is_flag = option_type(field.annotation)
     bound = next((m.ge for m in field.metadata if hasattr(m, "ge")), None)
@@ -162,7 +154,7 @@ def engine_flags(roles: Sequence[str]) -> set[str]:
     flags: set[str] = set()
     for role in roles:
         for name, field in EngineSpec.model_fields.items():
-            flag = _flag(role, name)
+            flag = role_flag(role, name)
             flags |= {flag, f"--no-{flag[2:]}"} if field.annotation is bool else {flag}
     return flags
 
@@ -176,7 +168,7 @@ def parse_engine_args(pairs: Sequence[str], flag: str) -> dict[str, Any]:
             raise UserError(f"{flag} '{pair}': expected KEY=VALUE, e.g. {flag} max_model_len=4096")
         key = key.strip()
         if key in EngineSpec.model_fields:
-            raise UserError(f"{flag} '{pair}': '{key}' has its own option ({_flag(POLICY, key)}, or the role's)")
+            raise UserError(f"{flag} '{pair}': '{key}' has its own option ({role_flag(POLICY, key)}, or the role's)")
         try:
             parsed[key] = yaml.safe_load(text) if text.strip() else ""
         except yaml.YAMLError as exc:
@@ -195,17 +187,17 @@ def resolve_spec(base: EngineSpec, given: Mapping[str, Any], role: str) -> Engin
     if chosen.get("base_url") and "engine" not in chosen:
         chosen["engine"] = "openai"
     if chosen.get("base_url") and chosen["engine"] != "openai":
-        raise UserError(f"{_flag(role, 'base_url')} is for {_flag(role, 'engine')} openai, not {chosen['engine']}")
+        raise UserError(f"{role_flag(role, 'base_url')} is for {role_flag(role, 'engine')} openai, not {chosen['engine']}")
     merged = {**base.model_dump(), **chosen}
     if merged["engine"] != "openai":
         merged["base_url"] = None
     elif not merged["base_url"]:
-        raise UserError(f"{_flag(role, 'engine')} openai needs {_flag(role, 'base_url')} (the server's URL, e.g. http://127.0.0.1:8000/v1)")
+        raise UserError(f"{role_flag(role, 'engine')} openai needs {role_flag(role, 'base_url')} (the server's URL, e.g. http://127.0.0.1:8000/v1)")
     try:
         return EngineSpec.model_validate(merged)
     except ValidationError as exc:
         err = exc.errors()[0]
-        raise UserError(f"{_flag(role, str(err['loc'][0]))}: {err['msg']}") from exc
+        raise UserError(f"{role_flag(role, str(err['loc'][0]))}: {err['msg']}") from exc
 
 
 class EngineChoices(BaseModel):
@@ -256,7 +248,7 @@ def spec_argv(spec: EngineSpec, skip: Collection[str] = ()) -> list[str]:
 def _option_args(role: str, values: Mapping[str, Any]) -> list[str]:
     args: list[str] = []
     for name, value in values.items():
-        flag = _flag(role, name)
+        flag = role_flag(role, name)
         if isinstance(value, dict):  # KEY=VALUE pairs; a JSON scalar is YAML that reads back as itself
             args += [a for key, v in value.items() for a in (flag, f"{key}={json.dumps(v)}")]
         elif isinstance(value, bool):
@@ -276,8 +268,8 @@ def engine_choices(values: Mapping[str, Any], roles: Sequence[str] = ()) -> Engi
         chosen: dict[str, Any] = {}
         for name in EngineSpec.model_fields:
             value = values.get(_param(role, name))
-            if name in _REPEATED_FLAGS:
-                value = parse_engine_args(value, _flag(role, name)) if value else None
+            if name in REPEATED_FLAGS:
+                value = parse_engine_args(value, role_flag(role, name)) if value else None
             if value is not None:
                 chosen[name] = value
         return chosen
@@ -318,6 +310,14 @@ def shared_build_options(roles: Sequence[str], held_out_split: bool = False) -> 
         click.option("--chunk-size", type=click.IntRange(min=1), default=16, show_default=True, help="Problems per Parquet shard (the unit of resume)."),
         *(split if held_out_split else []),
         click.option("--cache", type=click.Path(path_type=Path), default=None, help=_CACHE_HELP),
+        click.option(
+            "--dry-run",
+            is_flag=True,
+            default=False,
+            help="Print the plan and its cost and stop: inputs, chunks, what OUT already holds (resume, growth or another run), and per role "
+            "the requests, completions, prompt tokens (the real prompts of the first inputs, tokenized) and generated tokens (upper bounds). "
+            "Loads no model weights and writes nothing.",
+        ),
         click.option(
             "--executor",
             type=click.Choice(["local", "ray"]),

@@ -23,9 +23,9 @@ from typing import Any
 
 import click
 import pyarrow.parquet as pq
-from rich.console import Console
 from rich.table import Table
 
+from judgeforge.console import make_console
 from judgeforge.data_cards.card import PLOT_PREFIX, render_card
 from judgeforge.errors import UserError
 from judgeforge.files import write_json
@@ -149,7 +149,7 @@ def publish(run_dir: Path, repo_id: str | None, private: bool, revision: str | N
         check_repo_id(repo_id)
     info = open_run(run_dir)
     manifest = info.require_manifest()
-    console = Console()
+    console = make_console()
     if to_dir is not None:
         files = stage(info, to_dir, repo_id, license_id)
         console.print(_files_table(to_dir, files, f"wrote {to_dir} (nothing uploaded)"))

@@ -8,12 +8,15 @@ written with that kind's current schema — and returns a :class:`Run` with the 
 manifest as a :class:`Manifest` model. The manifest records everything needed to reproduce the run, and
 never a secret: :func:`redact` masks secret-looking options of the recorded command and
 :func:`redact_urls` the credentials of URLs (a role's base URL), and
-:func:`reproduce_commands` follows a derived run's links back to the build that started it.
+:func:`reproduce_commands` follows a derived run's links back to the build that started it. What a run
+is now — complete, running, interrupted, failed, or stale when the process building it died — is
+:func:`run_status`, from the manifest's recorded writer; :func:`find_runs` finds every run under a folder.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 from collections.abc import Iterator, Sequence
@@ -27,7 +30,7 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from judgeforge.errors import UserError
-from judgeforge.files import atomic_write, claim, clear_stale, write_json
+from judgeforge.files import atomic_write, claim, clear_stale, process_gone, write_json
 from judgeforge.schemas.base import KIND_KEY, SCHEMA_VERSION_KEY, arrow_schema
 from judgeforge.schemas.kind import Kind
 from judgeforge.schemas.registry import get_kind
@@ -120,6 +123,34 @@ class Tokens(_Record):
     completion: int = 0
 
 
+class RoleCalls(_Record):
+    """One role's engine calls over a build: prompts sent, those answered from the request cache, and the
+    prompt and generated tokens of the rest (what the engine computed; a prompt counts once per sample)."""
+
+    requests: int = 0
+    cache_hits: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+class WriterRef(_Record):
+    """The process building a run: its host, pid and start time (seconds since boot), so a reader can tell a
+    live build from one whose process died (:func:`run_status`)."""
+
+    host: str
+    pid: int
+    started: float | None = None
+
+
+class Growth(_Record):
+    """The run grew: built over ``inputs_before`` inputs (``chunks_before`` chunks), then extended to ``inputs_after``."""
+
+    inputs_before: int
+    inputs_after: int
+    chunks_before: int
+    at: str
+
+
 class FunnelStep(_Record):
     """One curation filter's line of the funnel: rows in and out, drops or flags, examples, counters."""
 
@@ -195,7 +226,10 @@ class Stage(_Record):
     judgeforge_version: str | None = None
 
 
-Status = Literal["running", "partial", "complete"]
+Status = Literal["running", "partial", "complete", "interrupted", "failed"]
+"""What a run's writer last recorded: building (``running``), stopped by SIGINT/SIGTERM (``interrupted``) or by
+an error (``failed``) with its shards kept, this ``--shard`` process's share done but not the run (``partial``),
+or ``complete``."""
 
 
 class Manifest(_Record):
@@ -226,11 +260,14 @@ class Manifest(_Record):
     rows_in: int | None = None
     rows_out: int | None = None
     tokens: Tokens | None = None
+    calls: dict[str, RoleCalls] = Field(default_factory=dict)
     engine_stats: dict[str, int | float] = Field(default_factory=dict)
     builder_stats: dict[str, int | float] = Field(default_factory=dict)
     timings: dict[str, int | float] = Field(default_factory=dict)
     shards: list[str] = Field(default_factory=list)
     executor: ExecutorRef | None = None
+    writer: WriterRef | None = None
+    growth: list[Growth] = Field(default_factory=list)
     curation: Curation | None = None
     parent: ParentLink | None = None
     review: Review | None = None
@@ -280,6 +317,8 @@ _RUN_FIELDS = {
     "rows_out",
     "timings",
     "executor",
+    "writer",
+    "growth",
     "curation",
     "split",
     "splits",
@@ -368,6 +407,11 @@ def reproduce_commands(manifest: Manifest, depth: int = 0) -> list[list[str]]:
 # --- writing a run dir -------------------------------------------------------------------------------
 
 
+def shard_path(root: Path, chunk: int) -> Path:
+    """Where chunk ``chunk`` of the run at ``root`` is stored."""
+    return root / "data" / f"shard-{chunk:05d}.parquet"
+
+
 class RunDir:
     """``<out>/<kind>/`` being written: ``data/`` shards (atomically, with their stats) and ``manifest.json``.
 
@@ -387,7 +431,7 @@ class RunDir:
         return self.root / MANIFEST
 
     def chunk_path(self, chunk: int) -> Path:
-        return self.data / f"shard-{chunk:05d}.parquet"
+        return shard_path(self.root, chunk)
 
     def done(self, total: int) -> set[int]:
         return {c for c in range(total) if self.chunk_path(c).exists()}
@@ -521,3 +565,99 @@ def open_run(root: Path, kind: str | None = None) -> Run:
     if manifest is not None and manifest.kind not in (None, name):
         raise UserError(f"{root / MANIFEST}: says kind '{manifest.kind}', but the shards hold '{name}' rows")
     return Run(root, declared, schema, tuple(shards), manifest)
+
+
+# --- what a run is now, and finding runs -------------------------------------------------------------
+
+RunState = Literal["running", "partial", "complete", "interrupted", "failed", "stale", "no manifest"]
+_PRECEDENCE: tuple[RunState, ...] = ("running", "interrupted", "failed", "stale", "partial", "complete")
+
+
+def _state(manifest: Manifest) -> RunState:
+    """One manifest's word on its run, its writer checked: a ``running`` run whose writer process has died is ``stale``."""
+    status = manifest.status or "complete"
+    if status == "running" and manifest.writer is not None and process_gone(manifest.writer.host, manifest.writer.pid, manifest.writer.started):
+        return "stale"
+    return status
+
+
+def run_status(root: Path, manifest: Manifest | None = None) -> RunState:
+    """What the run at ``root`` is now, from ``manifest.json`` and the ``--shard`` processes' own manifests.
+
+    ``complete``; ``running`` while a writer builds it (a writer on another machine is presumed alive);
+    ``interrupted`` (stopped by SIGINT or SIGTERM) or ``failed`` (stopped by an error), its shards kept;
+    ``stale`` when the process that said it was building has died without a word (killed, out of memory,
+    its machine restarted); ``partial`` when ``--shard`` processes built some shares and others are still
+    to come. Re-running the build command resumes all but ``complete``.
+    """
+    manifest = manifest if manifest is not None else read_manifest(root / MANIFEST)
+    if manifest is not None and manifest.status == "complete":
+        return "complete"
+    records = [m for m in (manifest, *(read_manifest(p) for p in sorted(root.glob("manifest.shard-*.json")))) if m is not None]
+    if not records:
+        return "no manifest"
+    states = {_state(m) for m in records}
+    return next(s for s in _PRECEDENCE if s in states)
+
+
+class RunInfo(BaseModel):
+    """One run found under a folder: what ``judgeforge runs`` lists."""
+
+    path: Path
+    kind: str | None
+    rows: int
+    status: RunState
+    made_by: str
+    created: str | None
+    source: str | None
+
+
+def _made_by(manifest: Manifest | None) -> str:
+    if manifest is None:
+        return "-"
+    if manifest.curation is not None:
+        return "curate"
+    if manifest.review is not None:
+        return "review apply"
+    return f"{manifest.builder.name} {manifest.builder.version}" if manifest.builder is not None else "-"
+
+
+def _source(manifest: Manifest | None) -> str | None:
+    if manifest is None:
+        return None
+    if manifest.curation is not None and manifest.curation.input is not None:
+        return f"curated from {manifest.curation.input.path}"
+    if manifest.parent is not None:
+        return f"reviewed from {manifest.parent.path}"
+    if manifest.source is None:
+        return None
+    limit = f" (first {manifest.source.limit})" if manifest.source.limit else ""
+    return f"{manifest.source.source}{limit}"
+
+
+def run_info(root: Path) -> RunInfo:
+    """What ``runs`` shows of the run at ``root``: its rows are counted from the shards' footers (a run being built has no total yet)."""
+    manifest = read_manifest(root / MANIFEST)
+    shards = sorted((root / "data").glob("shard-*.parquet"))
+    rows = sum(pq.read_metadata(p).num_rows for p in shards)
+    kind = manifest.kind if manifest is not None and manifest.kind else (_stamp(shards[0])[1] if shards else None)
+    created = manifest.started_at or manifest.finished_at if manifest is not None else None
+    return RunInfo(path=root, kind=kind, rows=rows, status=run_status(root, manifest), made_by=_made_by(manifest), created=created, source=_source(manifest))
+
+
+def is_run_dir(folder: Path) -> bool:
+    """Whether ``folder`` is a run dir: it holds ``manifest.json`` or Parquet shards under ``data/``."""
+    return (folder / MANIFEST).is_file() or any((folder / "data").glob("shard-*.parquet"))
+
+
+def find_runs(folder: Path) -> list[Path]:
+    """Every run dir at or under ``folder``, sorted (a run's own ``data/`` and hidden temp folders are not searched)."""
+    found = []
+    for here, dirs, _ in os.walk(folder):
+        path = Path(here)
+        if is_run_dir(path):
+            found.append(path)
+            dirs.clear()
+            continue
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+    return sorted(found)

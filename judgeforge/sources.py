@@ -31,7 +31,10 @@ from pydantic import BaseModel
 from judgeforge.errors import UserError
 
 GYM_PREFIX = "gym:"
-_DEFAULT_GYM_SIZE = 1000
+GYM_SIZE = 1000
+"""The smallest reasoning-gym dataset a ``gym:`` source draws from: ``--limit N`` takes the first N problems of a
+dataset of max(N, 1000), so the first problems do not depend on ``--limit`` up to 1000 (reasoning-gym itself
+does not promise that: acre and list_functions draw other first problems for another dataset size)."""
 _GOLD_ANSWER_LINE = re.compile(r"^\s*####\s*(.*?)\s*$")
 # A Hub dataset id: ``name`` or ``owner/name``.
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
@@ -72,7 +75,8 @@ class SourceConfig(BaseModel):
 
     ``source`` is ``gym:<task>``, a ``.jsonl``/``.json``/``.parquet``/``.csv`` file, or a ``datasets``
     id or path. ``answer_col=None`` means the source has no gold answers. ``limit`` keeps the first N
-    problems; ``seed`` only matters for reasoning-gym tasks; ``split`` only for ``datasets`` sources.
+    problems (of a reasoning-gym task: of a dataset of max(N, :data:`GYM_SIZE`), so a larger limit keeps the
+    same first problems); ``seed`` only matters for reasoning-gym tasks; ``split`` only for ``datasets`` sources.
     """
 
     source: str
@@ -127,7 +131,7 @@ class ResolvedSource(BaseModel):
 def resolve_source(source: str, cfg: SourceConfig | None = None) -> ResolvedSource:
     """What ``source`` (a ``--source`` as given) names now; ``cfg`` gives a reasoning-gym source its seed and size."""
     if source.startswith(GYM_PREFIX):
-        size = (cfg.limit if cfg else None) or _DEFAULT_GYM_SIZE
+        size = max((cfg.limit if cfg else None) or 0, GYM_SIZE)  # the dataset reasoning-gym draws the problems from
         return ResolvedSource(type="gym", task=source[len(GYM_PREFIX) :], seed=cfg.seed if cfg else None, size=size)
     path = Path(source).expanduser()
     if path.is_file():
@@ -200,9 +204,9 @@ def gym_entry(task: str, seed: int, size: int, index: int) -> dict[str, Any]:
 
 def _load_gym(cfg: SourceConfig) -> list[Problem]:
     task = cfg.source[len(GYM_PREFIX) :]
-    size = cfg.limit or _DEFAULT_GYM_SIZE
+    size = max(cfg.limit or 0, GYM_SIZE)
     problems = []
-    for index in range(size):
+    for index in range(cfg.limit or GYM_SIZE):
         entry = gym_entry(task, cfg.seed, size, index)
         metadata = entry.get("metadata") or {}
         chain = metadata.get("answer_cot")

@@ -369,7 +369,8 @@ def test_a_curated_runs_card_shows_build_and_curation_apart_and_the_source_it_na
     again = CliRunner().invoke(main, build)
     assert again.exit_code == 0 and "(built this run: 0)" in again.output
     other = CliRunner().invoke(main, [*build, "--chunk-size", "2"])
-    assert other.exit_code == 2 and "a different chunk_size;" in " ".join(other.output.split())
+    changed = [line.strip() for line in other.output.splitlines() if "→" in line and line.startswith("  ")]
+    assert other.exit_code == 2 and changed == ["--chunk-size: 16 → 2"]
 
 
 def test_a_reasoning_gym_source_is_recorded_with_its_task_seed_and_size(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -378,9 +379,9 @@ def test_a_reasoning_gym_source_is_recorded_with_its_task_seed_and_size(tmp_path
     assert result.exit_code == 0, result.output
     manifest = Manifest.model_validate(json.loads((tmp_path / "ift/manifest.json").read_text()))
     assert manifest.source is not None and manifest.source.resolved is not None
-    assert manifest.source.resolved.model_dump(exclude_none=True) == {"type": "gym", "task": "gsm_symbolic", "seed": 4, "size": 2}
+    assert manifest.source.resolved.model_dump(exclude_none=True) == {"type": "gym", "task": "gsm_symbolic", "seed": 4, "size": 1000}
     assert CliRunner().invoke(main, ["card", str(tmp_path / "ift")]).exit_code == 0
     assert (
-        "| source | `gym:gsm_symbolic` (reasoning-gym task `gsm_symbolic`, seed 4, 2 entries); split train, limit 2; 2 inputs read"
+        "| source | `gym:gsm_symbolic` (reasoning-gym task `gsm_symbolic`, seed 4, 1000 entries); split train, limit 2; 2 inputs read"
         in (tmp_path / "ift/README.md").read_text()
     )

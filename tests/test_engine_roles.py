@@ -186,7 +186,7 @@ def test_a_changed_judge_engine_is_another_run(step_prefs_run: Path, tmp_path: P
     args = ["build", "step-prefs", *STEP_PREFS_TINY, "--limit", "3", "--chunk-size", "2", "--out", str(out)]
     other = "bfloat16" if resolve_dtype("auto", "cpu") == "float32" else "float32"  # the fixture's judge ran on auto
     refused = CliRunner().invoke(main, [*args, "--judge-dtype", other])
-    assert refused.exit_code == 2 and "holds a run built with a different models" in refused.output, refused.output
+    assert refused.exit_code == 2 and f"  --judge-dtype (as the engine resolved it): {resolve_dtype('auto', 'cpu')} → {other}" in refused.output, refused.output
     # Options that only change how fast a role runs do not make another run: the finished run resumes.
     resumed = CliRunner().invoke(main, [*args, "--batch-size", "4", "--judge-batch-size", "2"])
     assert resumed.exit_code == 0, resumed.output

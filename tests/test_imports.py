@@ -35,7 +35,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("formats",),
     ("engines", "sources", "verify", "plots"),
     ("models", "chat"),
-    ("files", "errors", ROOT),  # atomic writes and the clock; UserError; __version__
+    ("files", "errors", "console", ROOT),  # atomic writes and the clock; UserError; the rich console factory; __version__
 )
 LAYER = {node: depth for depth, layer in enumerate(LAYERS) for node in layer}
 

@@ -179,3 +179,16 @@ def test_without_ray_the_ray_executor_is_one_line_saying_how_to_install_it(monke
     assert result.exit_code != 0
     assert result.output.strip().splitlines() == [f"Error: --executor ray needs Ray, which is not installed: {INSTALL}"]
     assert not (tmp_path / "step_prefs").exists()
+
+
+def test_a_run_grown_on_ray_writes_the_local_build_s_rows(ray_cluster: str, local_run: Path, tmp_path: Path) -> None:
+    at = BUILD.index("--limit")
+    first = subprocess.run([*CLI, *BUILD[: at + 1], "1", *BUILD[at + 2 :], "--out", str(tmp_path)], capture_output=True, text=True, env=ONE_THREAD, timeout=900)
+    assert first.returncode == 0, first.stderr[-3000:]
+    grown = CliRunner().invoke(main, [*BUILD, "--out", str(tmp_path), "--executor", "ray", "--num-workers", "2"])
+    assert grown.exit_code == 0, grown.output
+    run = tmp_path / "step_prefs"
+    assert shard_rows(run) == shard_rows(local_run)
+    manifest, local = read_manifest(run / "manifest.json"), read_manifest(local_run / "manifest.json")
+    assert manifest and local and manifest.status == "complete" and manifest.fingerprint == local.fingerprint
+    assert [(g.inputs_before, g.inputs_after) for g in manifest.growth] == [(1, 3)] and manifest.chunks and manifest.chunks.built_this_run == 2

@@ -49,7 +49,22 @@ def built(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     source = tmp_path / "sums.jsonl"
     source.write_text("".join(json.dumps({"question": q, "answer": a}) + "\n" for q, a in PROBLEMS))
     monkeypatch.setattr("judgeforge.executors.local.make_engine", lambda spec: ScriptedEngine(respond))
-    args = ["build", "eft", "--source", str(source), "--depth", "first", "--num-candidates", "2", "--rollouts", "1", "--test-fraction", "0.4", "--chunk-size", "2"]
+    args = [
+        "build",
+        "eft",
+        "--source",
+        str(source),
+        "--depth",
+        "first",
+        "--num-candidates",
+        "2",
+        "--rollouts",
+        "1",
+        "--test-fraction",
+        "0.4",
+        "--chunk-size",
+        "2",
+    ]
     result = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
     assert "held-out test split" in result.output
@@ -143,3 +158,22 @@ def test_test_fraction_is_refused_by_builders_whose_rows_are_not_split(tmp_path:
 
     with pytest.raises(UserError, match="this builder's rows are not split"):  # before any model is loaded
         run_build(BuildOptions(builder="step-prefs", source=SourceConfig(source="gym:gsm_symbolic", limit=1), out=tmp_path, test_fraction=0.1))
+
+
+def test_a_run_with_a_test_split_grows_both_splits_and_a_changed_fraction_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    source = tmp_path / "sums.jsonl"
+    source.write_text("".join(json.dumps({"question": q, "answer": a}) + "\n" for q, a in PROBLEMS))
+    monkeypatch.setattr("judgeforge.executors.local.make_engine", lambda spec: ScriptedEngine(respond))
+    base = ["build", "eft", "--source", str(source), "--depth", "first", "--num-candidates", "2", "--rollouts", "1", "--chunk-size", "4"]
+    out = ["--out", str(tmp_path / "out")]
+    assert CliRunner().invoke(main, [*base, "--test-fraction", "0.4", "--limit", "8", *out]).exit_code == 0
+    grown = CliRunner().invoke(main, [*base, "--test-fraction", "0.4", "--limit", "12", *out])
+    assert grown.exit_code == 0, grown.output
+    run = tmp_path / "out" / "eft"
+    expected = {f"sums:{i}" for i in range(12) if held_out(f"sums:{i}", 0.4)}
+    assert {r["source_id"] for r in read_rows(run / "test")} == expected
+    assert len({r["source_id"] for r in read_rows(run)}) == 12 - len(expected)
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["splits"]["test"]["inputs"] == len(expected) and json.loads((run / "test" / "manifest.json").read_text())["rows_in"] == len(expected)
+    refused = CliRunner().invoke(main, [*base, "--test-fraction", "0.5", "--limit", "12", *out])
+    assert refused.exit_code != 0 and "--test-fraction: " in refused.output

@@ -185,7 +185,8 @@ def test_changed_options_do_not_mix_into_an_existing_run(step_prefs_run: Path) -
     result = CliRunner().invoke(
         main, ["build", "step-prefs", *STEP_PREFS_TINY, "--out", str(step_prefs_run.parent), "--limit", "3", "--chunk-size", "2", "--temperature", "0.9"]
     )
-    assert result.exit_code != 0 and "different config" in result.output
+    assert result.exit_code == 2 and "built with other options (recorded → now)" in result.output
+    assert "  --temperature: 0.5 → 0.9" in result.output and "--cache" in result.output
 
 
 @slow

@@ -18,9 +18,9 @@ from typing import Any
 
 import click
 import yaml
-from rich.console import Console
 from rich.table import Table
 
+from judgeforge.console import make_console
 from judgeforge.errors import UserError
 from judgeforge.executors.build import POLICY
 from judgeforge.options import engine_choices, engine_options, engine_params, field_option
@@ -103,7 +103,7 @@ def _recipe_command(method: str) -> click.Command:
             f"{manifest['seconds']:.1f}",
             manifest["device"],
         )
-        Console().print(table)
+        make_console().print(table)
 
     func: Callable[..., Any] = command
     hints = typing.get_type_hints(cls)
@@ -198,7 +198,7 @@ def loop_command(out: Path, **values: Any) -> None:
 
     roles = (POLICY, LOOP_ROLE)
     settings = build_settings(engines=engine_choices(values, roles), **{k: v for k, v in values.items() if k not in engine_params(roles)})
-    console = Console()
+    console = make_console()
     loop = Loop(settings, out, console)
     loop.run()
     console.print(loop.table())

@@ -192,12 +192,11 @@ def finished_checkpoint(out: Path) -> dict[str, Any] | None:
 
 def run_recipe(cfg: RecipeConfig, method: Method, make_trainer: Callable[[TrainContext], Any], console: Any = None) -> dict[str, Any]:
     """Train ``cfg.model`` on ``cfg.data`` with the trainer ``make_trainer`` builds; returns the training manifest."""
-    from rich.console import Console
-
+    from judgeforge.console import make_console
     from judgeforge.models import load_tokenizer, resolve_model
     from judgeforge.runs import argv, redact
 
-    console = console or Console(stderr=True)
+    console = console or make_console(stderr=True)
     runs = open_data(cfg.data, method)
     base = resolve_model(cfg.model)
     resolved, cites = resolve_defaults(cfg, runs, method)

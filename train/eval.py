@@ -53,15 +53,16 @@ class EvalResult(BaseModel):
 @contextmanager
 def token_progress(description: str, console: Any = None) -> Iterator[ProgressFn]:
     """A transient progress line counting generated tokens; yields the callback an engine call reports to."""
-    from rich.console import Console
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from judgeforge.console import make_console
 
     with Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),
         TextColumn("{task.completed:,.0f} tokens"),
         TimeElapsedColumn(),
-        console=console or Console(stderr=True),
+        console=console or make_console(stderr=True),
         transient=True,
     ) as progress:
         task = progress.add_task(description, total=None)

@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
 from rich.table import Table
 
 from judgeforge.builders.rprm_score import RprmScoreBuilder
+from judgeforge.console import make_console
 from judgeforge.executors.build import POLICY
 from judgeforge.options import build_options, build_params, engine_choices, engine_options
 from judgeforge.train.score import score_rprm, threshold_options
@@ -36,7 +36,7 @@ def _report(table: Table, results: Sequence[Any], out: Path | None, plot: Path |
     from judgeforge.files import write_json
     from judgeforge.plots import lines
 
-    Console().print(table)
+    make_console().print(table)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         write_json(out, [r.model_dump(mode="json") for r in results])
@@ -294,10 +294,13 @@ def _prm_command() -> click.Command:
         summaries = []
         for model, slug in zip(models, slugs, strict=True):
             where = out if len(models) == 1 else out / slug
-            summary = score_rprm(build_options(RprmScoreBuilder.name, {**values, "model": model, "out": where}), threshold, threshold_split, show=False)
-            if summary is None:  # a --shard process whose run other shards still build: the summary comes with the last
-                return
+            opts = build_options(RprmScoreBuilder.name, {**values, "model": model, "out": where})
+            summary = score_rprm(opts, threshold, threshold_split, show=False, plan_only=values["dry_run"])
+            if summary is None:  # --dry-run, or a --shard process whose run other shards still build
+                continue
             summaries.append(summary)
+        if len(summaries) < len(models):
+            return
         first = summaries[0]
         how = f"sweep on {first['threshold_split']}" if first["threshold_chosen_by"] == "sweep" else "fixed"
         table = _table(
@@ -312,11 +315,11 @@ def _prm_command() -> click.Command:
                 table.add_row(
                     "", name, f"{_pct(sub['accuracy_erroneous'])} of {sub['erroneous']}", f"{_pct(sub['accuracy_correct'])} of {sub['correct']}", f1, ""
                 )
-        Console().print(table)
+        make_console().print(table)
         if len(models) > 1:
             write_json(out / "eval-prm.json", summaries)
         where = out / "eval-prm.json" if len(models) > 1 else out / RprmScoreBuilder.row_model.kind / "summary.json"
-        Console(stderr=True).print(f"results (weights hashes, the source's fingerprint, settings, per-subset counts): {where}")
+        make_console(stderr=True).print(f"results (weights hashes, the source's fingerprint, settings, per-subset counts): {where}")
         if plot is not None:
             plot.parent.mkdir(parents=True, exist_ok=True)
             lines(list(models), {"ProcessBench F1 (mean over subsets)": [s["f1"] for s in summaries]}, f"ProcessBench · {values['source']}", plot)

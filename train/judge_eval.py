@@ -278,12 +278,11 @@ def figures(results: Sequence[PairResult]) -> JudgeFigures:
 
 def evaluate_judge(spec: EngineSpec, source: str | Path, limit: int | None = None, max_tokens: int = 256, force_verdicts: bool = True) -> JudgeEvalResult:
     """The figures of the judge ``spec`` runs on the pairs of ``source``, overall and per subset."""
-    from rich.console import Console
-
+    from judgeforge.console import make_console
     from judgeforge.engines import make_engine
 
     pairs, fingerprint = read_pairs(source, limit)
-    console = Console(stderr=True)
+    console = make_console(stderr=True)
     if trained_on_risk(source):
         console.print(
             f"[yellow]warning:[/] {source} has no held-out test split: a judge trained on this run has seen these pairs "

@@ -19,6 +19,7 @@ from judgeforge.builders import rprm_score
 from judgeforge.builders.rprm_score import RprmScoreBuilder, ThresholdChoice, solution_rewards, summary, summary_lines
 from judgeforge.errors import UserError
 from judgeforge.executors.build import BuildOptions, run_build
+from judgeforge.executors.dry_run import dry_run, print_dry_run
 from judgeforge.files import write_json
 from judgeforge.options import build_options, build_params
 from judgeforge.runs import open_run
@@ -34,14 +35,17 @@ def _threshold_choice(threshold: str, threshold_split: str | None) -> ThresholdC
         raise UserError("; ".join(str(e.get("ctx", {}).get("error", e["msg"])) for e in exc.errors())) from None
 
 
-def score_rprm(opts: BuildOptions, threshold: str, threshold_split: str | None, show: bool = True) -> dict[str, Any] | None:
+def score_rprm(opts: BuildOptions, threshold: str, threshold_split: str | None, show: bool = True, plan_only: bool = False) -> dict[str, Any] | None:
     """Build (or resume) the scores of ``opts``, then compute and write ProcessBench (and print it, with ``show``); the summary
-    (None while other shards are pending)."""
-    from rich.console import Console
+    (None while other shards are pending, or with ``plan_only``: ``--dry-run`` prints the build's plan and cost instead)."""
+    from judgeforge.console import make_console
 
     choice = _threshold_choice(threshold, threshold_split)  # a bad --threshold fails before anything is scored
+    if plan_only:
+        print_dry_run(dry_run(opts))
+        return None
     built = run_build(opts)
-    console = Console()
+    console = make_console()
     if built.manifest.status != "complete":
         console.print("[yellow]the run is not complete (other shards pending): no summary written[/]")
         return None
@@ -64,7 +68,7 @@ def threshold_options() -> list[click.Parameter]:
 
 
 def _score_rprm_command(threshold: str, threshold_split: str | None, **values: Any) -> None:
-    score_rprm(build_options(RprmScoreBuilder.name, values), threshold, threshold_split)
+    score_rprm(build_options(RprmScoreBuilder.name, values), threshold, threshold_split, plan_only=values["dry_run"])
 
 
 score = click.Group("score", help="Score step-labelled solutions with a process reward model and report ProcessBench metrics.")

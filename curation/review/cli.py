@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
 from rich.table import Table
 
+from judgeforge.console import make_console
 from judgeforge.curation.review.apply import apply, default_out
 from judgeforge.curation.review.transport import Connection, pull, push
 from judgeforge.runs import open_run
@@ -80,8 +80,8 @@ def push_command(
     """
     run = open_run(run_dir)
     conn = Connection(api_url=api_url, api_key=api_key, workspace=workspace, timeout=timeout)
-    result = push(run, conn, dataset_name, sample, stratify_by, seed, reviewers, Console(stderr=True))
-    Console().print(
+    result = push(run, conn, dataset_name, sample, stratify_by, seed, reviewers, make_console(stderr=True))
+    make_console().print(
         _summary(
             "review push",
             [
@@ -102,7 +102,7 @@ def pull_command(run_dir: Path, api_url: str | None, api_key: str | None, worksp
     run = open_run(run_dir)
     conn = Connection(api_url=api_url, api_key=api_key, workspace=workspace, timeout=timeout)
     path, source, n = pull(run, conn, dataset_name)
-    Console().print(
+    make_console().print(
         _summary(
             "review pull",
             [
@@ -144,4 +144,4 @@ def apply_command(run_dir: Path, out: Path | None) -> None:
     for name, q in manifest["review"]["questions"].items():
         agreement = "-" if q["agreement_with_model"] is None else f"{q['agreement_with_model']:.0%} of {q['answers_compared_with_model']} answers"
         lines.append((f"{name}: agreement with model", agreement))
-    Console().print(_summary("review apply", lines))
+    make_console().print(_summary("review apply", lines))

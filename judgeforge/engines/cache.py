@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
-from judgeforge.engines.base import Completion, Engine, ProgressFn, Request, SamplingParams, request_key
+from judgeforge.engines.base import Completion, Engine, EngineStats, ProgressFn, Request, SamplingParams, request_key
 
 
 class CompletionStore(Protocol):
@@ -70,7 +70,10 @@ class CachedEngine(Engine):
         self.cache = cache
         self.name = inner.name
         self.stats = inner.stats
+        self.calls = EngineStats()
+        """This wrapper's own calls (one wrapper per role): requests, cache hits, and the tokens of the completions the engine computed."""
         self.on_tokens: ProgressFn | None = None
+        self.on_prompt_tokens: ProgressFn | None = None
 
     def describe(self) -> dict[str, object]:
         return self.inner.describe()
@@ -78,9 +81,17 @@ class CachedEngine(Engine):
     def generate(self, requests: Sequence[Request], params: SamplingParams, progress: ProgressFn | None = None) -> list[list[Completion]]:
         keys = [request_key(self.inner, r, params) for r in requests]
         found = self.cache.get_many(keys)
-        self.stats.cache_hits += sum(1 for k in keys if k in found)
+        hits = sum(1 for k in keys if k in found)
+        self.stats.cache_hits += hits
         missing = [i for i, k in enumerate(keys) if k not in found]
         fresh = self.inner.generate([requests[i] for i in missing], params, progress or self.on_tokens)
+        prompt_tokens = sum(c.prompt_tokens for completions in fresh for c in completions)
+        self.calls.requests += len(keys)
+        self.calls.cache_hits += hits
+        self.calls.prompt_tokens += prompt_tokens
+        self.calls.completion_tokens += sum(c.completion_tokens for completions in fresh for c in completions)
+        if self.on_prompt_tokens is not None and prompt_tokens:
+            self.on_prompt_tokens(prompt_tokens)
         computed = {keys[i]: c for i, c in zip(missing, fresh, strict=True)}
         self.cache.put_many({k: c for k, c in computed.items() if all(x.ok for x in c)})
         return [found[k] if k in found else computed[k] for k in keys]

@@ -33,9 +33,10 @@ from pydantic import BaseModel, Field
 from rich.console import Console
 
 from judgeforge.builders.base import BuildContext, Builder
+from judgeforge.console import make_console
 from judgeforge.engines import EngineSpec
 from judgeforge.engines.base import Completion, Engine
-from judgeforge.engines.cache import CachedEngine, RequestCache
+from judgeforge.engines.cache import RequestCache
 from judgeforge.errors import UserError
 from judgeforge.executors.local import (
     BuildProgress,
@@ -49,7 +50,9 @@ from judgeforge.executors.local import (
     finish_run,
     identify,
     make_engines,
+    marking_stops,
     plan_run,
+    role_engines,
     torch_threads,
 )
 from judgeforge.runs import ExecutorRef, Manifest, WorkerTiming, redact_urls
@@ -123,8 +126,7 @@ class ChunkWorker:
         self.load_s = round(time.perf_counter() - start, 3)
         self.inner = distinct_engines(self.engines)
         cache = RemoteCache(import_ray().get_actor(store))  # by name: a restarted worker finds it again
-        wrapped = {id(e): CachedEngine(e, cache) for e in self.inner}
-        self.cached: dict[str, Engine] = {role: wrapped[id(e)] for role, e in self.engines.items()}
+        self.cached: dict[str, Engine] = dict(role_engines(self.engines, cache))
 
     def identity(self) -> tuple[dict[str, RoleIdentity], WorkerTiming]:
         """What this worker's engines are (every worker must agree) and where it runs."""
@@ -183,12 +185,12 @@ def execute_ray(
 ) -> Manifest:
     """Build (or resume) the run over ``items`` on a pool of Ray workers; return its manifest."""
     ray = import_ray()
-    console = console or Console(stderr=True)
+    console = console or make_console(stderr=True)
     _connect(ray, options)
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    chunks = range(0, len(items), opts.chunk_size)
-    count = min(_worker_count(ray, options), max(1, len([c for c in range(len(chunks)) if c % opts.shard.count == opts.shard.index])))
+    chunks = -(-len(items) // opts.chunk_size)  # at least as many as the plan has (a grown run may have one more)
+    count = min(_worker_count(ray, options), max(1, len([c for c in range(chunks) if c % opts.shard.count == opts.shard.index])))
     kind = builder_cls.row_model.kind
     store_name = f"judgeforge-cache-{uuid.uuid4().hex}"
     store = (
@@ -216,7 +218,7 @@ def execute_ray(
         plan = plan_run(builder_cls, config, source, items, identities[0], opts)
         run_id = plan.manifest.run_id or ""
         clock = time.perf_counter()
-        with BuildProgress(builder_cls.name, plan, console) as progress:
+        with marking_stops(plan, opts), BuildProgress(builder_cls.name, plan, console) as progress:
             waiting = deque(plan.todo)
             idle = list(range(count))
             running: dict[Any, tuple[int, int]] = {}

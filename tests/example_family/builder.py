@@ -1,15 +1,17 @@
 """The example family's builder: one greedy answer per problem from the policy, checked against gold.
 
 Everything a builder needs from the framework is here and nothing else: a config whose fields become
-``judgeforge build short-answers`` options, declared counters, and ``build`` over a chunk of problems
+``judgeforge build short-answers`` options, declared counters, ``estimate`` (the engine calls a build makes, for ``--dry-run``), and ``build`` over a chunk of problems
 with one batched engine call. A failed completion is dropped and counted, never written as "".
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from pydantic import BaseModel, Field
 
-from judgeforge.builders.base import Builder, BuilderStats, Stat
+from judgeforge.builders.base import Builder, BuilderStats, Calls, Stat, first_inputs
 from judgeforge.engines.base import Request, SamplingParams, derive_seed
 from judgeforge.formats.steps import policy_user_message
 from judgeforge.schemas.base import BaseRow
@@ -34,6 +36,11 @@ class ShortAnswersBuilder(Builder[ShortAnswersConfig]):
     row_model = ShortAnswerRow
     Config = ShortAnswersConfig
     Stats = ShortAnswersStats
+
+    @classmethod
+    def estimate(cls, config: ShortAnswersConfig, inputs: Sequence[Problem]) -> list[Calls]:
+        prompts = tuple(Request.chat(policy_user_message(p.question)) for p in first_inputs(inputs))
+        return [Calls(role="policy", stage="answers", requests=len(inputs), max_tokens=config.max_tokens, prompts=prompts)]
 
     def build(self, items: list[Problem]) -> list[BaseRow]:
         requests = [Request.chat(policy_user_message(p.question), seed=derive_seed(self.ctx.seed, "answer", p.id)) for p in items]
