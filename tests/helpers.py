@@ -30,6 +30,15 @@ STEP_PREFS_TINY = [
     "3",
 ]
 
+
+def rprm_pair(question: str, previous_steps: list[str], now_step: str, chosen: str, rejected: str) -> dict[str, Any]:
+    """The fields of one rprm_prefs row (a right and a wrong analysis of ``now_step``) for :func:`write_run`."""
+    counts = {"num_analyses": 2, "num_matching": 1, "num_mismatching": 1, "num_malformed": 0, "chosen_index": 0, "rejected_index": 1}
+    verdicts = {"chosen_verdict": "Yes", "rejected_verdict": "No", "chosen_forced_verdict": False, "rejected_forced_verdict": False}
+    step = {"question": question, "previous_steps": previous_steps, "now_step": now_step, "step_index": len(previous_steps), "label": "Yes"}
+    return {**step, "gold_answer": "7", **counts, **verdicts, "chosen": chosen, "rejected": rejected}
+
+
 # Two optimiser steps of two examples: what every recipe test trains (the real model, CPU).
 TINY_TRAIN = ["--max-steps", "2", "--batch-size", "2", "--micro-batch-size", "2", "--logging-steps", "1"]
 

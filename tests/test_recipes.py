@@ -28,7 +28,7 @@ from judgeforge.schemas.ift import IftRow
 from judgeforge.schemas.rprm import RprmPrefsRow
 from judgeforge.schemas.self_taught import SelfTaughtRow, dpo_view
 from judgeforge.train.data import hold_out, open_data
-from tests.helpers import TINY_TRAIN, tiny_llama, write_run
+from tests.helpers import TINY_TRAIN, rprm_pair, tiny_llama, write_run
 
 slow = pytest.mark.slow
 
@@ -61,27 +61,10 @@ def ift(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def prefs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Two conversational R-PRM preference pairs (TRL's DPOTrainer)."""
-    case = {
-        "question": "Tom has 3 apples and buys 4 more. How many apples does he have?",
-        "previous_steps": STEPS[:1],
-        "now_step": STEPS[1],
-        "step_index": 1,
-        "label": "Yes",
-        "gold_answer": "7",
-        "num_analyses": 2,
-        "num_matching": 1,
-        "num_mismatching": 1,
-        "num_malformed": 0,
-        "chosen_verdict": "Yes",
-        "rejected_verdict": "No",
-        "chosen_forced_verdict": False,
-        "rejected_forced_verdict": False,
-        "chosen_index": 0,
-        "rejected_index": 1,
-        "chosen": "The step adds correctly. Verdict: Yes",
-        "rejected": "The step is wrong. Verdict: No",
-    }
-    return write_run(tmp_path_factory.mktemp("prefs") / "rprm_prefs", RprmPrefsRow, [case, {**case, "now_step": "Step 2: The answer is 8."}])
+    question = "Tom has 3 apples and buys 4 more. How many apples does he have?"
+    right, wrong = "The step adds correctly. Verdict: Yes", "The step is wrong. Verdict: No"
+    rows = [rprm_pair(question, STEPS[:1], step, right, wrong) for step in (STEPS[1], "Step 2: The answer is 8.")]
+    return write_run(tmp_path_factory.mktemp("prefs") / "rprm_prefs", RprmPrefsRow, rows)
 
 
 def train(method: str, run: Path, out: Path, model: Path | str, *options: str) -> tuple[int, str, dict[str, Any] | None]:

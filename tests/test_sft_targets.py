@@ -28,7 +28,7 @@ from judgeforge.schemas.kind import View
 from judgeforge.schemas.registry import all_kinds
 from judgeforge.schemas.rprm import RprmPrefsRow
 from judgeforge.schemas.s2r import S2RTrajectoryRow
-from tests.helpers import tiny_llama, write_run
+from tests.helpers import rprm_pair, tiny_llama, write_run
 
 QUESTION = "Tom has 3 apples and buys 4 more. How many apples does he have?"
 STEPS = ["Step 1: He has 3+4=7 apples.", "Step 2: The answer is 7."]
@@ -186,27 +186,9 @@ def test_pretokenised_s2r_rows_longer_than_max_length_are_dropped_and_counted(ti
 
 def test_dpo_pairs_longer_than_max_length_are_dropped_and_counted(tiny_model: Path, tmp_path: Path) -> None:
     """TRL's DPO collator cuts prompt + completion at max_length (an analysis loses its verdict): such pairs are dropped."""
-    case = {
-        "question": QUESTION,
-        "previous_steps": STEPS[:1],
-        "now_step": STEPS[1],
-        "step_index": 1,
-        "label": "Yes",
-        "gold_answer": "7",
-        "num_analyses": 2,
-        "num_matching": 1,
-        "num_mismatching": 1,
-        "num_malformed": 0,
-        "chosen_verdict": "Yes",
-        "rejected_verdict": "No",
-        "chosen_forced_verdict": False,
-        "rejected_forced_verdict": False,
-        "chosen_index": 0,
-        "rejected_index": 1,
-    }
     rows = [
-        {**case, "chosen": "The step is right. Verdict: Yes", "rejected": "The step is wrong. Verdict: No"},
-        {**case, "chosen": f"The step is right: {LONG}. Verdict: Yes", "rejected": "The step is wrong. Verdict: No"},
+        rprm_pair(QUESTION, STEPS[:1], STEPS[1], "The step is right. Verdict: Yes", "The step is wrong. Verdict: No"),
+        rprm_pair(QUESTION, STEPS[:1], STEPS[1], f"The step is right: {LONG}. Verdict: Yes", "The step is wrong. Verdict: No"),
     ]
     run = write_run(tmp_path / "rprm_prefs", RprmPrefsRow, rows)
     code, output, manifest = train("dpo", run, tmp_path / "out", tiny_model, "--max-length", "400")

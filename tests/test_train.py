@@ -264,6 +264,7 @@ def test_loop_options_are_checked_before_anything_runs(tmp_path: Path) -> None:
         ("--m0-limit", "4"): "--m0-limit: the M0 → M1 stage runs only with --from-m0",
         ("--ift-from", "samples"): "--ift-from: the M0 → M1 stage runs only with --from-m0",
         ("--train-args", "--lora-r 8"): "--train-args: with --lora-r add --merge",
+        ("--from-m0", "--sft-args", "--peft.r=8 --max-steps 2"): "--sft-args: with --lora-r add --merge",
         ("--problems-per-iteration", "400,800", "--iterations", "3"): "one count (≥ 1) for every iteration, or one per iteration (3)",
         ("--problems-per-iteration", "many"): "--problems-per-iteration 'many': give whole numbers separated by commas",
     }

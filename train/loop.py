@@ -581,7 +581,7 @@ def build_settings(
         owned = {"--data", "--model", "--out"} & args
         if owned:
             raise UserError(f"{flag} may not set {', '.join(sorted(owned))}: the loop sets them")
-        if "--lora-r" in args and "--merge" not in args:
+        if {"--lora-r", "--peft.r"} & args and "--merge" not in args:
             raise UserError(f"{flag}: with --lora-r add --merge: the next stage runs the trained model, and a bare LoRA adapter is no model to run")
     return LoopSettings(
         method=method,
