@@ -393,7 +393,7 @@ def test_loop_from_m0_builds_ift_and_eft_trains_m1_then_runs_dpo_on_new_problems
         "--spec",
         "step_prefs_weak_judge",
         "--eft-args",
-        "--num-candidates 4 --rollouts 2 --max-step-tokens 24 --rollout-max-tokens 24 --judge-max-tokens 16 --judgment-source rollouts",
+        "--num-candidates 4 --rollouts 2 --max-step-tokens 24 --rollout-max-tokens 48 --judge-max-tokens 16 --judgment-source rollouts",
         "--sft-args",
         "--max-steps 2 --batch-size 2 --micro-batch-size 2 --logging-steps 1 --max-length 512",
         "--build-args",

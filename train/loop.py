@@ -495,7 +495,7 @@ class Loop:
         m0 = self.state.get("m0")
         if m0 is not None:
             built = {"rows": f"{m0['ift']['rows']} + {m0['eft']['rows']}"} if "eft" in m0 else {}
-            row("M0→M1", "M0 (IFT + EFT)", built, "", m0.get("train", {}), "M1", m0.get("eval", {}))
+            row("M0→M1", "M0", built, "", m0.get("train", {}), "M1", m0.get("eval", {}))
         for r in self.state["iterations"]:
             build, curate, train, ev = (r.get(k, {}) for k in STAGES)
             i = r["iteration"]
