@@ -242,6 +242,8 @@ class _RprmBuilder(Builder[ConfigT]):
                 f"{cls.name} reads step-labelled inputs (a PRM800K, Math-Shepherd, ProcessBench or TRL stepwise file, or a "
                 f"step_labels run dir), not '{source.source}'; build one with `judgeforge build step-labels --source {source.source}`"
             )
+        if source.offset:
+            raise UserError(f"{cls.name}: --offset skips rows of a problem source; step-labelled inputs take --limit only")
         return list(load_step_inputs(source.source, source.limit, source.seed))
 
     def analyse(self, items: list[StepInput]) -> list[Case]:

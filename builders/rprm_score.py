@@ -323,6 +323,8 @@ class RprmScoreBuilder(Builder[RprmScoreConfig]):
     def load_inputs(cls, source: SourceConfig) -> list[BaseModel]:
         if source.source.startswith(GYM_PREFIX):
             raise UserError(f"{cls.name} scores step-labelled solutions (a file, a folder of files or a step_labels run dir), not '{source.source}'")
+        if source.offset:
+            raise UserError(f"{cls.name}: --offset skips rows of a problem source; step-labelled solutions take --limit only")
         return list(read_step_solutions(source.source, source.limit))
 
     @classmethod

@@ -31,6 +31,12 @@ otherwise become a "correct" judgment for almost every pair); what is excluded a
 "A is better" and "B is better" rows are equal in number, as the paper does. Balancing happens per
 chunk, the unit of resume, so the whole dataset is balanced too.
 
+5. Each row also records which of its pair's judgments may be the *rejected* side of a preference pair
+against the kept one (``rejected_indices``, for DPO + NLL as the released Llama-3.1 judge was trained):
+judgments shown in the same order whose verdict names the worse response and whose stored text parses
+to that verdict; forced ones only under the same ``--allow-forced-verdicts`` as targets; in a seeded
+order (the DPO view takes the first). Rows with none are counted (``rows_without_rejected``).
+
 The correct-verdict rate (correct parsed verdicts over parsed verdicts; forced verdicts agreeing with
 the label are reported apart) is the judge's accuracy on its own synthetic pairs, the number the
 method's iterations should raise (paper: RewardBench 75.4 → 88.3 over five iterations of
@@ -93,6 +99,7 @@ class SelfTaughtStats(JudgeStats):
     DROPPED_BALANCE = Stat("dropped_balance")
     ROWS = Stat("rows")
     ROWS_BY_LABEL = StatFamily("rows", VERDICTS)
+    ROWS_WITHOUT_REJECTED = Stat("rows_without_rejected")
 
     LOSSES = (
         Loss(
@@ -228,6 +235,25 @@ def target_exclusion(judgment: SampledJudgment, allow_forced: bool) -> TargetExc
     return None
 
 
+def rejected_judgments(judgments: Sequence[SampledJudgment], kept: SampledJudgment, allow_forced: bool, seed: int) -> list[int]:
+    """Indices of the judgments that may stand against ``kept`` as a preference pair's rejected side, in a seeded order.
+
+    Same presentation order as ``kept`` (the same prompt), a verdict naming the worse response, a stored
+    text that parses to it, and not forced unless forced verdicts may be targets.
+    """
+    wrong = [
+        j.index
+        for j in judgments
+        if j.better_shown_as == kept.better_shown_as
+        and j.verdict is not None
+        and not j.correct
+        and parse_verdict(j.text) == j.verdict
+        and (allow_forced or not j.forced)
+    ]
+    random.Random(seed).shuffle(wrong)
+    return wrong
+
+
 def choose_judgments(options: Sequence[Sequence[tuple[int, Verdict]]], keep: int, seeds: Sequence[int]) -> list[list[int]]:
     """Up to ``keep`` of each pair's correct judgments (index, verdict), in a seeded random order per pair.
 
@@ -261,7 +287,7 @@ def balance_verdicts(items: Sequence[T], verdict: Callable[[T], str], seed: int)
 
 class SelfTaughtBuilder(Builder[SelfTaughtConfig]):
     name = "self-taught"
-    version = "0.3.0"
+    version = "0.4.0"
     summary = "synthetic pairwise judge data: responses to x vs. to a similar x', judged by M_t, correct verdicts kept and A/B-balanced"
     row_model = SelfTaughtRow
     Config = SelfTaughtConfig
@@ -425,11 +451,13 @@ class SelfTaughtBuilder(Builder[SelfTaughtConfig]):
         balanced = balance_verdicts(kept, lambda item: item[1].better_shown_as, balance_seed)
         self.stats.add(SelfTaughtStats.KEPT_BEFORE_BALANCE, len(kept))
         self.stats.add(SelfTaughtStats.DROPPED_BALANCE, len(kept) - len(balanced))
-        rows: list[BaseRow] = [self._row(pair, judgment) for pair, judgment in balanced]
+        rows = [self._row(pair, judgment) for pair, judgment in balanced]
         self.stats.add(SelfTaughtStats.ROWS, len(rows))
+        self.stats.add(SelfTaughtStats.ROWS_WITHOUT_REJECTED, sum(not row.rejected_indices for row in rows))
         for _, judgment in balanced:
             self.stats.add(SelfTaughtStats.ROWS_BY_LABEL[judgment.better_shown_as])
-        return rows
+        built: list[BaseRow] = list(rows)
+        return built
 
     def _row(self, pair: _Pair, kept: SampledJudgment) -> SelfTaughtRow:
         counts = Counter("unparsable" if j.verdict is None else "forced" if j.forced else "parsed" for j in pair.judgments)
@@ -449,6 +477,9 @@ class SelfTaughtBuilder(Builder[SelfTaughtConfig]):
             judgment_index=kept.index,
             judgment_forced=kept.forced,
             judgments=pair.judgments,
+            rejected_indices=rejected_judgments(
+                pair.judgments, kept, self.config.allow_forced_verdicts, derive_seed(self.ctx.seed, pair.problem.id, "ste-rejected", kept.index)
+            ),
             num_judgments=len(pair.judgments),
             num_correct=sum(j.correct for j in pair.judgments),
             num_parsed=counts["parsed"],
@@ -491,4 +522,5 @@ class SelfTaughtBuilder(Builder[SelfTaughtConfig]):
             ("pairs with no correct target / below min fraction", f"{g(S.PAIRS_NO_CORRECT):g} / {g(S.DROPPED_MIN_CORRECT):g}"),
             ("kept rows (A / B)", f"{g(S.ROWS):g} ({rows.get('A', 0):g} / {rows.get('B', 0):g})"),
             ("dropped to balance A/B", f"{g(S.DROPPED_BALANCE):g} of {g(S.KEPT_BEFORE_BALANCE):g}"),
+            ("kept rows with no incorrect judgment in their order (no DPO pair)", f"{g(S.ROWS_WITHOUT_REJECTED):g}"),
         ]

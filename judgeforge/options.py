@@ -301,6 +301,13 @@ def shared_build_options(roles: Sequence[str], held_out_split: bool = False) -> 
         click.option(
             "--limit", type=click.IntRange(min=1), default=None, help="Use only the first N inputs (problems; step-labelled solutions for rprm-* and score)."
         ),
+        click.option(
+            "--offset",
+            type=click.IntRange(min=0),
+            default=0,
+            show_default=True,
+            help="Skip the first N rows of a file or datasets source (--limit counts from there); ids stay the rows' own numbers.",
+        ),
         *(engine_options(role) for role in (POLICY, *(r for r in roles if r != POLICY))),
         click.option(
             "--out", type=click.Path(path_type=Path), default=Path("runs"), show_default=True, help="Output directory; the dataset goes to OUT/<kind>/."
@@ -366,6 +373,7 @@ def build_options(name: str, values: dict[str, Any]) -> BuildOptions:
             id_col=values["id_col"],
             split=values["split"],
             limit=values["limit"],
+            offset=values["offset"],
             seed=values["seed"],
         ),
         engines=engine_choices(values, builder_cls.roles).specs(builder_cls.roles),

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, SerializerFunctionWrapHandler, model_serializer
 
 from judgeforge.errors import UserError
 
@@ -74,9 +74,12 @@ class SourceConfig(BaseModel):
     """Where the problems come from and which columns hold what.
 
     ``source`` is ``gym:<task>``, a ``.jsonl``/``.json``/``.parquet``/``.csv`` file, or a ``datasets``
-    id or path. ``answer_col=None`` means the source has no gold answers. ``limit`` keeps the first N
-    problems (of a reasoning-gym task: of a dataset of max(N, :data:`GYM_SIZE`), so a larger limit keeps the
-    same first problems); ``seed`` only matters for reasoning-gym tasks; ``split`` only for ``datasets`` sources.
+    id or path. ``answer_col=None`` means the source has no gold answers. ``offset`` skips the first N
+    rows of a file or ``datasets`` source (a reasoning-gym task draws new problems with another
+    ``seed`` instead), then ``limit`` keeps the next N problems (of a reasoning-gym task: of a dataset of
+    max(N, :data:`GYM_SIZE`), so a larger limit keeps the same first problems); default ids stay the rows'
+    own numbers, so a problem keeps its id whatever the offset. ``seed`` only matters for reasoning-gym
+    tasks; ``split`` only for ``datasets`` sources.
     """
 
     source: str
@@ -86,7 +89,16 @@ class SourceConfig(BaseModel):
     id_col: str | None = None
     split: str = "train"
     limit: int | None = None
+    offset: int = 0
     seed: int = 0
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Without an offset, the config a manifest records is what it was before offsets existed (earlier runs resume)."""
+        dumped: dict[str, Any] = handler(self)
+        if not self.offset:
+            dumped.pop("offset", None)
+        return dumped
 
 
 def load_problems(cfg: SourceConfig) -> list[Problem]:
@@ -98,6 +110,8 @@ def load_problems(cfg: SourceConfig) -> list[Problem]:
     if cfg.limit is not None and cfg.limit < 1:
         raise UserError(f"source '{cfg.source}': limit must be at least 1 (got {cfg.limit})")
     if cfg.source.startswith(GYM_PREFIX):
+        if cfg.offset:
+            raise UserError(f"source '{cfg.source}': --offset applies to files and datasets; a gym: task draws new problems with another --seed")
         return _load_gym(cfg)
     path = Path(cfg.source).expanduser()
     reader = FILE_READERS.get(path.suffix.lower())
@@ -111,9 +125,10 @@ def load_problems(cfg: SourceConfig) -> list[Problem]:
         id_prefix = path.name
     else:
         raise UserError(f"unknown source '{cfg.source}': expected gym:<task>, a .jsonl/.json/.parquet/.csv file, or a datasets id or path")
-    if cfg.limit is not None:
-        rows = rows[: cfg.limit]
-    return _rows_to_problems(rows, columns, cfg, id_prefix)
+    if cfg.offset and cfg.offset >= len(rows):
+        raise UserError(f"source '{cfg.source}' has {len(rows)} rows: --offset {cfg.offset} leaves none")
+    end = None if cfg.limit is None else cfg.offset + cfg.limit
+    return _rows_to_problems(rows[cfg.offset : end], columns, cfg, id_prefix)
 
 
 class ResolvedSource(BaseModel):
@@ -344,7 +359,7 @@ def _rows_to_problems(rows: list[Row], columns: list[str], cfg: SourceConfig, id
             raise UserError(f"source '{cfg.source}' has no column '{col}' (columns: {', '.join(columns)}); name the right one with {option}{other}")
     problems = []
     seen_ids: set[str] = set()
-    for index, row in enumerate(rows):
+    for index, row in enumerate(rows, start=cfg.offset):
         question = _required_text(row, cfg.question_col, cfg.source, index)
         if cfg.id_col is not None:
             problem_id = _required_text(row, cfg.id_col, cfg.source, index)

@@ -130,7 +130,7 @@ KIND = Kind(
     views={
         "sft": view(sft_view, "prompt+completion", TRL_SFT),
         "dpo": NotTrained("EFT trains the judge by SFT on its kept judgments (the paper has no judge DPO)"),
-        "grpo": NotTrained("EFT rows are supervised judge targets, not RL prompts"),
+        "rl": NotTrained("EFT rows are supervised judge targets, not RL prompts"),
     },
     train_defaults={"sft": TrainDefaults(1e-6, 3, 32, "Zhang et al. 2025, M0 -> M1 on IFT + EFT: 3 epochs, lr 1e-6, batch 32")},
     default_spec="eft.yaml",

@@ -99,7 +99,7 @@ KIND = Kind(
     views={
         "sft": view(sft_view, "prompt+completion", TRL_SFT),
         "dpo": NotTrained("IFT rows are single solutions, not preference pairs"),
-        "grpo": NotTrained("IFT rows are supervised targets; RL prompts come from s2r-rl-prompts"),
+        "rl": NotTrained("IFT rows are supervised targets; RL prompts come from s2r-rl-prompts"),
     },
     train_defaults={"sft": TrainDefaults(1e-6, 3, 32, "Zhang et al. 2025, M0 -> M1 on IFT + EFT: 3 epochs, lr 1e-6, batch 32")},
     default_spec="ift.yaml",

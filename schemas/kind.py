@@ -14,7 +14,7 @@ so a kind is declared without importing anything above the schemas layer.
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import pyarrow as pa
@@ -22,8 +22,8 @@ import pyarrow as pa
 from judgeforge.formats.steps import format_step, solution_text
 from judgeforge.schemas.base import BaseRow
 
-Method = Literal["sft", "dpo", "grpo"]
-METHODS: tuple[Method, ...] = ("sft", "dpo", "grpo")
+Method = Literal["sft", "dpo", "rl"]
+METHODS: tuple[Method, ...] = ("sft", "dpo", "rl")
 Row = dict[str, Any]
 Outcome = Literal["keep", "relabel", "drop"]
 
@@ -60,12 +60,17 @@ S2R = Paper("S$^2$R: Teaching LLMs to Self-verify and Self-correct via Reinforce
 
 @dataclass(frozen=True)
 class TrainDefaults:
-    """Hyper-parameters a paper reports for training on one kind, and where they come from."""
+    """Hyper-parameters a paper reports for training on one kind, and where they come from.
+
+    ``trl`` holds the paper's values of fields of the trainer's own TRL config (e.g. S2R's KL
+    coefficient ``beta``); like the other three they apply only where the user set nothing.
+    """
 
     learning_rate: float
     epochs: float
     batch_size: int
     cite: str
+    trl: Mapping[str, Any] = field(default_factory=dict)
 
 
 ViewFn = Callable[[list[Row], Any], list[Row]]
@@ -89,6 +94,7 @@ class View:
 TRL_SFT = ("trl", "SFTTrainer", "SFTConfig")
 TRL_DPO = ("trl", "DPOTrainer", "DPOConfig")
 TRL_GRPO = ("trl", "GRPOTrainer", "GRPOConfig")
+TRL_RLOO = ("trl", "RLOOTrainer", "RLOOConfig")
 # TRL's DPOTrainer would append EOS to every completion; step-wise DPO ends only a final step with it.
 STEPWISE_DPO = ("judgeforge.train.stepwise_dpo", "StepwiseDPOTrainer", "DPOConfig")
 

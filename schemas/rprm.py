@@ -294,7 +294,7 @@ SFT_KIND = Kind(
     views={
         "sft": view(sft_view, "prompt+completion", TRL_SFT),
         "dpo": NotTrained("rprm_sft rows hold one kept analysis; preference pairs are the rprm_prefs kind"),
-        "grpo": NotTrained("R-PRM trains by SFT then DPO, not RL"),
+        "rl": NotTrained("R-PRM trains by SFT then DPO, not RL"),
     },
     train_defaults={"sft": TrainDefaults(5e-6, 1, 128, f"{_RPRM}, SFT lr 5e-6")},
     default_spec="rprm_sft.yaml",
@@ -310,7 +310,7 @@ PREFS_KIND = Kind(
     views={
         "sft": NotTrained("rprm_prefs rows are preference pairs; SFT data is the rprm_sft kind"),
         "dpo": view(dpo_view, "conversational", TRL_DPO),
-        "grpo": NotTrained("R-PRM trains by SFT then DPO, not RL"),
+        "rl": NotTrained("R-PRM trains by SFT then DPO, not RL"),
     },
     train_defaults={"dpo": TrainDefaults(5e-7, 1, 128, f"{_RPRM}, DPO lr 5e-7 (beta not found)")},
     default_spec="rprm_prefs.yaml",
@@ -326,7 +326,7 @@ SCORES_KIND = Kind(
     row=RprmScoreRow,
     builder=("rprm-score", "judgeforge.builders.rprm_score:RprmScoreBuilder"),
     paper=R_PRM,
-    views={"sft": NotTrained(_SCORES_ONLY), "dpo": NotTrained(_SCORES_ONLY), "grpo": NotTrained(_SCORES_ONLY)},
+    views={"sft": NotTrained(_SCORES_ONLY), "dpo": NotTrained(_SCORES_ONLY), "rl": NotTrained(_SCORES_ONLY)},
     train_defaults={},
     default_spec="rprm_scores.yaml",
     review=SCORES_REVIEW,

@@ -22,7 +22,8 @@ TRL 1.16's ``SFTTrainer`` keeps a ``labels`` column exactly as given — the rob
 mask (a ``completion_mask`` column is ignored unless ``completion_only_loss=True``, and
 ``assistant_only_loss`` needs ``{% generation %}`` markers SmolLM2's template lacks).
 
-``s2r_rl_prompts``: one row per question with a gold answer, for RL: its GRPO view is a conversational
+``s2r_rl_prompts``: one row per question with a gold answer, for RL: its RL view (for TRL's
+``RLOOTrainer``, S2R's own trainer being RLOO-style, or ``GRPOTrainer``) is a conversational
 ``prompt`` plus the ``answer`` and ``problem`` (the whole problem as JSON, so reasoning-gym tasks are
 graded by their own scorer) columns that :mod:`judgeforge.train.rewards` reads.
 """
@@ -41,7 +42,7 @@ from judgeforge.schemas.base import BaseRow
 from judgeforge.schemas.kind import (
     DISCARD_NOTE,
     S2R,
-    TRL_GRPO,
+    TRL_RLOO,
     TRL_SFT,
     CardExtras,
     Kind,
@@ -174,7 +175,7 @@ def trained_tokens(offsets: list[tuple[int, int]], trained: list[bool]) -> list[
     return flags
 
 
-def grpo_view(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+def rl_view(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """``prompt`` (conversational) with the ``answer`` and ``problem`` columns the S2R rewards read."""
     return [{"prompt": [dict(m) for m in row["prompt"]], "answer": row["answer"], "problem": row["problem"]} for row in rows]
 
@@ -277,7 +278,7 @@ TRAJECTORIES_KIND = Kind(
     views={
         "sft": view(sft_view, "input_ids+labels", TRL_SFT, needs_tokenizer=True),
         "dpo": NotTrained("S2R initialises by SFT on trajectories, then trains by RL on s2r_rl_prompts"),
-        "grpo": NotTrained("the RL stage trains on the s2r_rl_prompts kind"),
+        "rl": NotTrained("the RL stage trains on the s2r_rl_prompts kind"),
     },
     train_defaults={"sft": TrainDefaults(5e-6, 5, 32, "Ma et al. 2025, S2R initialisation: 5 epochs, lr 5e-6, batch 32")},
     default_spec="s2r_trajectories.yaml",
@@ -293,10 +294,18 @@ RL_PROMPTS_KIND = Kind(
     views={
         "sft": NotTrained("RL prompts carry no target completion"),
         "dpo": NotTrained("RL prompts carry no preference pairs"),
-        "grpo": view(grpo_view, "prompt+reward columns", TRL_GRPO),
+        "rl": view(rl_view, "prompt+reward columns", TRL_RLOO),
     },
-    train_defaults={"grpo": TrainDefaults(5e-7, 1, 32, "Ma et al. 2025, S2R RL lr 5e-7, KL 0.01; epochs and batch not found (ours: 1, 32)")},
+    train_defaults={
+        "rl": TrainDefaults(
+            5e-7,
+            1,
+            32,
+            "Ma et al. 2025, S2R RL: RLOO-style trainer, lr 5e-7, KL 0.01, sampling at T = 0.7; epochs and batch not found (ours: 1, 32)",
+            trl={"beta": 0.01, "temperature": 0.7},
+        )
+    },
     default_spec="s2r_rl_prompts.yaml",
     review=RL_PROMPTS_REVIEW,
-    card=CardExtras("RL prompts with verifiable answers (S²R)", ("reinforcement-learning", "text-generation"), ("grpo", "self-verification")),
+    card=CardExtras("RL prompts with verifiable answers (S²R)", ("reinforcement-learning", "text-generation"), ("rloo", "self-verification")),
 )

@@ -6,13 +6,20 @@ response to x) and y^l (a response to x', so plausibly a worse answer to x), whi
 shown in (``label``: "A" or "B", also the kept verdict, since only correct verdicts are kept), the kept
 judgment (reasoning + ``[[A]]``/``[[B]]``; its text parses to exactly ``label``, and it is a forced
 verdict only when the build allowed forced verdicts as targets), every judgment sampled for the pair
-with its verdict, and the counts. ``iteration`` and ``judge_model`` say which M_t wrote the judgments,
-so ``loop`` can chain M_t → data → M_{t+1}.
+with its verdict, ``rejected_indices`` (the sampled judgments that may stand against the kept one in a
+preference pair: shown in the same order, naming the worse response, in a seeded order; forced ones
+only when the build allowed forced verdicts as targets), and the counts. ``iteration`` and
+``judge_model`` say which M_t wrote the judgments, so ``loop`` can chain M_t → data → M_{t+1}.
 
-TRL view: conversational SFT ``prompt``/``completion`` (trained on the completion only): the user turn is the pairwise response-judge prompt laid out exactly as the
-judge saw it (y^w in the ``label`` position), the assistant turn the kept judgment, in the format
-:func:`judgeforge.formats.judge.parse_verdict` reads — so a model trained on it judges in the format
-the builder parses.
+TRL views, both on the pairwise response-judge prompt laid out exactly as the judge saw it (y^w in
+the ``label`` position), the judgments in the format :func:`judgeforge.formats.judge.parse_verdict`
+reads — so a model trained on them judges in the format the builder parses:
+
+- SFT (the paper): conversational ``prompt``/``completion``, trained on the kept judgment only;
+- DPO (the released Llama-3.1 judge: SFT, then DPO β 0.1 + NLL, i.e. TRL's ``loss_type: [sigmoid,
+  sft]``): conversational ``prompt``/``chosen``/``rejected`` — the kept (correct) judgment over the
+  first of ``rejected_indices``, an incorrect one of the same pair and order. A row without one gives
+  no pair.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from judgeforge.schemas.base import BaseRow
 from judgeforge.schemas.kind import (
     DISCARD_NOTE,
     SELF_TAUGHT_EVALUATORS,
+    TRL_DPO,
     TRL_SFT,
     CardExtras,
     Kind,
@@ -66,6 +74,7 @@ class SampledJudgment(BaseModel):
 
 class SelfTaughtRow(BaseRow):
     kind: ClassVar[str] = "ste_judgments"
+    schema_version: ClassVar[str] = "2"  # 2: rejected_indices
 
     instruction: str
     similar_instruction: str
@@ -79,6 +88,7 @@ class SelfTaughtRow(BaseRow):
     judgment_index: int
     judgment_forced: bool
     judgments: list[SampledJudgment]
+    rejected_indices: list[int]
     num_judgments: int
     num_correct: int
     num_parsed: int
@@ -98,13 +108,30 @@ def presented(row: dict[str, Any]) -> tuple[str, str]:
 def sft_view(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """Conversational ``prompt`` / ``completion`` for TRL's SFTTrainer: the judge prompt as presented, then
     the kept judgment, the only part trained on."""
-    return [
-        {
-            "prompt": [{"role": "user", "content": response_judge_message(row["instruction"], *presented(row))}],
-            "completion": [{"role": "assistant", "content": row["judgment"]}],
-        }
-        for row in rows
-    ]
+    return [{"prompt": prompt_message(row), "completion": [{"role": "assistant", "content": row["judgment"]}]} for row in rows]
+
+
+def prompt_message(row: dict[str, Any]) -> list[dict[str, str]]:
+    """The user turn of a row's kept judgment: the judge prompt with the responses as presented."""
+    return [{"role": "user", "content": response_judge_message(row["instruction"], *presented(row))}]
+
+
+def dpo_view(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Conversational ``prompt`` / ``chosen`` / ``rejected`` for TRL's DPOTrainer: the kept judgment over an
+    incorrect one sampled for the same pair in the same order (the first of ``rejected_indices``)."""
+    records = []
+    for row in rows:
+        if not row["rejected_indices"]:
+            continue
+        rejected = next(j for j in row["judgments"] if j["index"] == row["rejected_indices"][0])
+        records.append(
+            {
+                "prompt": prompt_message(row),
+                "chosen": [{"role": "assistant", "content": row["judgment"]}],
+                "rejected": [{"role": "assistant", "content": rejected["text"]}],
+            }
+        )
+    return records
 
 
 # --- review ----------------------------------------------------------------------------------------
@@ -167,10 +194,20 @@ KIND = Kind(
     paper=SELF_TAUGHT_EVALUATORS,
     views={
         "sft": view(sft_view, "prompt+completion", TRL_SFT),
-        "dpo": NotTrained("the Self-Taught Evaluator trains the judge by SFT on its correct judgments"),
-        "grpo": NotTrained("Self-Taught judgments are supervised targets, not RL prompts"),
+        "dpo": view(dpo_view, "conversational", TRL_DPO),
+        "rl": NotTrained("Self-Taught judgments are supervised targets, not RL prompts"),
     },
-    train_defaults={"sft": TrainDefaults(1e-6, 1, 32, "Wang et al. 2024, released judge SFT lr 1e-6; epochs and batch not found (ours: 1, 32)")},
+    train_defaults={
+        "sft": TrainDefaults(1e-6, 1, 32, "Wang et al. 2024, released judge SFT lr 1e-6; epochs and batch not found (ours: 1, 32)"),
+        "dpo": TrainDefaults(
+            1e-6,
+            1,
+            32,
+            "Wang et al. 2024, released Llama-3.1 judge: DPO beta 0.1 + NLL (TRL: loss_type sigmoid + sft); its lr, NLL weight, epochs and batch not found "
+            "(ours: lr 1e-6 as its SFT, NLL weight 1.0 as RPO, 1 epoch, batch 32)",
+            trl={"beta": 0.1, "loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, 1.0]},
+        ),
+    },
     default_spec="ste_judgments.yaml",
     review=REVIEW,
     card=CardExtras("Synthetic judge training data (Self-Taught Evaluator)", ("text-generation",), ("llm-as-a-judge", "reward-model")),

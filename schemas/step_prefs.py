@@ -203,7 +203,7 @@ KIND = Kind(
     views={
         "sft": NotTrained("step preferences are pairs; the M0 -> M1 SFT data is the ift and eft kinds"),
         "dpo": view(dpo_view, "stepwise", STEPWISE_DPO, needs_tokenizer=True),
-        "grpo": NotTrained("the paper trains on step preferences by step-wise DPO, not RL"),
+        "rl": NotTrained("the paper trains on step preferences by step-wise DPO, not RL"),
     },
     train_defaults={"dpo": TrainDefaults(5e-7, 1, 32, "Zhang et al. 2025, step-wise DPO: 1 epoch, lr 5e-7, batch 32 (beta not found)")},
     default_spec="step_prefs.yaml",

@@ -1,4 +1,4 @@
-"""Helpers shared by the tests: reading run dirs, tiny build settings, tiny real TRL training runs."""
+"""Helpers shared by the tests: reading and writing run dirs, tiny build settings, tiny models, tiny real TRL training runs."""
 
 from __future__ import annotations
 
@@ -8,7 +8,10 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
+from judgeforge.files import write_json
 from judgeforge.models import ModelRef, load_tokenizer
+from judgeforge.runs import RunDir
+from judgeforge.schemas.base import BaseRow, RowMeta, rows_to_table
 
 STEP_PREFS_TINY = [
     "--source",
@@ -27,6 +30,15 @@ STEP_PREFS_TINY = [
     "3",
 ]
 
+
+def rprm_pair(question: str, previous_steps: list[str], now_step: str, chosen: str, rejected: str) -> dict[str, Any]:
+    """The fields of one rprm_prefs row (a right and a wrong analysis of ``now_step``) for :func:`write_run`."""
+    counts = {"num_analyses": 2, "num_matching": 1, "num_mismatching": 1, "num_malformed": 0, "chosen_index": 0, "rejected_index": 1}
+    verdicts = {"chosen_verdict": "Yes", "rejected_verdict": "No", "chosen_forced_verdict": False, "rejected_forced_verdict": False}
+    step = {"question": question, "previous_steps": previous_steps, "now_step": now_step, "step_index": len(previous_steps), "label": "Yes"}
+    return {**step, "gold_answer": "7", **counts, **verdicts, "chosen": chosen, "rejected": rejected}
+
+
 # Two optimiser steps of two examples: what every recipe test trains (the real model, CPU).
 TINY_TRAIN = ["--max-steps", "2", "--batch-size", "2", "--micro-batch-size", "2", "--logging-steps", "1"]
 
@@ -37,6 +49,47 @@ def read_rows(run: Path) -> list[dict[str, Any]]:
     """Every row of a run dir, sorted by id."""
     rows = [r for shard in sorted((run / "data").glob("shard-*.parquet")) for r in pq.read_table(shard).to_pylist()]
     return sorted(rows, key=lambda r: r["id"])
+
+
+def write_run(root: Path, row_model: type[BaseRow], rows: list[dict[str, Any]], source_ids: list[str] | None = None) -> Path:
+    """A finished one-shard run dir of ``row_model``'s kind holding ``rows`` (problem ``s<i>`` each, unless ``source_ids``)."""
+    meta = RowMeta(builder="test", builder_version="0", run_id=root.name, model="test")
+    ids = source_ids or [f"s{i}" for i in range(len(rows))]
+    validated = [row_model(id=f"r{i}", source_id=sid, meta=meta, **row) for i, (row, sid) in enumerate(zip(rows, ids, strict=True))]
+    RunDir(root, row_model.kind).write_chunk(0, rows_to_table(row_model, validated), {})
+    write_json(root / "manifest.json", {"status": "complete", "kind": row_model.kind, "run_id": root.name})
+    return root
+
+
+def tiny_llama(smollm2: ModelRef, path: Path, zero_attention: bool = False) -> Path:
+    """A 2-layer Llama with the embedded model's vocabulary and tokenizer and random weights, saved at ``path``.
+
+    ``zero_attention`` zeroes every attention output projection, so each position's logits depend on its own token only.
+    """
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    config = AutoConfig.from_pretrained(smollm2.path)
+    config.update(
+        {
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+            "head_dim": 16,
+            "initializer_range": 0.2,
+        }
+    )
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config)
+    if zero_attention:
+        with torch.no_grad():
+            for layer in model.model.layers:
+                layer.self_attn.o_proj.weight.zero_()
+    model.save_pretrained(path)
+    AutoTokenizer.from_pretrained(smollm2.path).save_pretrained(path)
+    return path
 
 
 def _losses(trainer: Any) -> list[float]:

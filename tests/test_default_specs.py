@@ -375,6 +375,7 @@ def ste(id: str, label: str, instruction: str, **fields: Any) -> SelfTaughtRow:
         judgment_index=0,
         judgment_forced=False,
         judgments=[SampledJudgment(index=0, better_shown_as=label, text=text, verdict=label, forced=False, p_a=None, correct=True)],
+        rejected_indices=[],
         num_judgments=1,
         num_correct=1,
         num_parsed=1,

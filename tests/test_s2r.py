@@ -21,7 +21,7 @@ from judgeforge.chat import render_prompt
 from judgeforge.cli import main
 from judgeforge.formats.s2r import VERIFY_LEAD, parse_verdict, policy_messages, split_segments
 from judgeforge.models import ModelRef, load_tokenizer
-from judgeforge.schemas.s2r import IGNORE_INDEX, grpo_view, sft_view
+from judgeforge.schemas.s2r import IGNORE_INDEX, rl_view, sft_view
 from judgeforge.sources import SourceConfig, load_problems
 from judgeforge.train.rewards import outcome_reward, process_reward
 from judgeforge.verify import check_answer
@@ -227,7 +227,7 @@ def test_rl_prompts_carry_the_policy_prompt_and_gold(prompts_run: Path) -> None:
 
 def test_rewards_score_the_models_real_completions(rows: list[dict[str, Any]], prompts_run: Path) -> None:
     prompt_rows = read_rows(prompts_run)
-    columns_by_id = {r["id"]: view for r, view in zip(prompt_rows, grpo_view(prompt_rows), strict=True)}
+    columns_by_id = {r["id"]: view for r, view in zip(prompt_rows, rl_view(prompt_rows), strict=True)}
     for row in rows:
         columns = {k: [columns_by_id[row["id"]][k]] for k in ("answer", "problem")}
         for sample in row["samples"]:  # never verified: no answer stands, right or wrong
@@ -241,12 +241,17 @@ def test_rewards_score_the_models_real_completions(rows: list[dict[str, Any]], p
             assert outcome_reward([None], [checked], None, **columns) == [float(sample["correct"] and v["verdict"] == "correct")]
 
 
-def test_grpo_recipe_trains_with_the_outcome_and_process_rewards(prompts_run: Path, tmp_path: Path) -> None:
-    options = ["--num-generations", "2", "--max-completion-length", "8", "--process-weight", "0.5"]
-    manifest = train_tiny("grpo", [prompts_run], tmp_path / "rl", *options)
-    assert manifest["trainer"] == "GRPOTrainer" and manifest["hyperparameters"]["beta"] == 0.01
+@pytest.mark.parametrize(("trainer", "reward"), [("rloo", "outcome"), ("rloo", "process"), ("grpo", "process")])
+def test_rl_recipe_trains_with_one_reward_variant(prompts_run: Path, tmp_path: Path, trainer: str, reward: str) -> None:
+    """RLOO (the default for s2r_rl_prompts, S2R's own trainer being RLOO-style) or GRPO, with exactly one of the two rewards."""
+    options = ["--reward", reward, "--trl.num_generations=2", "--trl.max_completion_length=8", *(["--trainer", trainer] if trainer == "grpo" else [])]
+    manifest = train_tiny("rl", [prompts_run], tmp_path / "rl", *options)
+    assert manifest["trainer"] == {"rloo": "RLOOTrainer", "grpo": "GRPOTrainer"}[trainer] and manifest["method"] == "rl"
+    assert manifest["trl_config"]["beta"] == 0.01 and manifest["trl_config"]["temperature"] == 0.7  # S2R's KL and sampling temperature
+    assert manifest["hyperparameters"]["reward"] == reward and manifest["trl_config"]["reward_weights"] is None
     logged = {k for h in manifest["log_history"] for k in h}
-    assert {"rewards/outcome_reward/mean", "rewards/process_reward/mean"} <= logged
+    other = {"outcome": "process", "process": "outcome"}[reward]
+    assert f"rewards/{reward}_reward/mean" in logged and f"rewards/{other}_reward/mean" not in logged  # one variant, never the sum
 
 
 def test_a_source_without_gold_is_refused_and_questions_without_it_are_counted_and_never_sampled(

@@ -30,7 +30,7 @@ from judgeforge.formats.s2r import (
 )
 from judgeforge.schemas.s2r import IGNORE_INDEX, S2RTrajectoryRow, sft_view
 from judgeforge.sources import Problem
-from judgeforge.train.rewards import outcome_reward, process_reward, reward_setup
+from judgeforge.train.rewards import outcome_reward, process_reward
 from tests.scripted import ScriptedEngine
 
 
@@ -153,13 +153,9 @@ def test_outcome_and_process_rewards(completion: str, outcome: float, process: f
     assert outcome_reward([[{"role": "user", "content": "q"}]], conversational, None, **GOLD) == [outcome]
 
 
-def test_rewards_need_a_gold_column_and_setup_drops_zero_weights() -> None:
+def test_rewards_need_a_gold_column() -> None:
     with pytest.raises(ValueError, match="'answer'"):
         outcome_reward(["p"], ["\\boxed{5}"], None, trainer_state=None)
-    assert reward_setup() == ([outcome_reward, process_reward], [1.0, 1.0])
-    assert reward_setup(process_weight=0.0) == ([outcome_reward], [1.0])
-    with pytest.raises(ValueError):
-        reward_setup(0.0, 0.0)
 
 
 def test_forced_verdict_takes_the_likelier_word() -> None:

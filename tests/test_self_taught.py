@@ -34,7 +34,7 @@ from judgeforge.cli import main
 from judgeforge.engines.base import Completion, Request, SamplingParams
 from judgeforge.formats.judge import VERDICT_LEAD, format_judgment, parse_verdict, response_judge_message
 from judgeforge.formats.verdicts import SlotReading, draw
-from judgeforge.schemas.self_taught import SampledJudgment, sft_view
+from judgeforge.schemas.self_taught import SampledJudgment, dpo_view, sft_view
 from judgeforge.sources import Problem
 from tests.helpers import assert_pipeline_on, read_rows, train_tiny
 from tests.scripted import ScriptedEngine, forced
@@ -257,6 +257,31 @@ def test_scripted_build_judges_every_pair_in_both_orders() -> None:
     assert rows and {tuple(sorted(j.better_shown_as for j in row.judgments)) for row in rows} == {("A", "B")}
 
 
+def test_rows_name_the_wrong_judgments_of_their_order_as_dpo_rejecteds() -> None:
+    """rejected_indices: exactly the pair's judgments shown in the kept one's order that name the worse response."""
+    engine = scripted_model()
+    right = engine.respond
+
+    def respond(r: Request, params: SamplingParams, k: int) -> Completion | str:
+        if r.messages[-1]["content"].startswith("You are an impartial judge") and r.seed % 3 == 0:  # a seeded third are wrong
+            a = re.search(r"\[Response A\]\n(.*)\n\n\[Response B\]", r.messages[-1]["content"], re.DOTALL).group(1)  # type: ignore[union-attr]
+            return Completion(text=format_judgment("It answers the question.", "B" if "legs" in a else "A"))
+        return right(r, params, k)
+
+    engine.respond = respond
+    builder, rows = scripted_build(engine, num_judgments=6, keep_per_pair=2)
+    assert rows
+    for row in rows:
+        wrong = {j.index for j in row.judgments if j.better_shown_as == row.label and j.verdict is not None and j.verdict != row.label}
+        assert set(row.rejected_indices) == wrong and len(row.rejected_indices) == len(wrong)
+    assert builder.stats["rows_without_rejected"] == sum(not row.rejected_indices for row in rows)
+    assert 0 < builder.stats["rows_without_rejected"] < len(rows)
+    # A forced wrong verdict stands as a rejected one only where forced verdicts may be targets.
+    builder, rows = scripted_build(scripted_model("verdictless", p_a=0.5), num_judgments=4, allow_forced_verdicts=True)
+    assert any(row.rejected_indices for row in rows)
+    assert all(next(j for j in row.judgments if j.index == k).forced for row in rows for k in row.rejected_indices)
+
+
 # --- end to end on the embedded model --------------------------------------------------------------------
 
 slow = pytest.mark.slow
@@ -305,6 +330,9 @@ def test_build_writes_balanced_correct_judgments_and_a_full_manifest(ste_run: Pa
         assert parse_verdict(row["judgment"]) == row["label"]  # the SFT target parses to the right verdict
         for j in row["judgments"]:
             assert j["correct"] == (j["verdict"] == j["better_shown_as"])
+        by_index = {j["index"]: j for j in row["judgments"]}
+        assert all(by_index[k]["better_shown_as"] == row["label"] and by_index[k]["verdict"] not in (None, row["label"]) for k in row["rejected_indices"])
+    assert stats["rows_without_rejected"] == sum(not row["rejected_indices"] for row in rows)
 
 
 @slow
@@ -337,6 +365,21 @@ def test_sft_view_is_the_judge_prompt_as_presented_and_trains_two_steps(ste_run:
         assert parse_verdict(assistant["content"]) == row["label"]
     manifest = train_tiny("sft", [ste_run], tmp_path / "sft")
     assert manifest["examples"] == len(records) and all(r["loss"] == r["loss"] and r["loss"] > 0 for r in manifest["losses"])
+
+
+@slow
+def test_dpo_plus_nll_recipe_trains_two_steps_on_the_judges_own_pairs(ste_run: Path, tmp_path: Path) -> None:
+    """The shipped ste-dpo.yaml: DPO beta 0.1 + NLL of the chosen judgment (the released Llama-3.1 judge's recipe)."""
+    import math
+
+    records = dpo_view(read_rows(ste_run))
+    assert records, "no kept judgment has a wrong one of its pair in its order"
+    manifest = train_tiny("ste-dpo.yaml", [ste_run], tmp_path / "dpo", "--model", "smollm2")
+    assert manifest["trainer"] == "DPOTrainer" and manifest["examples"] == len(records) and manifest["steps"] == 2
+    config = manifest["trl_config"]
+    assert config["loss_type"] == ["sigmoid", "sft"] and config["loss_weights"] == [1.0, 1.0] and config["beta"] == 0.1
+    # At step 1 the policy is its reference: DPO alone is exactly ln 2; the NLL of the chosen judgment comes on top.
+    assert manifest["losses"][0]["loss"] > math.log(2) + 0.1
 
 
 @slow

@@ -18,19 +18,17 @@ import pytest
 from click.testing import CliRunner
 
 from judgeforge.cli import main
-from judgeforge.files import write_json
 from judgeforge.formats.judge import judge_user_message, response_judge_message
 from judgeforge.formats.rprm import analysis_user_message
 from judgeforge.formats.steps import policy_user_message, solution_text
 from judgeforge.models import ModelRef
-from judgeforge.runs import RunDir
 from judgeforge.schemas import eft, ift, rprm, self_taught
-from judgeforge.schemas.base import BaseRow, RowMeta, rows_to_table
 from judgeforge.schemas.ift import IftRow
 from judgeforge.schemas.kind import View
 from judgeforge.schemas.registry import all_kinds
 from judgeforge.schemas.rprm import RprmPrefsRow
 from judgeforge.schemas.s2r import S2RTrajectoryRow
+from tests.helpers import rprm_pair, tiny_llama, write_run
 
 QUESTION = "Tom has 3 apples and buys 4 more. How many apples does he have?"
 STEPS = ["Step 1: He has 3+4=7 apples.", "Step 2: The answer is 7."]
@@ -40,39 +38,7 @@ LONG = " ".join(["and then he counted them again"] * 80)  # ~480 tokens
 @pytest.fixture(scope="module")
 def tiny_model(smollm2: ModelRef, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 2-layer Llama with the embedded model's vocabulary and tokenizer, random weights, attention off."""
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-
-    config = AutoConfig.from_pretrained(smollm2.path)
-    config.update(
-        {
-            "hidden_size": 64,
-            "intermediate_size": 128,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 4,
-            "num_key_value_heads": 2,
-            "head_dim": 16,
-            "initializer_range": 0.2,
-        }
-    )
-    torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(config)
-    with torch.no_grad():
-        for layer in model.model.layers:
-            layer.self_attn.o_proj.weight.zero_()
-    path = tmp_path_factory.mktemp("tiny-llama")
-    model.save_pretrained(path)
-    AutoTokenizer.from_pretrained(smollm2.path).save_pretrained(path)
-    return path
-
-
-def write_run(root: Path, row_model: type[BaseRow], rows: list[dict[str, Any]]) -> Path:
-    """A finished one-shard run dir of ``row_model``'s kind holding ``rows``."""
-    meta = RowMeta(builder="test", builder_version="0", run_id=root.name, model="test")
-    validated = [row_model(id=f"r{i}", source_id=f"s{i}", meta=meta, **row) for i, row in enumerate(rows)]
-    RunDir(root, row_model.kind).write_chunk(0, rows_to_table(row_model, validated), {})
-    write_json(root / "manifest.json", {"status": "complete", "kind": row_model.kind, "run_id": root.name})
-    return root
+    return tiny_llama(smollm2, tmp_path_factory.mktemp("tiny-llama"), zero_attention=True)
 
 
 def ift_run(root: Path, *solutions: tuple[str, list[str]]) -> Path:
@@ -220,27 +186,9 @@ def test_pretokenised_s2r_rows_longer_than_max_length_are_dropped_and_counted(ti
 
 def test_dpo_pairs_longer_than_max_length_are_dropped_and_counted(tiny_model: Path, tmp_path: Path) -> None:
     """TRL's DPO collator cuts prompt + completion at max_length (an analysis loses its verdict): such pairs are dropped."""
-    case = {
-        "question": QUESTION,
-        "previous_steps": STEPS[:1],
-        "now_step": STEPS[1],
-        "step_index": 1,
-        "label": "Yes",
-        "gold_answer": "7",
-        "num_analyses": 2,
-        "num_matching": 1,
-        "num_mismatching": 1,
-        "num_malformed": 0,
-        "chosen_verdict": "Yes",
-        "rejected_verdict": "No",
-        "chosen_forced_verdict": False,
-        "rejected_forced_verdict": False,
-        "chosen_index": 0,
-        "rejected_index": 1,
-    }
     rows = [
-        {**case, "chosen": "The step is right. Verdict: Yes", "rejected": "The step is wrong. Verdict: No"},
-        {**case, "chosen": f"The step is right: {LONG}. Verdict: Yes", "rejected": "The step is wrong. Verdict: No"},
+        rprm_pair(QUESTION, STEPS[:1], STEPS[1], "The step is right. Verdict: Yes", "The step is wrong. Verdict: No"),
+        rprm_pair(QUESTION, STEPS[:1], STEPS[1], f"The step is right: {LONG}. Verdict: Yes", "The step is wrong. Verdict: No"),
     ]
     run = write_run(tmp_path / "rprm_prefs", RprmPrefsRow, rows)
     code, output, manifest = train("dpo", run, tmp_path / "out", tiny_model, "--max-length", "400")

@@ -115,6 +115,17 @@ def test_default_ids_limit_and_no_gold() -> None:
     assert [p.answer for p in no_gold] == [None] * 5
 
 
+def test_offset_skips_rows_and_keeps_their_ids() -> None:
+    source = _write_jsonl("block.jsonl", [{"question": f"q{i}", "answer": i} for i in range(5)])
+    problems = load_problems(SourceConfig(source=source, offset=3, limit=4))
+    assert [(p.id, p.question, p.meta["row"]) for p in problems] == [("block:3", "q3", 3), ("block:4", "q4", 4)]
+    assert "offset" not in SourceConfig(source=source).model_dump() and SourceConfig(source=source, offset=3).model_dump()["offset"] == 3
+    with pytest.raises(UserError, match="has 5 rows: --offset 5 leaves none"):
+        load_problems(SourceConfig(source=source, offset=5))
+    with pytest.raises(UserError, match="a gym: task draws new problems with another --seed"):
+        load_problems(SourceConfig(source="gym:basic_arithmetic", offset=1, limit=1))
+
+
 def test_csv_keeps_answers_as_written() -> None:
     Path("codes.csv").write_text("question,answer\nlock code?,007\nprice?,1.50\n", encoding="utf-8")
     assert [p.answer for p in load_problems(SourceConfig(source="codes.csv"))] == ["007", "1.50"]

@@ -49,18 +49,18 @@ def test_dpo_recipe_from_yaml_and_from_options_are_the_same_training(step_prefs_
         }
     ]
     assert manifest["base_model"]["weights_hash"] == resolve_model("smollm2").weights_hash
-    assert manifest["hyperparameters"]["learning_rate"] == 5e-7 and manifest["hyperparameters"]["beta"] == 0.1
+    assert manifest["hyperparameters"]["learning_rate"] == 5e-7 and manifest["trl_config"]["beta"] == 0.1
     assert manifest["versions"]["trl"].startswith("1.") and manifest["device"] == "cpu"
     assert manifest["steps"] == 2 and manifest["final_loss"] == manifest["losses"][-1]["loss"]
     trained = resolve_model(str(out)).weights_hash
     assert trained != manifest["base_model"]["weights_hash"]
-    # The same training given as options (the paper defaults filled in) is recognised as done.
+    # The same training given as options (the paper defaults and TRL's beta filled in) is recognised as done.
     before = (out / "model.safetensors").stat().st_mtime_ns
     again = train_or_result("dpo", step_prefs_run, out)
     assert again.exit_code == 0 and "already trained" in again.output
     assert (out / "model.safetensors").stat().st_mtime_ns == before
     # Other settings into the same --out are refused, nothing is overwritten.
-    other = invoke("train", "dpo", "--data", str(step_prefs_run), "--out", str(out), *TINY_TRAIN, "--max-length", "384", "--beta", "0.2")
+    other = invoke("train", "dpo", "--data", str(step_prefs_run), "--out", str(out), *TINY_TRAIN, "--max-length", "384", "--trl.beta=0.2")
     assert other.exit_code == 2 and "trained with other data or settings" in other.output
     assert (out / "model.safetensors").stat().st_mtime_ns == before
 
@@ -114,7 +114,7 @@ def test_a_killed_training_resumes_from_its_last_checkpoint(step_prefs_run: Path
 
 
 def test_recipes_refuse_kinds_they_cannot_train_on(step_prefs_run: Path, tmp_path: Path) -> None:
-    for method in ("sft", "grpo"):
+    for method in ("sft", "rl"):
         result = invoke("train", method, "--data", str(step_prefs_run), "--out", str(tmp_path / method))
         assert result.exit_code == 2
         assert f"holds 'step_prefs' rows: 'judgeforge train {method}' trains on" in result.output
@@ -139,7 +139,7 @@ def test_yaml_recipes_are_checked_before_anything_runs(tmp_path: Path) -> None:
     result = invoke("train", str(bad))
     assert result.exit_code == 2 and f"{bad}: unknown field(s) lr" in result.output
     bad.write_text("recipe: ppo\n")
-    assert "needs a 'recipe:' key, one of sft, dpo, grpo" in invoke("train", str(bad)).output
+    assert "needs a 'recipe:' key, one of sft, dpo, rl" in invoke("train", str(bad)).output
     bad.write_text("recipe: sft\nepochs: many\n")
     assert "field 'epochs'" in invoke("train", str(bad)).output
     assert "shipped recipes: m1-sft.yaml" in invoke("train", "missing.yaml").output
@@ -256,12 +256,51 @@ def test_loop_options_are_checked_before_anything_runs(tmp_path: Path) -> None:
         ("--eval-seed", "1", "--iterations", "3"): "--eval-seed 1 is one of the build seeds (0..2)",
         ("--build-args", "--limit 3"): "--build-args may not set --limit: the loop sets them",
         ("--train-args", "--model x --out y"): "--train-args may not set --model, --out: the loop sets them",
-        ("--build-args", "--judge-max-tokens '16"): "--build-args/--train-args: No closing quotation",
+        ("--build-args", "--judge-max-tokens '16"): "--build-args: No closing quotation",
+        ("--build-args", "--offset 4"): "--build-args may not set --offset: the loop sets them",
+        ("--from-m0", "--eval-seed", "3", "--iterations", "3"): "--eval-seed 3 is one of the build seeds (0..3)",
+        ("--from-m0", "--ift-args", "--from samples"): "--ift-args may not set --from: the loop sets them",
+        ("--from-m0", "--sft-args", "--data x"): "--sft-args may not set --data: the loop sets them",
+        ("--m0-limit", "4"): "--m0-limit: the M0 → M1 stage runs only with --from-m0",
+        ("--ift-from", "samples"): "--ift-from: the M0 → M1 stage runs only with --from-m0",
+        ("--train-args", "--lora-r 8"): "--train-args: with --lora-r add --merge",
+        ("--from-m0", "--sft-args", "--peft.r=8 --max-steps 2"): "--sft-args: with --lora-r add --merge",
+        ("--problems-per-iteration", "400,800", "--iterations", "3"): "one count (≥ 1) for every iteration, or one per iteration (3)",
+        ("--problems-per-iteration", "many"): "--problems-per-iteration 'many': give whole numbers separated by commas",
     }
     for args, message in cases.items():
         result = invoke("loop", "--method", "self-rewarding", *args, "--out", str(out))
         assert result.exit_code == 2 and message in result.output, result.output
         assert not out.exists()
+    result = invoke("loop", "--method", "self-taught", "--from-m0", "--out", str(out))
+    assert result.exit_code == 2 and "--from-m0: the M0 → M1 stage (IFT + EFT, then SFT) is process-based self-rewarding's" in result.output
+
+
+def test_each_build_of_the_loop_takes_new_problems(tmp_path: Path) -> None:
+    """A file source advances by rows (M0's block first, then each iteration's); a gym: task by seed."""
+    from rich.console import Console
+
+    from judgeforge.options import EngineChoices, EngineSpec
+    from judgeforge.train.loop import Loop, build_settings
+
+    common: dict[str, Any] = dict(
+        method="self-rewarding", engines=EngineChoices(policy=EngineSpec()), limit=16, seed=5, eval_limit=2, eval_seed=10_000, eval_max_tokens=8, spec=None
+    )
+    common |= dict(build_args="", train_args="")
+    settings = build_settings(
+        iterations=3, source="problems.jsonl", eval_source="held.jsonl", from_m0=True, m0_limit=3, problems_per_iteration="4,8,12", **common
+    )
+    loop = Loop(settings, tmp_path / "file", Console())
+
+    def problems(argv: list[str]) -> tuple[str | None, ...]:
+        return tuple(argv[argv.index(flag) + 1] if flag in argv else None for flag in ("--limit", "--seed", "--offset"))
+
+    assert problems(loop.m0_build_argv("ift")) == problems(loop.m0_build_argv("eft")) == ("3", "5", "0")
+    assert [problems(loop.build_argv(i)) for i in (1, 2, 3)] == [("4", "6", "3"), ("8", "7", "7"), ("12", "8", "15")]
+    ift = loop.m0_build_argv("ift")
+    assert loop.model_in(1) == str(tmp_path / "file" / "m0" / "model") and ift[:2] == ["build", "ift"] and ift[ift.index("--from") + 1] == "gold"
+    gym = Loop(build_settings(iterations=2, source="gym:basic_arithmetic", eval_source=None, **common), tmp_path / "gym", Console())
+    assert [problems(gym.build_argv(i)) for i in (1, 2)] == [("16", "5", None), ("16", "6", None)] and gym.model_in(1) == "smollm2"
 
 
 @slow
@@ -321,3 +360,78 @@ def test_self_taught_loop_judges_with_m_i_and_fine_tunes_the_seed_model(tmp_path
         (measured,) = json.loads(path.read_text())
         assert record["judge"]["accuracy"] == measured["overall"]["accuracy"] and measured["overall"]["pairs"] == 6
     assert [json.loads(p.read_text())[0]["model"] for _, p in evals] == ["smollm2", str(out / "iter-1/model"), str(out / "iter-2/model")]
+
+
+ARITHMETIC = Path(__file__).resolve().parents[1] / "docs" / "examples" / "arithmetic-steps.jsonl"
+"""The README's easy problems with GSM8K-style worked answers ('#### N'): gold IFT solutions, EFT candidates the 135M model sometimes gets right."""
+
+
+@slow
+def test_loop_from_m0_builds_ift_and_eft_trains_m1_then_runs_dpo_on_new_problems(tmp_path: Path) -> None:
+    source, held = ARITHMETIC, tmp_path / "held.jsonl"
+    held.write_text("".join(json.dumps({"question": f"What is {n} + 1?", "answer": str(n + 1)}) + "\n" for n in (11, 12)))
+    out = tmp_path / "loop"
+    args = [
+        "loop",
+        "--method",
+        "self-rewarding",
+        "--from-m0",
+        "--iterations",
+        "1",
+        "--source",
+        str(source),
+        "--m0-limit",
+        "4",
+        "--problems-per-iteration",
+        "2",
+        "--eval-source",
+        str(held),
+        "--eval-limit",
+        "2",
+        "--eval-max-tokens",
+        "24",
+        "--spec",
+        "step_prefs_weak_judge",
+        "--eft-args",
+        "--num-candidates 4 --rollouts 2 --max-step-tokens 24 --rollout-max-tokens 48 --judge-max-tokens 16 --judgment-source rollouts",
+        "--sft-args",
+        "--max-steps 2 --batch-size 2 --micro-batch-size 2 --logging-steps 1 --max-length 512",
+        "--build-args",
+        "--num-candidates 3 --max-steps 2 --max-step-tokens 24 --judge-max-tokens 16 --tie-epsilon 0",
+        "--train-args",
+        "--max-steps 2 --batch-size 2 --micro-batch-size 2 --logging-steps 1 --max-length 384",
+        "--out",
+        str(out),
+    ]
+    wide = {**os.environ, "COLUMNS": "200"}
+    result = subprocess.run([sys.executable, "-m", "judgeforge.cli", *args], capture_output=True, text=True, env=wide)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    state = json.loads((out / "loop.json").read_text())
+    m0, [iteration] = state["m0"], state["iterations"]
+    assert state["status"] == "complete" and state["baseline"]["model"] == "smollm2" and (out / "eval-m0.json").is_file()
+    assert set(m0) >= {"ift", "eft", "train", "eval"} and m0["eval"]["graded"] == 2
+    # M0 → M1: IFT (gold) and EFT built by M0 on the first 4 problems, M0 fine-tuned on both.
+    builds = {kind: json.loads((out / f"m0/build/{kind}/manifest.json").read_text()) for kind in ("ift", "eft")}
+    for kind, build in builds.items():
+        assert build["rows_out"] == m0[kind]["rows"] > 0 and build["source"]["limit"] == 4 and build["source"].get("offset", 0) == 0
+    assert builds["ift"]["config"]["mode"] == "gold" and builds["eft"]["models"]["policy"]["weights_hash"] == resolve_model("smollm2").weights_hash
+    m1 = json.loads((out / "m0/model/training_manifest.json").read_text())
+    assert m1["method"] == "sft" and m1["base_model"]["name"] == "smollm2" and [d["kind"] for d in m1["data"]] == ["ift", "eft"]
+    assert m1["train_loss"] == m0["train"]["train_loss"] and m1["hyperparameters"]["learning_rate"] == 1e-6  # the paper's M0 → M1 value
+    # Iteration 1 starts from M1 and builds on the next two problems, none of M0's.
+    assert iteration["model_in"] == str(out / "m0/model")
+    step_prefs = json.loads((out / "iter-1/build/step_prefs/manifest.json").read_text())
+    assert step_prefs["source"]["offset"] == 4 and step_prefs["source"]["limit"] == 2
+    assert step_prefs["models"]["policy"]["weights_hash"] == resolve_model(str(out / "m0/model")).weights_hash
+    m0_problems = {r["source_id"] for kind in ("ift", "eft") for r in read_rows(out / f"m0/build/{kind}")}
+    assert m0_problems and {r["source_id"] for r in read_rows(out / "iter-1/build/step_prefs")}.isdisjoint(m0_problems)
+    m2 = json.loads((out / "iter-1/model/training_manifest.json").read_text())
+    assert m2["method"] == "dpo" and m2["base_model"]["name"] == str(out / "m0/model")
+    assert "M0→M1" in result.stdout and "M2" in result.stdout and (out / "loop.png").stat().st_size > 0
+    # Resumable stage by stage: with the M0 stage's eval forgotten, a re-run redoes that one stage and nothing else.
+    del state["m0"]["eval"]
+    (out / "loop.json").write_text(json.dumps(state))
+    again = subprocess.run([sys.executable, "-m", "judgeforge.cli", *args], capture_output=True, text=True, env=wide)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "M0 → M1 · eval" in again.stdout and "M0 → M1 · ift" not in again.stdout and "iteration 1/1 · build" not in again.stdout
+    assert json.loads((out / "loop.json").read_text())["m0"]["eval"]["graded"] == 2

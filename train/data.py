@@ -9,12 +9,16 @@ into the training manifest, so a checkpoint always says which data made it.
 Every SFT view says which tokens are targets, as the papers train: a conversational ``prompt`` /
 ``completion`` (TRL trains on the completion only) or pre-tokenised ``input_ids`` with ``labels`` that
 carry -100 where nothing is learnt. None is a chat ``messages`` record, which TRL trains on whole.
+
+An eval split is held out **by problem**: :func:`hold_out` takes the given share of the runs' distinct
+``source_id`` values, the ones whose SHA-256 sorts first (the same problems every time, whatever the
+seed), so no problem is in both splits — IFT and EFT rows of one problem go to the same side.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -108,30 +112,57 @@ def empty_reason(manifest: Manifest) -> str:
     return "; ".join(manifest.curation.diagnosis if manifest.curation is not None else diagnose_build(manifest))
 
 
-def trainer_class(runs: Sequence[DataRun], method: Method) -> Any:
-    """The trainer class the runs' views declare (one record format, so one trainer), imported."""
-    import importlib
-
-    trainers = {_view(r.kind, method).trainer[:2] for r in runs}
-    if len(trainers) > 1:
-        raise UserError(f"--data mixes kinds whose views need different trainers ({', '.join(sorted(f'{m}.{c}' for m, c in trainers))}); train them separately")
-    ((module, name),) = trainers
-    return getattr(importlib.import_module(module), name)
+def trainer_spec(runs: Sequence[DataRun], method: Method) -> tuple[str, str, str]:
+    """The (module, trainer class, TRL config class) the runs' views name (one record format, so one trainer)."""
+    specs = {_view(r.kind, method).trainer for r in runs}
+    if len(specs) > 1:
+        raise UserError(f"--data mixes kinds whose views need different trainers ({', '.join(sorted(f'{m}.{c}' for m, c, _ in specs))}); train them separately")
+    (spec,) = specs
+    return spec
 
 
-def training_dataset(runs: Sequence[DataRun], method: Method, tokenizer: Any) -> Any:
-    """The TRL records of every run, in ``--data`` order, as one ``datasets.Dataset``.
+@dataclass(frozen=True)
+class HeldOut:
+    """The problems (``source_id`` values) held out of training, and how many there were in all."""
+
+    source_ids: frozenset[str]
+    total: int
+    fraction: float
+
+    def describe(self) -> dict[str, Any]:
+        digest = hashlib.sha256("\n".join(sorted(self.source_ids)).encode()).hexdigest()
+        return {"fraction": self.fraction, "problems": len(self.source_ids), "of": self.total, "source_ids_sha256": digest}
+
+
+def hold_out(runs: Sequence[DataRun], fraction: float) -> HeldOut:
+    """``fraction`` of the runs' distinct problems (at least one, never all), chosen by the hash of their ``source_id``."""
+    ids = {sid for run in runs for shard in run.shards for sid in pq.read_table(shard, columns=["source_id"]).column("source_id").to_pylist()}
+    count = max(1, round(fraction * len(ids)))
+    if count >= len(ids):
+        raise UserError(f"--eval-fraction {fraction} holds out {count} of the {len(ids)} problems in --data: nothing is left to train on; lower it")
+    ranked = sorted(ids, key=lambda sid: hashlib.sha256(sid.encode()).hexdigest())
+    return HeldOut(frozenset(ranked[:count]), len(ids), fraction)
+
+
+def training_dataset(runs: Sequence[DataRun], method: Method, tokenizer: Any, keep: Callable[[str], bool] | None = None, what: str = "--data") -> Any:
+    """The TRL records of every run (of its rows whose ``source_id`` passes ``keep``), in ``--data`` order, as one ``datasets.Dataset``.
 
     One shard at a time goes through Python (the views are functions of rows); its records go straight
     into Arrow, so peak Python memory is one shard's rows, not the whole training set's.
     """
     from datasets import Dataset
 
-    parts = [
-        pa.Table.from_pylist(_view(run.kind, method).build(pq.read_table(shard).to_pylist(), tokenizer))
-        for run in runs
-        for shard in run.shards
-        if pq.read_metadata(shard).num_rows
-    ]
+    parts = []
+    for run in runs:
+        for shard in run.shards:
+            if not pq.read_metadata(shard).num_rows:
+                continue
+            rows = [r for r in pq.read_table(shard).to_pylist() if keep is None or keep(r["source_id"])]
+            records = _view(run.kind, method).build(rows, tokenizer) if rows else []
+            if records:
+                parts.append(pa.Table.from_pylist(records))
+    if not parts:
+        kinds = ", ".join(sorted({r.kind for r in runs}))
+        raise UserError(f"{what}: the {method} view of its {kinds} rows gives no examples (e.g. no row has the rejected side a pair needs)")
     # A shard whose optional column is all null gets a null type; promotion unifies it with the others.
     return Dataset(pa.concat_tables(parts, promote_options="default"))

@@ -12,6 +12,16 @@ command of every run is the real one, and memory goes back to the system between
    and, with ``--judge-eval-pairs``, its judge accuracy on held-out pairs (``judgeforge eval judge``:
    both orders, forced verdicts never counted correct) — the figure the judge papers track.
 
+With ``--from-m0`` (self-rewarding) the loop begins where the paper does, at the base model M0: one
+M0 → M1 stage builds IFT (gold solutions, or rejection-sampled by M0 with ``--ift-from samples``) and
+EFT with M0, fine-tunes M0 on both (SFT, the paper's 3 epochs at lr 1e-6 unless ``--sft-args`` says
+otherwise) and evaluates M1; the step-wise DPO iterations then start from M1. ``loop.json`` records the
+stage under ``m0`` (``ift``, ``eft``, ``train``, ``eval``), resumable stage by stage like the others.
+
+Each build draws new problems: a ``gym:`` task one seed per build, a file or ``datasets`` source the
+next block of rows (``--offset``), as the paper uses new questions every round (400 / 800 / 1,200:
+``--problems-per-iteration 400,800,1200``); the M0 stage takes the first block (``--m0-limit``).
+
 The engine options (``--engine``, ``--dtype``, ``--judge-engine``, ``--judge-base-url``...) go to every
 build and eval: the stage commands carry them as options that parse back into the same specs
 (:meth:`judgeforge.options.EngineChoices.argv`). M_i replaces the model of the role it plays (the
@@ -19,7 +29,7 @@ policy for self-rewarding, whose judge follows it unless ``--judge-model`` fixes
 self-taught); the other roles keep theirs, so a fixed judge can be a larger model on a server.
 
 Everything of iteration i lives under ``OUT/iter-<i>/`` (``build/``, ``curated/``, ``model/``,
-``eval.json``). ``OUT/loop.json`` records the settings and, per iteration, rows built, rows kept, the
+``eval.json``), the M0 → M1 stage's under ``OUT/m0/``. ``OUT/loop.json`` records the settings and, per iteration, rows built, rows kept, the
 judge's parse-failure rate, the builder's own quality signal (final-answer accuracy of the step search;
 correct-verdict rate of the judge on the verdicts it wrote itself, with the forced verdicts' agreement
 with the label reported apart), the training loss, the held-out accuracy and the held-out judge
@@ -60,6 +70,7 @@ from judgeforge.sources import GYM_PREFIX
 from judgeforge.train.common import finished_checkpoint
 
 STAGES = ("build", "curate", "train", "eval")
+M0_STAGES = ("ift", "eft", "train", "eval")
 
 
 def _rate(stats: dict[str, float], numerator: tuple[Stat, ...], denominator: Stat) -> float | None:
@@ -145,11 +156,32 @@ class LoopSettings(BaseModel):
     spec: str | None
     build_args: list[str]
     train_args: list[str]
+    from_m0: bool = False
+    ift_from: Literal["gold", "samples"] = "gold"
+    m0_limit: int | None = None
+    problems_per_iteration: list[int] | None = None
+    ift_args: list[str] = []
+    eft_args: list[str] = []
+    sft_args: list[str] = []
 
     @property
     def model(self) -> str:
-        """M1, the model the loop starts from."""
+        """The model the loop starts from: M1, or M0 with ``from_m0``."""
         return self.engines.policy.model
+
+    def count(self, stage: int) -> int:
+        """Problems built by ``stage`` (0: the M0 → M1 stage, i: iteration i)."""
+        if stage == 0:
+            return self.m0_limit or self.limit
+        return self.problems_per_iteration[stage - 1] if self.problems_per_iteration else self.limit
+
+    def problems(self, stage: int) -> list[str]:
+        """The build options choosing ``stage``'s new problems: its own seed (a gym: task draws new ones per seed) or the next rows."""
+        first = 0 if self.from_m0 else 1
+        args = ["--limit", str(self.count(stage)), "--seed", str(self.seed + stage - first)]
+        if not self.source.startswith(GYM_PREFIX):
+            args += ["--offset", str(sum(self.count(k) for k in range(first, stage)))]
+        return args
 
     def record(self) -> dict[str, Any]:
         """The settings as ``loop.json`` keeps them: credentials in URLs masked."""
@@ -188,6 +220,7 @@ class Loop:
             "status": "running",
             "started_at": utc_now(),
             "baseline": None,
+            **({"m0": {"model_in": self.settings.model, "model_out": str(self.m0_dir / "model")}} if self.settings.from_m0 else {}),
             "iterations": [],
         }
 
@@ -199,9 +232,20 @@ class Loop:
     def iter_dir(self, i: int) -> Path:
         return self.out / f"iter-{i}"
 
+    @property
+    def m0_dir(self) -> Path:
+        return self.out / "m0"
+
+    @property
+    def first_label(self) -> str:
+        """The name of the model the loop starts from."""
+        return "M0" if self.settings.from_m0 else "M1"
+
     def model_in(self, i: int) -> str:
-        """M_i: the starting model for i = 1, else the checkpoint iteration i - 1 trained."""
-        return self.settings.model if i == 1 else str(self.iter_dir(i - 1) / "model")
+        """M_i: for i = 1 the starting model (or the M0 → M1 stage's checkpoint), else the checkpoint iteration i - 1 trained."""
+        if i > 1:
+            return str(self.iter_dir(i - 1) / "model")
+        return str(self.m0_dir / "model") if self.settings.from_m0 else self.settings.model
 
     def engines_for(self, model: str) -> EngineChoices:
         """The engine options of a stage run with ``model`` as M_i: the method's role gets it, the others keep theirs."""
@@ -211,9 +255,17 @@ class Loop:
 
     def run(self) -> dict[str, Any]:
         if self.state["baseline"] is None:
-            self.console.rule(f"[bold]eval M1[/] {self.settings.model}")
-            self.state["baseline"] = {"model": self.settings.model, "eval": self.evaluate(self.settings.model, self.out / "eval-m1.json")}
+            label = self.first_label
+            self.console.rule(f"[bold]eval {label}[/] {self.settings.model}")
+            self.state["baseline"] = {"model": self.settings.model, "eval": self.evaluate(self.settings.model, self.out / f"eval-{label.lower()}.json")}
             self.save()
+        if self.settings.from_m0:
+            record = self.state["m0"]
+            for stage in M0_STAGES:
+                if stage not in record:
+                    self.console.rule(f"[bold]M0 → M1 · {stage}[/]")
+                    record[stage] = getattr(self, f"_m0_{stage}")()
+                    self.save()
         for i in range(1, self.settings.iterations + 1):
             record = self._iteration(i)
             for stage in STAGES:
@@ -239,22 +291,59 @@ class Loop:
     def build_argv(self, i: int) -> list[str]:
         """Iteration ``i``'s build command (after ``judgeforge``)."""
         s, m = self.settings, self.method
-        # Iteration i draws new problems where the source allows it (reasoning-gym: one dataset per seed).
+        # Iteration i draws new problems: a gym: task under its own seed, a file or datasets source its own rows.
         return [
             "build",
             m.builder,
             *self.engines_for(self.model_in(i)).argv(),
             "--source",
             s.source,
-            "--limit",
-            str(s.limit),
-            "--seed",
-            str(s.seed + i - 1),
+            *s.problems(i),
             "--out",
             str(self.iter_dir(i) / "build"),
             *m.builder_options(i),
             *s.build_args,
         ]
+
+    # --- the M0 → M1 stage (self-rewarding --from-m0) ----------------------------------------------
+
+    def m0_build_argv(self, kind: Literal["ift", "eft"]) -> list[str]:
+        """The M0 stage's IFT or EFT build (after ``judgeforge``): M0 writes (and, for EFT, judges) the first problems."""
+        s = self.settings
+        engines = self.engines_for(s.model)
+        options = ["--from", s.ift_from, *spec_argv(engines.policy), *s.ift_args] if kind == "ift" else [*engines.argv(), *s.eft_args]
+        return ["build", kind, "--source", s.source, *s.problems(0), "--out", str(self.m0_dir / "build"), *options]
+
+    def _m0_build(self, kind: Literal["ift", "eft"], hint: str) -> dict[str, Any]:
+        self.command(self.m0_build_argv(kind))
+        run = self.m0_dir / "build" / kind
+        manifest = open_run(run, kind).require_manifest()
+        if not manifest.rows_out:
+            raise UserError(f"M0 → M1: the {kind.upper()} build produced no rows (its counters are above); M1 needs both IFT and EFT: {hint}")
+        return {"run": str(run), "run_id": manifest.run_id, "rows": manifest.rows_out}
+
+    def _m0_ift(self) -> dict[str, Any]:
+        return self._m0_build(
+            "ift",
+            "with --ift-from gold the source needs gold step-by-step solutions (--solution-col, or GSM8K-style answers ending in '#### N'); "
+            "with --ift-from samples M0 must solve some problems (raise --m0-limit, or --samples-per-problem in --ift-args)",
+        )
+
+    def _m0_eft(self) -> dict[str, Any]:
+        return self._m0_build(
+            "eft",
+            "no candidate pair cleared the rollout-value gap, or the judge never agreed with it in both orders: raise --m0-limit, "
+            "lower --min-gap or raise --rollouts in --eft-args, or write the judgments from the rollouts (--eft-args '--judgment-source rollouts')",
+        )
+
+    def _m0_train(self) -> dict[str, Any]:
+        s, record = self.settings, self.state["m0"]
+        out = self.m0_dir / "model"
+        self.command(["train", "sft", "--data", record["ift"]["run"], "--data", record["eft"]["run"], "--model", s.model, "--out", str(out), *s.sft_args])
+        return self._trained(out, s.model, "M0 → M1")
+
+    def _m0_eval(self) -> dict[str, Any]:
+        return self.evaluate(str(self.m0_dir / "model"), self.m0_dir / "eval.json")
 
     def _build(self, i: int) -> dict[str, Any]:
         m = self.method
@@ -286,9 +375,12 @@ class Loop:
         base = s.model if m.train_from_seed else self.model_in(i)
         out = self.iter_dir(i) / "model"
         self.command(["train", m.recipe, "--data", str(self.iter_dir(i) / "curated"), "--model", base, "--out", str(out), *s.train_args])
+        return self._trained(out, base, f"iteration {i}")
+
+    def _trained(self, out: Path, base: str, stage: str) -> dict[str, Any]:
         manifest = finished_checkpoint(out)
         if manifest is None:
-            raise UserError(f"iteration {i}: training left no checkpoint at {out}")
+            raise UserError(f"{stage}: training left no checkpoint at {out}")
         return {
             "checkpoint": str(out),
             "base_model": base,
@@ -350,7 +442,7 @@ class Loop:
     # --- report -----------------------------------------------------------------------------------
 
     def table(self) -> Table:
-        """One row per iteration: the data M_i built, what curation kept, and the M_{i+1} trained on it."""
+        """One row per iteration: the data M_i built, what curation kept, and the M_{i+1} trained on it (M0 → M1 first, with --from-m0)."""
         table = Table(title=f"judgeforge loop · {self.settings.method} · {self.out}")
         forced = [self.method.forced_quality_name] if self.method.forced_quality_name else []
         judge = ["held-out judge acc"] if self.settings.judge_eval_pairs is not None else []
@@ -369,50 +461,46 @@ class Loop:
         )
         for name in headers:
             table.add_column(name, justify="left" if name in ("built by", "trained") else "right")
-        baseline = self.state.get("baseline") or {}
-        first = baseline.get("eval", {})
-        table.add_row(
-            "0",
-            "",
-            "",
-            "",
-            "",
-            "",
-            *("" for _ in forced),
-            "",
-            "M1",
-            _pct(first.get("accuracy")),
-            *(_pct(first.get("judge", {}).get("accuracy")) for _ in judge),
-        )
-        for r in self.state["iterations"]:
-            build, curate, train, ev = (r.get(k, {}) for k in STAGES)
-            i = r["iteration"]
+
+        def row(iteration: str, built_by: str, build: dict[str, Any], kept: str, train: dict[str, Any], trained: str, ev: dict[str, Any]) -> None:
             table.add_row(
-                str(i),
-                f"M{i}",
+                iteration,
+                built_by,
                 str(build.get("rows", "")),
-                str(curate.get("rows", "")),
+                kept,
                 _pct(build.get("judge_parse_failure_rate")),
                 _pct(build.get("quality")),
                 *(_pct(build.get("forced_quality")) for _ in forced),
                 f"{train['train_loss']:.4f}" if train else "",
-                f"M{i + 1}",
+                trained,
                 _pct(ev.get("accuracy")),
                 *(_pct(ev.get("judge", {}).get("accuracy")) for _ in judge),
             )
+
+        row("0", "", {}, "", {}, self.first_label, (self.state.get("baseline") or {}).get("eval", {}))
+        m0 = self.state.get("m0")
+        if m0 is not None:
+            built = {"rows": f"{m0['ift']['rows']} + {m0['eft']['rows']}"} if "eft" in m0 else {}
+            row("M0→M1", "M0", built, "", m0.get("train", {}), "M1", m0.get("eval", {}))
+        for r in self.state["iterations"]:
+            build, curate, train, ev = (r.get(k, {}) for k in STAGES)
+            i = r["iteration"]
+            row(str(i), f"M{i}", build, str(curate.get("rows", "")), train, f"M{i + 1}", ev)
         return table
 
     def plot(self) -> Path:
         from judgeforge.plots import lines
 
         records = self.state["iterations"]
-        labels = [f"M{k}" for k in range(1, len(records) + 2)]
-        evals = [(self.state.get("baseline") or {}).get("eval", {})] + [r.get("eval", {}) for r in records]
+        m0 = [self.state["m0"]] if self.settings.from_m0 else []
+        evals = [(self.state.get("baseline") or {}).get("eval", {})] + [r.get("eval", {}) for r in m0 + records]
+        first = 0 if self.settings.from_m0 else 1
+        labels = [f"M{k}" for k in range(first, first + len(evals))]
         series: dict[str, Sequence[float | None]] = {"held-out accuracy": [e.get("accuracy") for e in evals]}
         if self.settings.judge_eval_pairs is not None:
             series["held-out judge accuracy"] = [e.get("judge", {}).get("accuracy") for e in evals]
         # The builder's quality signal is measured with M_i (the model the iteration starts from).
-        series[self.method.quality_name] = [r.get("build", {}).get("quality") for r in records] + [None]
+        series[self.method.quality_name] = [None] * len(m0) + [r.get("build", {}).get("quality") for r in records] + [None]
         return lines(labels, series, f"{self.settings.method} loop", self.out / "loop.png")
 
 
@@ -431,30 +519,56 @@ def build_settings(
     build_args: str,
     train_args: str,
     judge_eval_pairs: str | None = None,
+    from_m0: bool = False,
+    ift_from: Literal["gold", "samples"] = "gold",
+    m0_limit: int | None = None,
+    problems_per_iteration: str | None = None,
+    ift_args: str = "",
+    eft_args: str = "",
+    sft_args: str = "",
 ) -> LoopSettings:
     """Check the options and fill the held-out set: the same gym task under another seed, or --eval-source."""
+    if not from_m0:
+        given = [flag for flag, value in (("--m0-limit", m0_limit), ("--ift-args", ift_args), ("--eft-args", eft_args), ("--sft-args", sft_args)) if value]
+        if given or ift_from != "gold":
+            raise UserError(f"{', '.join(given or ['--ift-from'])}: the M0 → M1 stage runs only with --from-m0")
+    elif method != "self-rewarding":
+        raise UserError(f"--from-m0: the M0 → M1 stage (IFT + EFT, then SFT) is process-based self-rewarding's; --method {method} starts from its seed model")
+    counts = _counts(problems_per_iteration, iterations)
     if eval_source is None:
         if not source.startswith(GYM_PREFIX):
             raise UserError("--eval-source is required when --source is not a gym: task (held-out problems must differ from the training problems)")
         eval_source = source
-    if eval_source == source and source.startswith(GYM_PREFIX) and seed <= eval_seed < seed + iterations:
-        raise UserError(
-            f"--eval-seed {eval_seed} is one of the build seeds ({seed}..{seed + iterations - 1}): the held-out problems would be training problems"
-        )
+    builds = iterations + int(from_m0)
+    if eval_source == source and source.startswith(GYM_PREFIX) and seed <= eval_seed < seed + builds:
+        raise UserError(f"--eval-seed {eval_seed} is one of the build seeds ({seed}..{seed + builds - 1}): the held-out problems would be training problems")
     if judge_eval_pairs is not None and not Path(judge_eval_pairs).expanduser().exists():
         raise UserError(f"--judge-eval-pairs '{judge_eval_pairs}' not found")
     _check_roles(METHODS[method], method, engines)
-    try:
-        build, train = shlex.split(build_args), shlex.split(train_args)
-    except ValueError as exc:
-        raise UserError(f"--build-args/--train-args: {exc}") from exc
-    loop_set = {"--model", "--source", "--limit", "--seed", "--out", "--iteration"} | engine_flags((POLICY, *engines.roles))
-    owned = loop_set & {a.split("=")[0] for a in build}
-    if owned:
-        raise UserError(f"--build-args may not set {', '.join(sorted(owned))}: the loop sets them")
-    owned = {"--data", "--model", "--out"} & {a.split("=")[0] for a in train}
-    if owned:
-        raise UserError(f"--train-args may not set {', '.join(sorted(owned))}: the loop sets them")
+    split: dict[str, list[str]] = {}
+    for flag, value in (
+        ("--build-args", build_args),
+        ("--train-args", train_args),
+        ("--ift-args", ift_args),
+        ("--eft-args", eft_args),
+        ("--sft-args", sft_args),
+    ):
+        try:
+            split[flag] = shlex.split(value)
+        except ValueError as exc:
+            raise UserError(f"{flag}: {exc}") from exc
+    loop_set = {"--model", "--source", "--limit", "--offset", "--seed", "--out", "--iteration"} | engine_flags((POLICY, *engines.roles))
+    for flag in ("--build-args", "--ift-args", "--eft-args"):
+        owned = (loop_set | ({"--from"} if flag == "--ift-args" else set())) & {a.split("=")[0] for a in split[flag]}
+        if owned:
+            raise UserError(f"{flag} may not set {', '.join(sorted(owned))}: the loop sets them")
+    for flag in ("--train-args", "--sft-args"):
+        args = {a.split("=")[0] for a in split[flag]}
+        owned = {"--data", "--model", "--out"} & args
+        if owned:
+            raise UserError(f"{flag} may not set {', '.join(sorted(owned))}: the loop sets them")
+        if {"--lora-r", "--peft.r"} & args and "--merge" not in args:
+            raise UserError(f"{flag}: with --lora-r add --merge: the next stage runs the trained model, and a bare LoRA adapter is no model to run")
     return LoopSettings(
         method=method,
         iterations=iterations,
@@ -468,9 +582,29 @@ def build_settings(
         eval_max_tokens=eval_max_tokens,
         judge_eval_pairs=judge_eval_pairs,
         spec=spec,
-        build_args=build,
-        train_args=train,
+        build_args=split["--build-args"],
+        train_args=split["--train-args"],
+        from_m0=from_m0,
+        ift_from=ift_from,
+        m0_limit=m0_limit,
+        problems_per_iteration=counts,
+        ift_args=split["--ift-args"],
+        eft_args=split["--eft-args"],
+        sft_args=split["--sft-args"],
     )
+
+
+def _counts(given: str | None, iterations: int) -> list[int] | None:
+    """``--problems-per-iteration``: one count for every iteration, or one per iteration (e.g. 400,800,1200)."""
+    if given is None:
+        return None
+    try:
+        counts = [int(c) for c in given.split(",")]
+    except ValueError as exc:
+        raise UserError(f"--problems-per-iteration '{given}': give whole numbers separated by commas, e.g. 400,800,1200") from exc
+    if any(c < 1 for c in counts) or len(counts) not in (1, iterations):
+        raise UserError(f"--problems-per-iteration '{given}': one count (≥ 1) for every iteration, or one per iteration ({iterations})")
+    return counts * iterations if len(counts) == 1 else counts
 
 
 def _check_roles(method: LoopMethod, name: str, engines: EngineChoices) -> None:

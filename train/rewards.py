@@ -1,9 +1,11 @@
-"""S2R reward functions for TRL's ``GRPOTrainer`` (and any trainer taking TRL-style ``reward_funcs``).
+"""S2R reward functions for TRL's ``RLOOTrainer`` and ``GRPOTrainer`` (any trainer taking TRL-style ``reward_funcs``).
 
 S2R's RL stage (Ma et al., ACL 2025, arXiv 2502.12853) rewards a self-verifying policy either at the
 outcome level — is the final answer right? — or at the process level — is each self-verification
-right about the attempt it checks? The paper's exact reward definitions were not found (its repository
-gives per-segment rewards of ±1, 0 for a missing verdict); these are ours, and both read a completion
+right about the attempt it checks? The paper trains and compares the two as separate variants; it
+does not add them, and neither does a recipe here (:data:`REWARDS`: one per run). The paper's exact
+reward definitions were not found (its repository gives per-segment rewards of ±1, 0 for a missing
+verdict); these are ours, and both read a completion
 with the very functions the builder lays trajectories out with
 (:mod:`judgeforge.formats.s2r`), so a trajectory the builder made is cut back into exactly its
 segments:
@@ -27,16 +29,14 @@ every dataset column to a reward function as a keyword argument; ``s2r_rl_prompt
 
 Both functions follow TRL 1.16's signature — ``(prompts, completions, completion_ids, **kwargs)`` with
 the dataset columns and ``trainer_state`` in ``kwargs`` — and accept standard (string) or conversational
-(list of messages) completions. :func:`reward_setup` returns the functions and weights for
-``GRPOConfig(reward_weights=...)``: TRL adds the weighted rewards, so the combination is configured by
-the two weights (outcome only: ``process_weight=0``).
+(list of messages) completions.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from judgeforge.formats.s2r import final_attempt, parse_trajectory, parse_verdict
 from judgeforge.sources import Problem
@@ -69,12 +69,9 @@ def process_reward(prompts: Sequence[Any], completions: Sequence[Completion], co
     return rewards
 
 
-def reward_setup(outcome_weight: float = 1.0, process_weight: float = 1.0) -> tuple[list[RewardFunc], list[float]]:
-    """The reward functions with a non-zero weight, and their weights, for ``GRPOConfig(reward_weights=...)``."""
-    pairs = [(f, w) for f, w in ((outcome_reward, outcome_weight), (process_reward, process_weight)) if w != 0]
-    if not pairs:
-        raise ValueError("at least one of outcome_weight and process_weight must be non-zero")
-    return [f for f, _ in pairs], [w for _, w in pairs]
+Variant = Literal["outcome", "process"]
+REWARDS: dict[Variant, RewardFunc] = {"outcome": outcome_reward, "process": process_reward}
+"""The two variants S2R compares; an RL recipe trains with exactly one of them."""
 
 
 def _text(completion: Completion) -> str:
