@@ -32,14 +32,33 @@ class ProblemResult(BaseModel):
     """The whole solution as generated (with ``--save-generations``)."""
 
 
-class EvalResult(BaseModel):
-    """Accuracy of one model on one problem set; ``correct`` is None for problems with no gold answer."""
+class ModelOnProblems(BaseModel):
+    """Which model, on which engine, ran on which problems: where every eval result on a problem set starts."""
 
     model: str
     weights_hash: str
     engine: dict[str, Any]
     source: dict[str, Any]
     source_fingerprint: str
+
+    @staticmethod
+    def of(spec: EngineSpec, weights_hash: str, source: SourceConfig, problems: Sequence[Problem]) -> dict[str, Any]:
+        """The fields, from the engine spec (credentials masked), its weights hash and the problems as loaded."""
+        from judgeforge.executors.local import inputs_fingerprint
+        from judgeforge.runs import redact_urls
+
+        return {
+            "model": spec.model,
+            "weights_hash": weights_hash,
+            "engine": redact_urls(spec.model_dump(mode="json")),
+            "source": source.model_dump(mode="json"),
+            "source_fingerprint": inputs_fingerprint(problems),
+        }
+
+
+class EvalResult(ModelOnProblems):
+    """Accuracy of one model on one problem set; ``correct`` is None for problems with no gold answer."""
+
     problems: int
     graded: int
     correct: int
@@ -89,8 +108,6 @@ def solve(
 def evaluate(spec: EngineSpec, source: SourceConfig, max_tokens: int = 256, console: Any = None, save_generations: bool = False) -> EvalResult:
     """Greedy final-answer accuracy of the model ``spec`` runs on the problems of ``source``."""
     from judgeforge.engines import make_engine
-    from judgeforge.executors.local import inputs_fingerprint
-    from judgeforge.runs import redact_urls
     from judgeforge.sources import load_problems
     from judgeforge.verify import check_answer, extract_answer
 
@@ -111,11 +128,7 @@ def evaluate(spec: EngineSpec, source: SourceConfig, max_tokens: int = 256, cons
     graded = [r for r in results if r.correct is not None]
     right = sum(bool(r.correct) for r in graded)
     return EvalResult(
-        model=spec.model,
-        weights_hash=weights_hash,
-        engine=redact_urls(spec.model_dump(mode="json")),
-        source=source.model_dump(mode="json"),
-        source_fingerprint=inputs_fingerprint(problems),
+        **ModelOnProblems.of(spec, weights_hash, source, problems),
         problems=len(results),
         graded=len(graded),
         correct=right,

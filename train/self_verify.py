@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
@@ -37,7 +37,7 @@ from judgeforge.engines.base import Engine, ProgressFn, Request, SamplingParams,
 from judgeforge.formats.s2r import RETRY_LEAD, SEPARATOR, VERIFICATION, VERIFY_LEAD, attempt_segment, policy_messages, split_segments, verification_segment
 from judgeforge.formats.verdicts import settle
 from judgeforge.sources import Problem, SourceConfig
-from judgeforge.train.eval import token_progress
+from judgeforge.train.eval import ModelOnProblems, token_progress
 from judgeforge.verify import check_answer, extract_answer
 
 How = Literal["parsed", "forced", "unparsable", "failed"]
@@ -88,12 +88,7 @@ class SelfVerifyFigures(BaseModel):
     verification_accuracy: float | None = Field(description="parsed verdicts that are right about their attempt, over parsed verdicts on graded problems")
 
 
-class SelfVerifyResult(BaseModel):
-    model: str
-    weights_hash: str
-    engine: dict[str, Any]
-    source: dict[str, Any]
-    source_fingerprint: str
+class SelfVerifyResult(ModelOnProblems):
     settings: SelfVerifySettings
     seconds: float
     figures: SelfVerifyFigures
@@ -205,8 +200,6 @@ def figures(results: Sequence[TrajectoryResult]) -> SelfVerifyFigures:
 def evaluate_self_verify(spec: EngineSpec, source: SourceConfig, settings: SelfVerifySettings, save_generations: bool = False) -> SelfVerifyResult:
     """Accuracy after self-verification of the model ``spec`` runs, on the problems of ``source``."""
     from judgeforge.engines import make_engine
-    from judgeforge.executors.local import inputs_fingerprint
-    from judgeforge.runs import redact_urls
     from judgeforge.sources import load_problems
 
     problems = load_problems(source)
@@ -221,11 +214,7 @@ def evaluate_self_verify(spec: EngineSpec, source: SourceConfig, settings: SelfV
     if not save_generations:
         results = [r.model_copy(update={"transcript": None}) for r in results]
     return SelfVerifyResult(
-        model=spec.model,
-        weights_hash=weights_hash,
-        engine=redact_urls(spec.model_dump(mode="json")),
-        source=source.model_dump(mode="json"),
-        source_fingerprint=inputs_fingerprint(problems),
+        **ModelOnProblems.of(spec, weights_hash, source, problems),
         settings=settings,
         seconds=round(time.perf_counter() - clock, 3),
         figures=figures(results),
