@@ -40,3 +40,11 @@ def diagnose_build(manifest: Manifest) -> list[str]:
     if name is None or name not in builder_names():
         return []
     return load_builder(name).diagnose(manifest.builder_stats, manifest.config, manifest.rows_in or 0, manifest.rows_out or 0)
+
+
+def diagnose_run(manifest: Manifest) -> list[str]:
+    """Why a built or curated run kept no rows or fewer than a tenth of its inputs: its curation's recorded
+    diagnosis, or its build's (:func:`diagnose_build`); nothing when it kept enough."""
+    if manifest.curation is not None:
+        return list(manifest.curation.diagnosis)
+    return diagnose_build(manifest)

@@ -205,9 +205,11 @@ def runs_command(folder: Path) -> None:
 def inspect_command(run_dir: Path, query: str | None, samples: int, max_rows: int) -> None:
     """Show a run: row counts, per-column statistics and sample rows, or the result of an ad-hoc --sql query.
 
-    Works on built and curated runs alike; a curated run also shows its funnel. Given a folder that holds
-    runs (a build's --out), it lists them, as `judgeforge runs` does.
+    Works on built and curated runs alike; a curated run also shows its funnel, and a run that kept no
+    rows (or under a tenth of its inputs) says why, as its build or curation did. Given a folder that
+    holds runs (a build's --out), it lists them, as `judgeforge runs` does.
     """
+    from judgeforge.builders import diagnose_run
     from judgeforge.curation import inspection
     from judgeforge.curation.filters import ident, one_row
     from judgeforge.curation.pipeline import connect
@@ -249,6 +251,10 @@ def inspect_command(run_dir: Path, query: str | None, samples: int, max_rows: in
     console.print(head)
     if curation is not None:
         console.print(funnel_table(curation, str(run_dir), console.width))
+    if manifest is not None and (why := diagnose_run(manifest)):
+        console.print(f"[yellow]kept {manifest.rows_out or 0:,} of {manifest.rows_in or 0:,} rows:[/]")
+        for line in why:
+            console.print(f"  {line}", markup=False, highlight=False)
     stats = Table(title="columns")
     for name in ("column", "type", "nulls", "summary"):
         stats.add_column(name)

@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from judgeforge import plots
-from judgeforge.builders import builder_names, diagnose_build, load_builder
+from judgeforge.builders import builder_names, diagnose_run, load_builder
 from judgeforge.builders.base import Builder
 from judgeforge.console import make_console
 from judgeforge.errors import UserError
@@ -257,13 +257,6 @@ def verdict_summary(info: Run) -> str:
     return count.count(info.dataset().to_table(columns=list(count.columns)), manifest.config).sentence()
 
 
-def diagnosis(manifest: Manifest) -> list[str]:
-    """Why the run kept no rows or fewer than a tenth of its inputs: its curation's diagnosis, or its build's."""
-    if manifest.curation is not None:
-        return list(manifest.curation.diagnosis)
-    return diagnose_build(manifest)
-
-
 def render_card(info: Run, out: Path, repo_id: str | None = None, license_id: str | None = None, pretty_name: str | None = None) -> list[Path]:
     """Write README.md and its plots into ``out``; return the files written."""
     kind = info.kind
@@ -302,7 +295,7 @@ def render_card(info: Run, out: Path, repo_id: str | None = None, license_id: st
             repo_id=repo,
             summary=builder.summary if builder else "",
             verdicts=verdict_summary(info),
-            diagnosis=diagnosis(manifest),
+            diagnosis=diagnose_run(manifest),
             builder_doc=_markdown(_module_doc(builder) if builder else ""),
             schema_doc=_markdown(_module_doc(builder.row_model) if builder else ""),
             paper=kind.paper,

@@ -229,7 +229,7 @@ def _ift_run(root: Path, rows: int) -> Path:
         for i in range(rows)
     ]
     run.write_chunk(0, rows_to_table(IftRow, table), {"rows": rows})
-    write_json(run.manifest_path, {"kind": "ift", "status": "complete", "builder": {"name": "ift", "version": "0.2.0"}})
+    write_json(run.manifest_path, {"kind": "ift", "status": "complete", "builder": {"name": "ift", "version": "0.2.0"}, "rows_in": rows, "rows_out": rows})
     return root
 
 
@@ -259,3 +259,17 @@ def test_train_refuses_an_empty_run_among_several_naming_it_and_why(tmp_path: Pa
     assert "leave it out of --data or rebuild it" in message and not (tmp_path / "m").exists()
     alone = CliRunner().invoke(main, ["train", "sft", "--data", str(eft), "--out", str(tmp_path / "m")])
     assert alone.exit_code == 2 and "nothing to train on" in alone.output
+
+
+def test_inspect_says_why_a_built_or_curated_run_kept_no_rows(tmp_path: Path) -> None:
+    eft = _empty_eft_run(tmp_path / "eft")
+    shown = CliRunner().invoke(main, ["inspect", str(eft)], env={"COLUMNS": "400"})
+    assert shown.exit_code == 0, shown.output
+    assert "kept 0 of 2 rows:" in shown.output and "too_few_candidates: 1 of 2 problems had fewer than two distinct candidates" in shown.output
+    curated = tmp_path / "curated"
+    assert CliRunner().invoke(main, ["curate", str(eft), "--out", str(curated)]).exit_code == 0
+    shown = CliRunner().invoke(main, ["inspect", str(curated)], env={"COLUMNS": "400"})
+    assert shown.exit_code == 0, shown.output
+    assert "kept 0 of 0 rows:" in shown.output and "the input run holds no rows: too_few_candidates: 1 of 2 problems" in shown.output
+    kept = CliRunner().invoke(main, ["inspect", str(_ift_run(tmp_path / "ift", 2))], env={"COLUMNS": "400"})
+    assert kept.exit_code == 0 and "kept" not in kept.output.replace("kept rows", "")

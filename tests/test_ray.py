@@ -60,11 +60,22 @@ def wait_for(found: Callable[[], Any], what: str, timeout: float = 300.0) -> Any
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def descends_from_this_process(pid: int) -> bool:
+    """Whether ``pid`` was started, through any chain of parents, by this test process (whose ``ray.init``
+    started the session's cluster: its raylet and so its workers are our descendants)."""
+    while pid > 1:
+        if pid == os.getpid():
+            return True
+        pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    return False
+
+
 def busy_worker() -> int | None:
-    """The pid of a Ray worker process building a chunk right now (Ray titles it ``ray::ChunkWorker.build``)."""
+    """The pid of one of this session's Ray workers building a chunk right now (Ray titles it
+    ``ray::ChunkWorker.build``); another Ray cluster on the same machine is never touched."""
     for proc in Path("/proc").iterdir():
         try:
-            if proc.name.isdigit() and (proc / "cmdline").read_bytes().startswith(b"ray::ChunkWorker.build"):
+            if proc.name.isdigit() and (proc / "cmdline").read_bytes().startswith(b"ray::ChunkWorker.build") and descends_from_this_process(int(proc.name)):
                 return int(proc.name)
         except OSError:
             continue

@@ -26,7 +26,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from judgeforge.builders import diagnose_build
+from judgeforge.builders import diagnose_run
 from judgeforge.errors import UserError
 from judgeforge.runs import Manifest, open_run
 from judgeforge.schemas.kind import Method, NotTrained, View
@@ -109,7 +109,7 @@ def open_data(paths: Sequence[Path], method: Method) -> list[DataRun]:
 
 def empty_reason(manifest: Manifest) -> str:
     """Why a run holds no rows, on one line: its curation's diagnosis, or its build's (the counters that took them)."""
-    return "; ".join(manifest.curation.diagnosis if manifest.curation is not None else diagnose_build(manifest))
+    return "; ".join(diagnose_run(manifest))
 
 
 def trainer_spec(runs: Sequence[DataRun], method: Method) -> tuple[str, str, str]:
