@@ -37,7 +37,7 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from judgeforge import __version__
-from judgeforge.builders import diagnose_build
+from judgeforge.builders import diagnose_run
 from judgeforge.builders.base import too_few
 from judgeforge.curation.filters import FILTERS, Decontaminate, Filter, Stage, lit, one_row
 from judgeforge.errors import UserError
@@ -350,6 +350,9 @@ def _run_filters(con: duckdb.DuckDBPyConnection, run: Run, steps: list[Step], op
     return funnel, rows_in, rows
 
 
+EMPTY_INPUT = "the input run holds no rows"
+
+
 def diagnose(run: Run, steps: list[Step], funnel: list[FunnelStep], rows_in: int, rows_out: int, most: int = 2) -> list[str]:
     """Why a curation kept no rows, or fewer than a tenth of them: the (at most ``most``) filters that removed the
     most, each as it explains its drops, with what to change — the spec entry's ``hint``, or the filter's own advice.
@@ -358,8 +361,10 @@ def diagnose(run: Run, steps: list[Step], funnel: list[FunnelStep], rows_in: int
     if not too_few(rows_out, rows_in):
         return []
     if not rows_in:
-        build = diagnose_build(run.manifest) if run.manifest is not None and run.manifest.curation is None else []
-        return ["the input run holds no rows" + (f": {build[0]}" if build else "")]
+        upstream = diagnose_run(run.manifest) if run.manifest is not None else []
+        if upstream and upstream[0].startswith(EMPTY_INPUT):  # a curation of an empty curated run: its own reason
+            return upstream[:1]
+        return [EMPTY_INPUT + (f": {upstream[0]}" if upstream else "")]
     hits = [(step, f) for step, f in zip(steps, funnel, strict=True) if f.dropped]
     top = sorted(sorted(hits, key=lambda h: -(h[1].dropped or 0))[:most], key=lambda h: funnel.index(h[1]))
     weakness = _verdict_weakness(run) if any(step.filter.judges for step, _ in top) else ""

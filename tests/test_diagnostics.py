@@ -271,5 +271,9 @@ def test_inspect_says_why_a_built_or_curated_run_kept_no_rows(tmp_path: Path) ->
     shown = CliRunner().invoke(main, ["inspect", str(curated)], env={"COLUMNS": "400"})
     assert shown.exit_code == 0, shown.output
     assert "kept 0 of 0 rows:" in shown.output and "the input run holds no rows: too_few_candidates: 1 of 2 problems" in shown.output
+    again = tmp_path / "curated-again"
+    assert CliRunner().invoke(main, ["curate", str(curated), "--out", str(again)]).exit_code == 0
+    first, second = (json.loads((run / "manifest.json").read_text())["curation"]["diagnosis"] for run in (curated, again))
+    assert second == first and first[0].startswith("the input run holds no rows: too_few_candidates")
     kept = CliRunner().invoke(main, ["inspect", str(_ift_run(tmp_path / "ift", 2))], env={"COLUMNS": "400"})
     assert kept.exit_code == 0 and "kept" not in kept.output.replace("kept rows", "")
